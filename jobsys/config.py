@@ -1,0 +1,97 @@
+"""One frozen settings object, read once from the environment (prefix ``JOBSYS_``).
+
+Every component receives a :class:`Settings` explicitly or through
+:func:`get_settings`, which builds it once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from jobsys.errors import ConfigError
+
+_DB_SCHEMES = ("postgresql", "postgresql+psycopg2")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; every field maps to ``JOBSYS_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBSYS_", frozen=True, extra="ignore")
+
+    database_url: str | None = Field(None, description="PostgreSQL URL; embedded when unset")
+    broker_url: str | None = Field(None, description="Redis broker URL; embedded when unset")
+    result_backend: str | None = Field(None, description="Redis result backend; broker's if unset")
+    imports: Annotated[tuple[str, ...], NoDecode] = Field((), description="extra modules defining job kinds")
+    home: Path = Field(Path(".jobsys"), description="folder for embedded servers' data")
+
+    visibility_timeout: int = Field(3600, ge=60, description="Redis redelivery timeout, s")
+    default_timeout: int = Field(180, ge=1, description="hard time limit of a job, s")
+    default_soft_timeout: int = Field(150, ge=1, description="soft time limit of a job, s")
+    default_max_attempts: int = Field(5, ge=1, le=100)
+    retry_base: float = Field(1.0, gt=0, description="first retry backoff ceiling, s")
+    retry_cap: float = Field(300.0, gt=0, description="largest retry backoff, s")
+    lease_grace: int = Field(15, ge=1, description="lease beyond the hard time limit, s")
+
+    worker_heartbeat: float = Field(10.0, gt=0, description="worker heartbeat period, s")
+    worker_dead_after: float = Field(60.0, gt=0, description="missed-heartbeat window, s")
+    sweep_interval: float = Field(15.0, gt=0, description="sweeper period under beat, s")
+    lost_after: float = Field(60.0, gt=0, description="due job unclaimed this long is lost, s")
+    task_events: bool = Field(True, description="send task events for Flower")
+    db_retry_delay: float = Field(2.0, gt=0, description="wait before retrying a DB outage, s")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db(cls, value: str | None) -> str | None:
+        return _check_scheme("JOBSYS_DATABASE_URL", value, _DB_SCHEMES)
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _check_redis(cls, value: str | None) -> str | None:
+        return _check_scheme("JOBSYS_BROKER_URL/RESULT_BACKEND", value, _REDIS_SCHEMES)
+
+    @field_validator("imports", mode="before")
+    @classmethod
+    def _split_imports(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def with_urls(self, database_url: str, broker_url: str) -> Settings:
+        """Return a copy pointing at the given servers."""
+        return self.model_copy(update={"database_url": database_url, "broker_url": broker_url})
+
+
+def _check_scheme(name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None or value == "":
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in schemes or not rest:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ValueError(f"{name}={value!r} is not a valid URL: it must start with {allowed}")
+    return value
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Read the environment once; a malformed value raises :class:`ConfigError`."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from e
+    except SettingsError as e:
+        raise ConfigError(str(e)) from e
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"])
+        parts.append(f"JOBSYS_{field.upper()}: {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(parts)

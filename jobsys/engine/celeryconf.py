@@ -1,0 +1,65 @@
+"""Celery's configuration, built from :class:`~jobsys.config.Settings` in one dictionary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Queue
+
+from jobsys.config import Settings, get_settings
+from jobsys.engine.registry import registry
+from jobsys.engine.runtime import resolve_urls
+
+CONTROL_QUEUE = "jobsys.control"
+DEFAULT_QUEUE = "default"
+# Redis serves priority 0 first; jobsys priorities run 0 (normal) to 9 (most urgent).
+PRIORITY_STEPS = list(range(10))
+
+
+def celery_config(settings: Settings | None = None) -> dict[str, Any]:
+    """The handful of Celery options jobsys sets (design §6)."""
+    s = settings or get_settings()
+    urls = resolve_urls(s)
+    transport = {
+        "visibility_timeout": s.visibility_timeout,
+        "health_check_interval": 10,
+        "socket_keepalive": True,
+        "queue_order_strategy": "priority",
+        "priority_steps": PRIORITY_STEPS,
+        "sep": ":",
+    }
+    queue_names = sorted({DEFAULT_QUEUE, CONTROL_QUEUE, *registry.queues()})
+    return {
+        "broker_url": urls.broker,
+        "result_backend": urls.result_backend,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"visibility_timeout": s.visibility_timeout},
+        "visibility_timeout": s.visibility_timeout,
+        "broker_connection_retry_on_startup": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": s.default_timeout,
+        "task_soft_time_limit": s.default_soft_timeout,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_send_sent_event": s.task_events,
+        "worker_send_task_events": s.task_events,
+        "result_expires": 7 * 24 * 3600,
+        "worker_max_tasks_per_child": 10_000,
+        "worker_max_memory_per_child": 512_000,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_queues": [Queue(n, routing_key=n) for n in queue_names],
+        "task_routes": {"jobsys.sweep": {"queue": CONTROL_QUEUE}},
+        "imports": list(s.imports),
+        "beat_schedule": {
+            "jobsys-sweep": {
+                "task": "jobsys.sweep",
+                "schedule": s.sweep_interval,
+                "options": {"queue": CONTROL_QUEUE, "expires": s.sweep_interval},
+            }
+        },
+        "worker_hijack_root_logger": False,
+    }

@@ -1,0 +1,101 @@
+"""Job kinds: each a name, a payload schema, limits and a handler."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from jobsys.errors import PayloadError, UnknownKindError
+
+_KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+
+Handler = Callable[..., Any]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """Everything the engine knows about one job kind."""
+
+    kind: str
+    handler: Handler
+    payload: type[BaseModel] | None
+    max_attempts: int
+    timeout: int
+    soft_timeout: int
+    queue: str
+    priority: int = 0
+
+    def validate(self, payload: Mapping[str, Any] | BaseModel | None) -> BaseModel | None:
+        """Check a payload against the kind's schema.
+
+        Raises:
+            PayloadError: naming each field, value and rule that failed.
+        """
+        if self.payload is None:
+            if payload:
+                raise PayloadError(self.kind, ["this kind takes no payload"])
+            return None
+        if isinstance(payload, self.payload):
+            return payload
+        try:
+            return self.payload.model_validate(dict(payload or {}))
+        except ValidationError as e:
+            raise PayloadError(self.kind, _problems(e)) from e
+
+    def dump(self, payload: BaseModel | None) -> dict[str, Any]:
+        return payload.model_dump(mode="json") if payload is not None else {}
+
+
+def _problems(error: ValidationError) -> list[str]:
+    out = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "payload"
+        out.append(f"{field}: {item['msg']} (got {item.get('input')!r})")
+    return out
+
+
+def check_spec(spec: JobSpec) -> None:
+    """Reject a kind whose declaration cannot work.
+
+    Raises:
+        ValueError: naming the field and the rule it breaks.
+    """
+    if not _KIND.match(spec.kind):
+        raise ValueError(f"kind {spec.kind!r} must be dotted lowercase words, e.g. 'photos.resize'")
+    if spec.max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {spec.max_attempts}")
+    if not 0 < spec.soft_timeout <= spec.timeout:
+        raise ValueError(
+            f"soft_timeout ({spec.soft_timeout}) must be positive and at most timeout "
+            f"({spec.timeout})"
+        )
+
+
+class Registry:
+    """The job kinds this process knows."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, JobSpec] = {}
+
+    def add(self, spec: JobSpec) -> None:
+        check_spec(spec)
+        self._specs[spec.kind] = spec
+
+    def get(self, kind: str) -> JobSpec:
+        try:
+            return self._specs[kind]
+        except KeyError:
+            raise UnknownKindError(kind, list(self._specs)) from None
+
+    def kinds(self) -> list[str]:
+        return sorted(self._specs)
+
+    def queues(self) -> set[str]:
+        return {s.queue for s in self._specs.values()}
+
+
+registry = Registry()

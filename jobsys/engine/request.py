@@ -1,0 +1,67 @@
+"""The worker main process's view of a request whose pool child died or overran.
+
+The child cannot record anything after ``kill -9``, ``os._exit`` or a hard
+time limit, so the main process records the failed attempt in Postgres and
+schedules the retry (or buries the job) itself; the broker message is then
+acknowledged rather than requeued, because Postgres now owns the job's fate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+from celery.worker.request import Request
+from celery.worker.state import task_ready
+
+from jobsys.config import get_settings
+from jobsys.engine import runtime
+from jobsys.engine.failures import Failure
+from jobsys.engine.outcome import settle_failure
+from jobsys.errors import StoreUnavailableError
+
+log = structlog.get_logger("jobsys.engine")
+
+
+class JobRequest(Request):  # type: ignore[misc]
+    """Celery request with jobsys recovery for lost children and hard timeouts."""
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if not soft:
+            self._recover(TimeLimitExceeded(timeout), "timeout", f"hard time limit {timeout}s")
+        super().on_timeout(soft, timeout)
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        lost = isinstance(exc, WorkerLostError) or (
+            isinstance(exc, SystemExit | KeyboardInterrupt)
+            and not (self._already_cancelled or self._already_revoked)
+        )
+        if lost and self._recover(exc, "worker_lost", f"worker process lost: {exc}"):
+            task_ready(self)
+            self.acknowledge()
+            self.send_event("task-failed", exception=repr(exc), traceback="")
+            return
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def _recover(self, exc: BaseException, reason: str, message: str) -> bool:
+        """Record the failed attempt; False if the store could not be reached."""
+        settings = get_settings()
+        try:
+            store = runtime.store()
+            job = store.running_on(uuid.UUID(self.id), str(self.hostname), int(self.worker_pid or 0))
+            if job is None:
+                return True  # already recorded, or no longer this process's attempt
+            failure = Failure(type(exc).__name__, message, "", reason, True)
+            settle_failure(self.task.app, store, settings, job, failure, actor=str(self.hostname))
+            return True
+        except StoreUnavailableError:
+            log.warning("recover.store_unavailable", job_id=self.id)
+            return False

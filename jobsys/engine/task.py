@@ -1,0 +1,122 @@
+"""The Celery task class behind every job kind, and the ``@job`` decorator.
+
+``.delay(user_id, **payload)`` and ``.apply_async(...)`` go through
+:func:`jobsys.engine.enqueue.submit`: validate, insert the row, then publish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task
+from kombu import Queue
+from pydantic import BaseModel
+
+from jobsys.config import get_settings
+from jobsys.engine.app import app
+from jobsys.engine.executor import execute
+from jobsys.engine.registry import JobSpec, registry
+
+
+class JobTask(Task):  # type: ignore[type-arg]
+    """A job kind as a Celery task. Its message carries the job id; Postgres the rest."""
+
+    spec: JobSpec
+    Request = "jobsys.engine.request:JobRequest"
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+    typing = False
+
+    def apply_async(  # type: ignore[override]
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Store the job, then publish it; returns the ``AsyncResult`` (its id is the job id).
+
+        ``args`` is ``(user_id,)`` and ``kwargs`` the payload's fields. Options
+        ``countdown``, ``priority`` and ``unique_key`` are honoured.
+        """
+        from jobsys.engine.enqueue import submit
+
+        user_id, payload = _split_call(self.spec.kind, args, kwargs)
+        return submit(self.spec, user_id, payload, task_id=task_id, **options)
+
+
+def _split_call(
+    kind: str, args: tuple[Any, ...] | list[Any] | None, kwargs: dict[str, Any] | None
+) -> tuple[Any, dict[str, Any]]:
+    args = tuple(args or ())
+    if len(args) != 1:
+        raise TypeError(f"{kind}.delay() takes the user id as its one positional argument")
+    return args[0], dict(kwargs or {})
+
+
+def job(
+    *,
+    kind: str,
+    payload: type[BaseModel] | None = None,
+    max_attempts: int | None = None,
+    soft_timeout: int | None = None,
+    timeout: int | None = None,
+    queue: str = "default",
+    priority: int = 0,
+) -> Callable[[Callable[..., Any]], JobTask]:
+    """Register a job kind and return its Celery task.
+
+    Parameters:
+        kind: dotted name, e.g. ``"photos.resize"``; also the Celery task name.
+        payload: pydantic model the payload must match (at enqueue and at execution).
+        max_attempts: attempts before the job is dead-lettered (default 5).
+        soft_timeout: seconds before ``SoftTimeLimitExceeded`` is raised in the handler.
+        timeout: hard limit in seconds; the attempt's process is killed (default 180).
+        queue: the Celery queue its messages go to.
+
+    Raises:
+        ValueError: the declaration breaks a rule (named in the message).
+    """
+    settings = get_settings()
+    hard = timeout if timeout is not None else settings.default_timeout
+    soft = soft_timeout if soft_timeout is not None else min(settings.default_soft_timeout, hard)
+
+    def decorate(fn: Callable[..., Any]) -> JobTask:
+        spec = JobSpec(
+            kind=kind,
+            handler=fn,
+            payload=payload,
+            max_attempts=max_attempts or settings.default_max_attempts,
+            timeout=hard,
+            soft_timeout=soft,
+            queue=queue,
+            priority=priority,
+        )
+        registry.add(spec)
+        _ensure_queue(queue)
+
+        def run(self: JobTask, user_id: str | None = None, **_shown: Any) -> None:
+            execute(self, spec, user_id)
+
+        run.__doc__ = fn.__doc__
+        task: JobTask = app.task(  # type: ignore[call-overload]
+            bind=True,
+            base=JobTask,
+            name=kind,
+            queue=queue,
+            time_limit=hard,
+            soft_time_limit=soft,
+            spec=spec,
+        )(run)
+        return task
+
+    return decorate
+
+
+def _ensure_queue(name: str) -> None:
+    # Before configuration, celeryconfig picks the queue up from the registry;
+    # after it (a worker importing -I modules), the worker must learn it here.
+    if app.configured and name not in app.amqp.queues:
+        app.amqp.queues.add(Queue(name, routing_key=name))

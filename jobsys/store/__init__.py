@@ -1,0 +1,9 @@
+"""The store: models, migrations and the one gateway that issues SQL."""
+
+from __future__ import annotations
+
+from jobsys.store.gateway import Store
+from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow
+from jobsys.store.status import Status
+
+__all__ = ["DeadLetter", "Job", "NewJob", "Status", "Store", "WorkerRow"]

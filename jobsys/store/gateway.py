@@ -1,0 +1,369 @@
+"""The one gateway for SQL: every statement jobsys runs goes through :class:`Store`.
+
+State transitions are single conditional UPDATEs (see ``queries.py``): each
+names the status and attempt it expects, so a duplicate delivery or a late
+worker loses the race and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from jobsys.errors import DuplicateJobError, JobNotFoundError, StoreUnavailableError
+from jobsys.store import queries as q
+from jobsys.store.db import make_engine
+from jobsys.store.models import JobRow
+from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow
+from jobsys.store.status import Status
+
+_SWEEP_LOCK_KEY = 0x6A6F6273  # "jobs"
+
+
+class Store:
+    """Gateway to PostgreSQL.
+
+    Two engines: ``durable`` commits synchronously (accepted enqueues, operator
+    actions); ``fast`` skips the WAL flush for job state transitions, whose loss
+    in a crash only re-runs an idempotent job.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = url
+        self.durable = make_engine(url, pool_size=pool_size)
+        self.fast = make_engine(url, synchronous_commit=False, pool_size=pool_size)
+
+    def dispose(self, *, close: bool = True) -> None:
+        self.durable.dispose(close=close)
+        self.fast.dispose(close=close)
+
+    @contextmanager
+    def _tx(self, engine: sa.Engine | None = None) -> Iterator[sa.Connection]:
+        try:
+            with (engine or self.durable).begin() as conn:
+                yield conn
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+            if getattr(e, "connection_invalidated", False) or _is_connectivity(e):
+                raise StoreUnavailableError(f"PostgreSQL unavailable: {e.orig}") from e
+            raise
+
+    # -- enqueue -----------------------------------------------------------
+
+    def insert(self, job: NewJob) -> datetime:
+        """Insert one job; returns its ``run_after``.
+
+        Raises:
+            DuplicateJobError: a live job of that kind and user holds ``unique_key``.
+        """
+        with self._tx() as conn:
+            row = conn.execute(q.INSERT_JOB, _insert_params(job)).first()
+            if row is None:
+                raise _duplicate(conn, job)
+            return row[0]  # type: ignore[no-any-return]
+
+    def insert_many(self, jobs: Sequence[NewJob]) -> None:
+        """Insert many jobs in one multi-row statement (no unique keys)."""
+        rows = [
+            {
+                "id": j.id,
+                "user_id": j.user_id,
+                "kind": j.kind,
+                "queue": j.queue,
+                "priority": j.priority,
+                "payload": j.payload,
+                "max_attempts": j.max_attempts,
+                "unique_key": j.unique_key,
+            }
+            for j in jobs
+        ]
+        with self._tx() as conn:
+            conn.execute(sa.insert(JobRow.__table__), rows)
+
+    # -- execution ---------------------------------------------------------
+
+    def claim(
+        self, job_id: uuid.UUID, user_id: str | None, *, lease: float, worker: str, pid: int
+    ) -> Job | None:
+        """Move a due queued job to running; ``None`` if this delivery lost the race."""
+        params = {"id": job_id, "user_id": user_id, "lease": lease, "worker": worker, "pid": pid}
+        stmt = q.CLAIM if user_id is None else q.CLAIM_BY_USER
+        with self._tx(self.fast) as conn:
+            row = conn.execute(stmt, params).mappings().first()
+        return Job.from_row(row) if row else None
+
+    def job_state(self, job_id: uuid.UUID) -> tuple[Status, datetime] | None:
+        with self._tx(self.fast) as conn:
+            row = conn.execute(q.JOB_STATE, {"id": job_id}).first()
+        return (Status(row[0]), row[1]) if row else None
+
+    def succeed(self, job: Job, result: Any) -> bool:
+        with self._tx(self.fast) as conn:
+            row = conn.execute(q.SUCCEED, {**_key(job), "result": json.dumps(result)}).first()
+        return row is not None
+
+    def retry(self, job: Job, *, delay: float, error: dict[str, Any]) -> datetime | None:
+        """Put a failed attempt back in the queue after ``delay`` seconds."""
+        params = {**_key(job), "delay": delay, "error": json.dumps([error])}
+        with self._tx(self.fast) as conn:
+            row = conn.execute(q.RETRY, params).first()
+        return row[0] if row else None
+
+    def bury(
+        self,
+        job: Job,
+        *,
+        error: dict[str, Any],
+        traceback: str,
+        reason: str,
+        retryable: bool,
+        actor: str,
+    ) -> int | None:
+        """Mark the job dead and write its dead letter; returns the letter's id."""
+        params = {
+            **_key(job),
+            "error": json.dumps([error]),
+            "exc_type": error["type"],
+            "message": error["message"],
+            "traceback": traceback,
+            "reason": reason,
+            "retryable": retryable,
+            "actor": actor,
+        }
+        with self._tx() as conn:
+            row = conn.execute(q.BURY, params).first()
+        return int(row[0]) if row else None
+
+    def cancel_running(self, job: Job) -> bool:
+        with self._tx(self.fast) as conn:
+            return conn.execute(q.CANCEL_RUNNING, _key(job)).first() is not None
+
+    def heartbeat(self, job: Job, *, lease: float) -> bool | None:
+        """Extend the lease; returns whether cancel was requested, ``None`` if lost."""
+        with self._tx(self.fast) as conn:
+            row = conn.execute(q.HEARTBEAT_JOB, {**_key(job), "lease": lease}).first()
+        return bool(row[0]) if row else None
+
+    def running_on(self, job_id: uuid.UUID, worker: str, pid: int) -> Job | None:
+        """The job if it is still running in the given worker process."""
+        params = {"id": job_id, "worker": worker, "pid": pid}
+        with self._tx(self.fast) as conn:
+            row = conn.execute(q.FAIL_LOST, params).mappings().first()
+        return Job.from_row(row) if row else None
+
+    # -- reading -----------------------------------------------------------
+
+    def get_job(self, job_id: uuid.UUID) -> Job:
+        with self._tx() as conn:
+            row = conn.execute(q.GET_JOB, {"id": job_id}).mappings().first()
+        if row is None:
+            raise JobNotFoundError("job", job_id)
+        return Job.from_row(row)
+
+    def list_jobs(
+        self,
+        *,
+        user_id: str | None = None,
+        status: Status | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        where, params = [], {"limit": limit}
+        for column, value in (("user_id", user_id), ("status", status), ("kind", kind)):
+            if value is not None:
+                where.append(f"{column} = :{column}")
+                params[column] = value
+        sql = q.LIST_JOBS + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY created_at DESC LIMIT :limit"
+        with self._tx() as conn:
+            rows = conn.execute(sa.text(sql), params).mappings().all()
+        return [Job.from_row(r) for r in rows]
+
+    def count_by_status(self, job_ids: Sequence[uuid.UUID] | None = None) -> dict[Status, int]:
+        sql = "SELECT status, count(*) FROM jobs"
+        params: dict[str, Any] = {}
+        if job_ids is not None:
+            sql += " WHERE id = ANY(:ids)"
+            params["ids"] = list(job_ids)
+        with self._tx() as conn:
+            rows = conn.execute(sa.text(sql + " GROUP BY status"), params).all()
+        return {Status(r[0]): int(r[1]) for r in rows}
+
+    def request_cancel(self, job_id: uuid.UUID, *, actor: str) -> Status | None:
+        """Cancel a queued job at once, or flag a running one; ``None`` if finished."""
+        with self._tx() as conn:
+            row = conn.execute(q.REQUEST_CANCEL, {"id": job_id}).first()
+            if row is not None:
+                _audit(conn, actor, "job.cancel", job_id, None, {"status": row[0]})
+        return Status(row[0]) if row else None
+
+    # -- recovery ----------------------------------------------------------
+
+    def expired(self, dead_workers: Sequence[str], *, limit: int = 1000) -> list[Job]:
+        params = {"dead_workers": list(dead_workers), "limit": limit}
+        with self._tx() as conn:
+            rows = conn.execute(q.EXPIRED, params).mappings().all()
+        return [Job.from_row(r) for r in rows]
+
+    def stale_queued(
+        self,
+        *,
+        everything: bool,
+        lost_after: float,
+        queues: Sequence[str] | None,
+        limit: int = 10_000,
+    ) -> list[dict[str, Any]]:
+        """Queued jobs whose message may be lost (all of them when ``everything``)."""
+        params = {
+            "everything": everything,
+            "lost_after": lost_after,
+            "queues": list(queues) if queues is not None else None,
+            "limit": limit,
+        }
+        with self._tx() as conn:
+            return [dict(r) for r in conn.execute(q.DUE_QUEUED, params).mappings().all()]
+
+    @contextmanager
+    def sweep_lock(self) -> Iterator[bool]:
+        """Hold a transaction-scoped advisory lock so one sweeper runs at a time."""
+        with self._tx() as conn:
+            yield bool(conn.execute(q.SWEEP_LOCK, {"key": _SWEEP_LOCK_KEY}).scalar())
+
+    # -- workers -----------------------------------------------------------
+
+    def register_worker(
+        self, name: str, *, hostname: str, pid: int, queues: list[str], concurrency: int
+    ) -> None:
+        params = {
+            "name": name,
+            "hostname": hostname,
+            "pid": pid,
+            "queues": json.dumps(queues),
+            "concurrency": concurrency,
+        }
+        with self._tx() as conn:
+            conn.execute(q.UPSERT_WORKER, params)
+            _audit(conn, name, "worker.start", None, None, {"pid": pid, "queues": queues})
+
+    def heartbeat_worker(self, name: str, pid: int) -> bool:
+        with self._tx(self.fast) as conn:
+            return conn.execute(q.HEARTBEAT_WORKER, {"name": name, "pid": pid}).first() is not None
+
+    def stop_worker(self, name: str, pid: int) -> None:
+        with self._tx() as conn:
+            conn.execute(q.STOP_WORKER, {"name": name, "pid": pid})
+
+    def mark_dead_workers(self, dead_after: float) -> list[str]:
+        with self._tx() as conn:
+            names = [r[0] for r in conn.execute(q.MARK_DEAD_WORKERS, {"dead_after": dead_after})]
+            for name in names:
+                _audit(conn, "sweeper", "worker.dead", None, None, {"worker": name})
+        return names
+
+    def dead_worker_names(self) -> list[str]:
+        with self._tx() as conn:
+            return [r[0] for r in conn.execute(q.DEAD_WORKER_NAMES)]
+
+    def list_workers(self) -> list[WorkerRow]:
+        with self._tx() as conn:
+            return [WorkerRow.from_row(r) for r in conn.execute(q.LIST_WORKERS).mappings()]
+
+    # -- dead letters ------------------------------------------------------
+
+    def get_dead_letter(self, letter_id: int) -> DeadLetter:
+        with self._tx() as conn:
+            row = conn.execute(q.GET_DEAD_LETTER, {"id": letter_id}).mappings().first()
+        if row is None:
+            raise JobNotFoundError("dead letter", letter_id)
+        return DeadLetter.from_row(row)
+
+    def list_dead_letters(
+        self, *, kind: str | None = None, user_id: str | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        params = {"kind": kind, "user_id": user_id, "limit": limit}
+        with self._tx() as conn:
+            rows = conn.execute(q.LIST_DEAD_LETTERS, params).mappings().all()
+        return [DeadLetter.from_row(r) for r in rows]
+
+    def revive(self, letter: DeadLetter, *, actor: str) -> dict[str, Any] | None:
+        """Give a dead job a fresh set of attempts; ``None`` if it is no longer dead."""
+        with self._tx() as conn:
+            row = conn.execute(q.REVIVE, {"id": letter.job_id}).mappings().first()
+            if row is None:
+                return None
+            conn.execute(q.MARK_LETTER_RETRIED, {"id": letter.id})
+            _audit(conn, actor, "dlq.retry", letter.job_id, letter.user_id, {"letter": letter.id})
+        return dict(row)
+
+    def purge_dead_letters(self, older_than: float, *, actor: str) -> int:
+        with self._tx() as conn:
+            ids = [r[0] for r in conn.execute(q.PURGE_LETTERS, {"older_than": older_than})]
+            _audit(conn, actor, "dlq.purge", None, None, {"count": len(ids)})
+        return len(ids)
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        *,
+        job_id: uuid.UUID | None = None,
+        user_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        with self._tx() as conn:
+            _audit(conn, actor, action, job_id, user_id, detail or {})
+
+
+def _key(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "user_id": job.user_id, "attempt": job.attempt}
+
+
+def _insert_params(job: NewJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "user_id": job.user_id,
+        "kind": job.kind,
+        "queue": job.queue,
+        "priority": job.priority,
+        "payload": json.dumps(job.payload),
+        "max_attempts": job.max_attempts,
+        "unique_key": job.unique_key,
+        "delay": job.delay,
+    }
+
+
+def _duplicate(conn: sa.Connection, job: NewJob) -> DuplicateJobError:
+    # Only a unique key can turn the insert into a no-op.
+    key = job.unique_key or ""
+    params = {"user_id": job.user_id, "kind": job.kind, "unique_key": key}
+    existing = conn.execute(q.FIND_LIVE_UNIQUE, params).scalar()
+    return DuplicateJobError(job.kind, job.user_id, key, existing)
+
+
+def _audit(
+    conn: sa.Connection,
+    actor: str,
+    action: str,
+    job_id: uuid.UUID | None,
+    user_id: str | None,
+    detail: dict[str, Any],
+) -> None:
+    params = {
+        "actor": actor,
+        "action": action,
+        "job_id": job_id,
+        "user_id": user_id,
+        "detail": json.dumps(detail),
+    }
+    conn.execute(q.AUDIT, params)
+
+
+def _is_connectivity(e: sa.exc.DBAPIError) -> bool:
+    text = str(e.orig).lower()
+    markers = ("connection", "server closed", "terminating", "could not connect", "shutting down")
+    return any(m in text for m in markers)

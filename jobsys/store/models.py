@@ -1,0 +1,116 @@
+"""SQLAlchemy models: the schema that Alembic migrations create.
+
+``jobs`` is hash-partitioned by ``user_id``; its partitions are created by
+the migration and are invisible to these models.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from jobsys.store.status import Status
+
+_NOW = sa.text("now()")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: pg.JSONB, list[Any]: pg.JSONB}
+
+
+status_type = sa.Enum(
+    Status, name="job_status", values_callable=lambda e: [m.value for m in e]
+)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.PrimaryKeyConstraint("user_id", "id", name="jobs_pkey"),
+        sa.Index("jobs_id_idx", "id"),
+        sa.Index("jobs_due_idx", "status", "run_after"),
+        sa.Index("jobs_kind_created_idx", "kind", "created_at"),
+        sa.Index(
+            "jobs_unique_live_idx",
+            "user_id",
+            "kind",
+            "unique_key",
+            unique=True,
+            postgresql_where=sa.text("unique_key IS NOT NULL AND status IN ('queued', 'running')"),
+        ),
+        {"postgresql_partition_by": "HASH (user_id)"},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    queue: Mapped[str] = mapped_column(sa.Text)
+    priority: Mapped[int] = mapped_column(sa.SmallInteger, server_default="0")
+    payload: Mapped[dict[str, Any]] = mapped_column(server_default=sa.text("'{}'::jsonb"))
+    status: Mapped[Status] = mapped_column(status_type, server_default=Status.QUEUED.value)
+    attempt: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(sa.Integer)
+    unique_key: Mapped[str | None] = mapped_column(sa.Text)
+    run_after: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    lease_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    worker: Mapped[str | None] = mapped_column(sa.Text)
+    worker_pid: Mapped[int | None] = mapped_column(sa.Integer)
+    cancel_requested: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    result: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
+    errors: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class DeadLetterRow(Base):
+    __tablename__ = "dead_letters"
+    __table_args__ = (sa.Index("dead_letters_created_idx", "created_at"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), index=True)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    queue: Mapped[str] = mapped_column(sa.Text)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    exc_type: Mapped[str] = mapped_column(sa.Text)
+    message: Mapped[str] = mapped_column(sa.Text)
+    traceback: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    retryable: Mapped[bool] = mapped_column(sa.Boolean)
+    attempts: Mapped[list[Any]] = mapped_column()
+    worker: Mapped[str | None] = mapped_column(sa.Text)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    retried_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class WorkerRowModel(Base):
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    hostname: Mapped[str] = mapped_column(sa.Text)
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    queues: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+    concurrency: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    status: Mapped[str] = mapped_column(sa.Text, server_default="alive")
+    started_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    heartbeat_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+
+
+class AuditEventRow(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("audit_events_at_idx", "at"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    actor: Mapped[str] = mapped_column(sa.Text)
+    action: Mapped[str] = mapped_column(sa.Text)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True), index=True)
+    user_id: Mapped[str | None] = mapped_column(sa.Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(server_default=sa.text("'{}'::jsonb"))

@@ -1,0 +1,221 @@
+"""Named SQL statements; the gateway is the only module that runs them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+JOB_COLUMNS = (
+    "id, user_id, kind, queue, priority, payload, status, attempt, max_attempts, unique_key,"
+    " run_after, lease_until, worker, worker_pid, cancel_requested, result, errors,"
+    " created_at, started_at, finished_at"
+)
+
+INSERT_JOB = sa.text(
+    """
+INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key, run_after)
+VALUES (:id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
+        :unique_key, now() + make_interval(secs => :delay))
+ON CONFLICT (user_id, kind, unique_key)
+  WHERE unique_key IS NOT NULL AND status IN ('queued', 'running') DO NOTHING
+RETURNING run_after
+"""
+)
+
+FIND_LIVE_UNIQUE = sa.text(
+    """
+SELECT id FROM jobs WHERE user_id = :user_id AND kind = :kind AND unique_key = :unique_key
+  AND status IN ('queued', 'running')
+"""
+)
+
+# Claim: the one transition a duplicate delivery must lose.
+CLAIM = sa.text(
+    f"""
+UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
+  lease_until = now() + make_interval(secs => :lease), worker = :worker, worker_pid = :pid
+WHERE id = :id AND status = 'queued' AND run_after <= now() AND NOT cancel_requested
+RETURNING {JOB_COLUMNS}
+"""
+)
+
+CLAIM_BY_USER = sa.text(
+    f"""
+UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
+  lease_until = now() + make_interval(secs => :lease), worker = :worker, worker_pid = :pid
+WHERE user_id = :user_id AND id = :id AND status = 'queued' AND run_after <= now()
+  AND NOT cancel_requested
+RETURNING {JOB_COLUMNS}
+"""
+)
+
+SUCCEED = sa.text(
+    """
+UPDATE jobs SET status = 'succeeded', result = CAST(:result AS jsonb), finished_at = now(),
+  lease_until = NULL
+WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+RETURNING id
+"""
+)
+
+RETRY = sa.text(
+    """
+UPDATE jobs SET status = 'queued', run_after = now() + make_interval(secs => :delay),
+  lease_until = NULL, worker = NULL, worker_pid = NULL,
+  errors = errors || CAST(:error AS jsonb)
+WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+RETURNING run_after
+"""
+)
+
+CANCEL_RUNNING = sa.text(
+    """
+UPDATE jobs SET status = 'cancelled', finished_at = now(), lease_until = NULL
+WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+RETURNING id
+"""
+)
+
+# Dead: the job's final state and its dead letter in one statement.
+BURY = sa.text(
+    """
+WITH dead AS (
+  UPDATE jobs SET status = 'dead', finished_at = now(), lease_until = NULL,
+    errors = errors || CAST(:error AS jsonb)
+  WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+  RETURNING id, user_id, kind, queue, payload, errors, worker
+), letter AS (
+  INSERT INTO dead_letters (job_id, user_id, kind, queue, payload, exc_type, message, traceback,
+    reason, retryable, attempts, worker, first_attempt_at)
+  SELECT id, user_id, kind, queue, payload, :exc_type, :message, :traceback, :reason,
+    :retryable, errors, worker, CAST(errors -> 0 ->> 'started_at' AS timestamptz)
+  FROM dead
+  RETURNING id, job_id, user_id
+)
+INSERT INTO audit_events (actor, action, job_id, user_id, detail)
+SELECT :actor, 'job.dead', job_id, user_id,
+  jsonb_build_object('dead_letter', id, 'reason', CAST(:reason AS text))
+FROM letter
+RETURNING (detail ->> 'dead_letter')::bigint
+"""
+)
+
+GET_JOB = sa.text(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :id")
+
+LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs"
+
+JOB_STATE = sa.text("SELECT status, run_after, kind, queue FROM jobs WHERE id = :id")
+
+REQUEST_CANCEL = sa.text(
+    """
+UPDATE jobs SET cancel_requested = true,
+  status = CASE WHEN status = 'queued' THEN 'cancelled'::job_status ELSE status END,
+  finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END
+WHERE id = :id AND status IN ('queued', 'running')
+RETURNING status
+"""
+)
+
+HEARTBEAT_JOB = sa.text(
+    """
+UPDATE jobs SET lease_until = now() + make_interval(secs => :lease)
+WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+RETURNING cancel_requested
+"""
+)
+
+# Worker lost in the main process: the child that held the job is gone.
+FAIL_LOST = sa.text(
+    f"""
+SELECT {JOB_COLUMNS} FROM jobs
+WHERE id = :id AND status = 'running' AND worker = :worker AND worker_pid = :pid
+"""
+)
+
+EXPIRED = sa.text(
+    f"""
+SELECT {JOB_COLUMNS} FROM jobs
+WHERE status = 'running' AND (lease_until < now() OR worker = ANY(:dead_workers))
+ORDER BY lease_until LIMIT :limit
+"""
+)
+
+DUE_QUEUED = sa.text(
+    """
+SELECT id, user_id, kind, queue, priority,
+  GREATEST(0, EXTRACT(EPOCH FROM run_after - now()))::float AS countdown
+FROM jobs WHERE status = 'queued' AND NOT cancel_requested
+  AND (:everything OR run_after < now() - make_interval(secs => :lost_after))
+  AND (CAST(:queues AS text[]) IS NULL OR queue = ANY(CAST(:queues AS text[])))
+ORDER BY priority DESC, run_after LIMIT :limit
+"""
+)
+
+UPSERT_WORKER = sa.text(
+    """
+INSERT INTO workers (name, hostname, pid, queues, concurrency, status, started_at, heartbeat_at)
+VALUES (:name, :hostname, :pid, CAST(:queues AS jsonb), :concurrency, 'alive', now(), now())
+ON CONFLICT (name) DO UPDATE SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
+  queues = EXCLUDED.queues, concurrency = EXCLUDED.concurrency, status = 'alive',
+  started_at = EXCLUDED.started_at, heartbeat_at = now()
+"""
+)
+
+HEARTBEAT_WORKER = sa.text(
+    """
+UPDATE workers SET heartbeat_at = now(), status = 'alive' WHERE name = :name AND pid = :pid
+RETURNING name
+"""
+)
+
+STOP_WORKER = sa.text("UPDATE workers SET status = 'stopped' WHERE name = :name AND pid = :pid")
+
+MARK_DEAD_WORKERS = sa.text(
+    """
+UPDATE workers SET status = 'dead'
+WHERE status = 'alive' AND heartbeat_at < now() - make_interval(secs => :dead_after)
+RETURNING name
+"""
+)
+
+DEAD_WORKER_NAMES = sa.text("SELECT name FROM workers WHERE status <> 'alive'")
+
+LIST_WORKERS = sa.text("SELECT * FROM workers ORDER BY name")
+
+AUDIT = sa.text(
+    """
+INSERT INTO audit_events (actor, action, job_id, user_id, detail)
+VALUES (:actor, :action, :job_id, :user_id, CAST(:detail AS jsonb))
+"""
+)
+
+GET_DEAD_LETTER = sa.text("SELECT * FROM dead_letters WHERE id = :id")
+
+LIST_DEAD_LETTERS = sa.text(
+    """
+SELECT * FROM dead_letters
+WHERE (CAST(:kind AS text) IS NULL OR kind = :kind)
+  AND (CAST(:user_id AS text) IS NULL OR user_id = :user_id)
+ORDER BY id DESC LIMIT :limit
+"""
+)
+
+# Retry from the DLQ: a fresh budget of attempts, the old history kept in the letter.
+REVIVE = sa.text(
+    """
+UPDATE jobs SET status = 'queued', attempt = 0, run_after = now(), finished_at = NULL,
+  errors = '[]'::jsonb, cancel_requested = false, worker = NULL, worker_pid = NULL
+WHERE id = :id AND status = 'dead'
+RETURNING id, user_id, kind, queue, priority
+"""
+)
+
+MARK_LETTER_RETRIED = sa.text("UPDATE dead_letters SET retried_at = now() WHERE id = :id")
+
+PURGE_LETTERS = sa.text(
+    """
+DELETE FROM dead_letters WHERE created_at < now() - make_interval(secs => :older_than)
+RETURNING id
+"""
+)
+
+SWEEP_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:key)")

@@ -1,0 +1,126 @@
+"""Immutable value objects that leave the store; ORM rows never do."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from jobsys.store.status import Status
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NewJob:
+    """A job about to be inserted."""
+
+    id: uuid.UUID
+    user_id: str
+    kind: str
+    queue: str
+    payload: dict[str, Any]
+    max_attempts: int
+    priority: int = 0
+    unique_key: str | None = None
+    delay: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Job:
+    """A job as stored."""
+
+    id: uuid.UUID
+    user_id: str
+    kind: str
+    queue: str
+    priority: int
+    payload: dict[str, Any]
+    status: Status
+    attempt: int
+    max_attempts: int
+    unique_key: str | None
+    run_after: datetime
+    lease_until: datetime | None
+    worker: str | None
+    worker_pid: int | None
+    cancel_requested: bool
+    result: Any
+    errors: list[dict[str, Any]]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
+        values["status"] = Status(values["status"])
+        return cls(**values)
+
+    def evolve(self, **changes: Any) -> Job:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeadLetter:
+    """A dead job's whole context."""
+
+    id: int
+    job_id: uuid.UUID
+    user_id: str
+    kind: str
+    queue: str
+    payload: dict[str, Any]
+    exc_type: str
+    message: str
+    traceback: str
+    reason: str
+    retryable: bool
+    attempts: list[dict[str, Any]]
+    worker: str | None
+    first_attempt_at: datetime | None
+    created_at: datetime
+    retried_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DeadLetter:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+    def as_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WorkerRow:
+    """A worker node as registered."""
+
+    name: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    status: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> WorkerRow:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+    def as_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
