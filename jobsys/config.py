@@ -93,5 +93,8 @@ def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"])
-        parts.append(f"JOBSYS_{field.upper()}: {item['msg']} (got {item.get('input')!r})")
+        msg = str(item["msg"]).removeprefix("Value error, ")
+        if not msg.startswith("JOBSYS_"):
+            msg = f"JOBSYS_{field.upper()}: {msg} (got {item.get('input')!r})"
+        parts.append(msg)
     return "; ".join(parts)

@@ -135,7 +135,9 @@ def _stop_postgres(pgdata: Path) -> None:
     with contextlib.suppress(Exception):
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
     # Forget this process's handle so a later up() starts the server again.
-    PostgresServer._instances.pop(pgdata.resolve(), None)
+    handle = PostgresServer._instances.pop(pgdata.resolve(), None)
+    if handle is not None:
+        atexit.unregister(handle._cleanup)
 
 
 def _start_valkey(data_dir: Path) -> tuple[str, int]:
