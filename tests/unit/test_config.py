@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+
+from jobsys import ConfigError
+from jobsys.config import Settings, get_settings
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("JOBSYS_DATABASE_URL", "mysql://x/y"),
+        ("JOBSYS_DATABASE_URL", "not a url"),
+        ("JOBSYS_BROKER_URL", "amqp://guest@localhost//"),
+        ("JOBSYS_DEFAULT_MAX_ATTEMPTS", "zero"),
+    ],
+)
+def test_malformed_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # Given a malformed environment variable
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    try:
+        # When settings are read
+        with pytest.raises(ConfigError) as caught:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    # Then the error names the variable and the value
+    assert variable in str(caught.value)
+    assert value in str(caught.value)
+
+
+def test_settings_are_frozen_and_parse_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBSYS_IMPORTS", "a.b, c")
+    settings = Settings()
+    assert settings.imports == ("a.b", "c")
+    with pytest.raises(Exception, match="frozen"):
+        settings.retry_cap = 1  # type: ignore[misc]
