@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="PostgreSQL URL; embedded when unset")
     broker_url: str | None = Field(None, description="Redis broker URL; embedded when unset")
     result_backend: str | None = Field(None, description="Redis result backend; broker's if unset")
-    imports: Annotated[tuple[str, ...], NoDecode] = Field((), description="extra modules defining job kinds")
+    imports: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="extra modules defining job kinds"
+    )
     home: Path = Field(Path(".jobsys"), description="folder for embedded servers' data")
 
     visibility_timeout: int = Field(3600, ge=60, description="Redis redelivery timeout, s")

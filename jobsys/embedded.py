@@ -146,7 +146,7 @@ def _start_valkey(data_dir: Path) -> tuple[str, int]:
     server = ValkeyServer(
         data_dir=data_dir,
         persist=True,
-        config={"save": "", "appendonly": "no", "maxmemory-policy": "noeviction"}
+        config={"save": "", "appendonly": "no", "maxmemory-policy": "noeviction"},
     )
     server.start()
     pid = int(server._process.pid)

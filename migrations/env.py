@@ -14,7 +14,9 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     # The jobs table's hash partitions are DDL the models do not describe.
     return not (type_ == "table" and reflected and compare_to is None and _is_partition(name))
 

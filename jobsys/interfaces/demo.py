@@ -73,11 +73,28 @@ def _workers(nodes: int, home: Path) -> Iterator[list[str]]:
         for i in range(nodes):
             log = home / f"demo-worker-{i}.log"
             logs.append(str(log))
-            cmd = [sys.executable, "-m", "celery", "-A", "jobsys", "worker", "-P", "prefork",
-                   "-c", "2", "-n", f"demo{i}@%h", "-l", "warning"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "jobsys",
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                "2",
+                "-n",
+                f"demo{i}@%h",
+                "-l",
+                "warning",
+            ]
             with open(log, "w") as out:
-                procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                              start_new_session=True))
+                procs.append(
+                    subprocess.Popen(
+                        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                )
         _wait_ready(nodes, procs)
         yield logs
     finally:
@@ -130,8 +147,12 @@ def _follow(ids: list[uuid.UUID], timeout: float) -> None:
     from jobsys.engine import runtime
 
     store, deadline = runtime.store(), time.monotonic() + timeout
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("jobs finished", total=len(ids))
         while time.monotonic() < deadline:
@@ -163,5 +184,7 @@ def _summary(ids: list[uuid.UUID], elapsed: float) -> None:
     render.table("demo summary", ["", "value"], rows)
     if letters:
         dl = letters[0]
-        console.print(f"dead letter {dl.id}: job {dl.job_id} after {len(dl.attempts)} attempts, "
-                      f"reason={dl.reason}: {dl.message} (see `jobsys dlq show {dl.id}`)")
+        console.print(
+            f"dead letter {dl.id}: job {dl.job_id} after {len(dl.attempts)} attempts, "
+            f"reason={dl.reason}: {dl.message} (see `jobsys dlq show {dl.id}`)"
+        )

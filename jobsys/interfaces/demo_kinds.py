@@ -23,7 +23,8 @@ def work(ctx: JobContext, payload: Work) -> dict[str, object]:
     """Hash a little, sleep a little, fail the first ``fail_times`` attempts."""
     time.sleep(payload.millis / 1000)
     if ctx.attempt <= payload.fail_times:
-        raise JobError(f"simulated transient failure {ctx.attempt}/{payload.fail_times}",
-                       reason="simulated")
+        raise JobError(
+            f"simulated transient failure {ctx.attempt}/{payload.fail_times}", reason="simulated"
+        )
     digest = hashlib.sha256(str(payload.n).encode()).hexdigest()[:12]
     return {"n": payload.n, "digest": digest, "attempt": ctx.attempt}
