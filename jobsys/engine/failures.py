@@ -38,7 +38,7 @@ class JobError(Exception):
         self.retry_after = retry_after
 
 
-class JobCancelled(Exception):  # noqa: N818 - a signal, not a failure
+class JobCancelled(Exception):
     """Raised inside a handler when its job was cancelled."""
 
 
@@ -53,7 +53,9 @@ class Failure:
     retryable: bool
     retry_after: float | None = None
 
-    def entry(self, attempt: int, started_at: datetime | None, worker: str | None) -> dict[str, Any]:
+    def entry(
+        self, attempt: int, started_at: datetime | None, worker: str | None
+    ) -> dict[str, Any]:
         """The attempt's record in the job's error history."""
         return {
             "attempt": attempt,

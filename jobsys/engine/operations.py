@@ -23,7 +23,9 @@ def retry_dead_letter(letter_id: int, *, actor: str) -> uuid.UUID:
     row = store.revive(letter, actor=actor)
     if row is None:
         status = store.get_job(letter.job_id).status
-        raise InvalidTransitionError(letter.job_id, status.value, "retry from the dead-letter queue")
+        raise InvalidTransitionError(
+            letter.job_id, status.value, "retry from the dead-letter queue"
+        )
     publish(
         app,
         job_id=row["id"],

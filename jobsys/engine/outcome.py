@@ -44,8 +44,14 @@ def settle_failure(
             countdown=delay,
             payload=job.payload,
         )
-        log.info("job.retry", job_id=str(job.id), attempt=job.attempt, delay=round(delay, 3),
-                 reason=failure.reason, error=failure.message)
+        log.info(
+            "job.retry",
+            job_id=str(job.id),
+            attempt=job.attempt,
+            delay=round(delay, 3),
+            reason=failure.reason,
+            error=failure.message,
+        )
         return "retry"
     letter = store.bury(
         job,
@@ -55,8 +61,14 @@ def settle_failure(
         retryable=failure.retryable,
         actor=actor,
     )
-    log.warning("job.dead", job_id=str(job.id), attempt=job.attempt, dead_letter=letter,
-                reason=failure.reason, error=failure.message)
+    log.warning(
+        "job.dead",
+        job_id=str(job.id),
+        attempt=job.attempt,
+        dead_letter=letter,
+        reason=failure.reason,
+        error=failure.message,
+    )
     return "dead" if letter is not None else "lost"
 
 

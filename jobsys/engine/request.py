@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import structlog
-from billiard.einfo import ExceptionWithTraceback
+from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery.worker.request import Request
 from celery.worker.state import task_ready
@@ -26,7 +26,7 @@ from jobsys.errors import StoreUnavailableError
 log = structlog.get_logger("jobsys.engine")
 
 
-class JobRequest(Request):  # type: ignore[misc]
+class JobRequest(Request):
     """Celery request with jobsys recovery for lost children and hard timeouts."""
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
@@ -42,7 +42,10 @@ class JobRequest(Request):  # type: ignore[misc]
             exc = exc.exc
         lost = isinstance(exc, WorkerLostError) or (
             isinstance(exc, SystemExit | KeyboardInterrupt)
-            and not (self._already_cancelled or self._already_revoked)
+            and not (
+                getattr(self, "_already_cancelled", False)
+                or getattr(self, "_already_revoked", False)
+            )
         )
         if lost and self._recover(exc, "worker_lost", f"worker process lost: {exc}"):
             task_ready(self)
@@ -56,7 +59,9 @@ class JobRequest(Request):  # type: ignore[misc]
         settings = get_settings()
         try:
             store = runtime.store()
-            job = store.running_on(uuid.UUID(self.id), str(self.hostname), int(self.worker_pid or 0))
+            job = store.running_on(
+                uuid.UUID(self.id), str(self.hostname), int(self.worker_pid or 0)
+            )
             if job is None:
                 return True  # already recorded, or no longer this process's attempt
             failure = Failure(type(exc).__name__, message, "", reason, True)

@@ -123,6 +123,7 @@ class Sweeper:
     def _queue_size(self, queue: str) -> int:
         with self.app.connection_for_write() as conn:
             try:
-                return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
+                channel: Any = conn.default_channel
+                return int(channel.queue_declare(queue, passive=True).message_count)
             except Exception:  # a queue the broker no longer knows holds nothing
                 return 0

@@ -97,11 +97,11 @@ def job(
         registry.add(spec)
         _ensure_queue(queue)
 
-        def run(self: JobTask, user_id: str | None = None, **_shown: Any) -> None:
+        def run(self: JobTask, /, user_id: str | None = None, **_shown: Any) -> None:
             execute(self, spec, user_id)
 
         run.__doc__ = fn.__doc__
-        task: JobTask = app.task(  # type: ignore[call-overload]
+        task: JobTask = app.task(
             bind=True,
             base=JobTask,
             name=kind,
@@ -118,5 +118,5 @@ def job(
 def _ensure_queue(name: str) -> None:
     # Before configuration, celeryconfig picks the queue up from the registry;
     # after it (a worker importing -I modules), the worker must learn it here.
-    if app.configured and name not in app.amqp.queues:
+    if app.configured and name not in app.amqp.queues:  # type: ignore[attr-defined]
         app.amqp.queues.add(Queue(name, routing_key=name))

@@ -96,7 +96,7 @@ def _worker_shutdown(**_: Any) -> None:
         _heart.stop()
 
 
-@app.task(name="jobsys.sweep", ignore_result=True, queue="jobsys.control")  # type: ignore[misc]
+@app.task(name="jobsys.sweep", ignore_result=True, queue="jobsys.control")
 def sweep() -> dict[str, Any]:
     """One sweeper pass, as a periodic task under ``celery beat``."""
     return sweeper().run().as_dict()

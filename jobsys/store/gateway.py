@@ -83,7 +83,7 @@ class Store:
             for j in jobs
         ]
         with self._tx() as conn:
-            conn.execute(sa.insert(JobRow.__table__), rows)
+            conn.execute(sa.insert(JobRow), rows)
 
     # -- execution ---------------------------------------------------------
 
@@ -173,7 +173,8 @@ class Store:
         kind: str | None = None,
         limit: int = 100,
     ) -> list[Job]:
-        where, params = [], {"limit": limit}
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": limit}
         for column, value in (("user_id", user_id), ("status", status), ("kind", kind)):
             if value is not None:
                 where.append(f"{column} = :{column}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -20,12 +20,10 @@ _NOW = sa.text("now()")
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: pg.JSONB, list[Any]: pg.JSONB}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: pg.JSONB, list[Any]: pg.JSONB}
 
 
-status_type = sa.Enum(
-    Status, name="job_status", values_callable=lambda e: [m.value for m in e]
-)
+status_type = sa.Enum(Status, name="job_status", values_callable=lambda e: [m.value for m in e])
 
 
 class JobRow(Base):

@@ -52,7 +52,7 @@ class Job:
     finished_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Mapping[Any, Any]) -> Job:
         values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
         values["status"] = Status(values["status"])
         return cls(**values)
@@ -61,7 +61,8 @@ class Job:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        data: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return data
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -86,11 +87,12 @@ class DeadLetter:
     retried_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> DeadLetter:
+    def from_row(cls, row: Mapping[Any, Any]) -> DeadLetter:
         return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
     def as_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        data: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return data
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -107,11 +109,12 @@ class WorkerRow:
     heartbeat_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> WorkerRow:
+    def from_row(cls, row: Mapping[Any, Any]) -> WorkerRow:
         return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
     def as_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        data: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return data
 
 
 def _jsonable(value: Any) -> Any:
