@@ -21,7 +21,6 @@ from jobsys.config import get_settings
 from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.sweeper import Sweeper
-from jobsys.errors import JobsysError
 
 log = structlog.get_logger("jobsys.worker")
 
@@ -44,7 +43,7 @@ class Heart(threading.Thread):
                 if time.monotonic() - self.last_sweep >= settings.sweep_interval:
                     self.last_sweep = time.monotonic()
                     sweeper().run()
-            except (JobsysError, OSError, Exception) as e:  # keep beating through outages
+            except Exception as e:  # keep beating through database and broker outages
                 log.warning("heartbeat.failed", error=str(e), worker=self.node)
             self.stopping.wait(settings.worker_heartbeat)
 

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compose_file_describes_the_whole_deployment() -> None:
+    # Given the compose file (no Docker engine here: it is validated, not run)
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    # Then every part of a deployment is there
+    assert {"postgres", "redis", "migrate", "worker", "beat", "flower"} <= set(services)
+    # and Redis keeps what it is given
+    redis_cmd = services["redis"]["command"]
+    assert "--appendonly" in redis_cmd
+    assert redis_cmd[redis_cmd.index("--maxmemory-policy") + 1] == "noeviction"
+    # and the app services reach the stores by URL and start after migrations
+    for name in ("worker", "beat", "flower"):
+        env = services[name]["environment"]
+        assert env["JOBSYS_DATABASE_URL"].startswith("postgresql://")
+        assert env["JOBSYS_BROKER_URL"].startswith("redis://")
+        assert services[name]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
+    assert services["worker"]["command"][:4] == ["celery", "-A", "jobsys", "worker"]
+    assert services["migrate"]["command"] == ["jobsys", "db", "upgrade"]
+
+
+def test_dockerfile_copies_what_the_package_needs() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    for part in ("jobsys", "migrations", "celeryconfig.py", "pyproject.toml"):
+        assert f"COPY {part}" in text or f" {part}" in text
