@@ -1,0 +1,115 @@
+"""Scenario 10: bad input is refused with a clear error, and nothing is stored or published."""
+
+from __future__ import annotations
+
+import pytest
+
+import jobsys
+from jobsys.config import Settings, get_settings
+from tests.conftest import Env
+from tests.support import kinds
+
+pytestmark = pytest.mark.integration
+
+
+def _nothing_stored_or_published(env: Env) -> None:
+    assert env.count_rows("jobs") == 0
+    assert env.count_rows("audit_events") == 0
+    assert env.queue_length() == 0
+
+
+def test_an_invalid_payload_names_the_field_and_stores_nothing(jobsys_env: Env) -> None:
+    # Given a kind whose payload needs a non-negative integer `failures`
+    # When .delay() gets a string instead
+    with pytest.raises(jobsys.PayloadError) as raised:
+        kinds.flaky.delay("user-1", key="k", failures="many")
+
+    # Then the error names the kind, the field and the value
+    message = str(raised.value)
+    assert raised.value.kind == "test.flaky"
+    assert "failures" in message and "'many'" in message
+    assert len(raised.value.problems) == 1
+    _nothing_stored_or_published(jobsys_env)
+
+
+def test_a_missing_field_and_an_unexpected_payload_are_refused(jobsys_env: Env) -> None:
+    # When a required field is missing, or a kind without payload gets one
+    with pytest.raises(jobsys.PayloadError, match="key: Field required"):
+        jobsys.enqueue("test.slow", user_id="user-1", payload={"seconds": 1})
+    with pytest.raises(jobsys.PayloadError, match="takes no payload"):
+        jobsys.enqueue("test.noop", user_id="user-1", payload={"x": 1})
+
+    # Then nothing was stored or published
+    _nothing_stored_or_published(jobsys_env)
+
+
+def test_one_bad_payload_in_a_batch_stores_none_of_it(jobsys_env: Env) -> None:
+    # Given a batch of valid payloads whose last one has an empty `key`
+    batch = [(f"user-{n}", {"key": f"k{n}", "seconds": 1}) for n in range(10)]
+    batch.append(("user-10", {"key": "", "seconds": 1}))
+
+    # When it is enqueued as one
+    with pytest.raises(jobsys.PayloadError, match="key"):
+        jobsys.enqueue_many("test.slow", batch)
+
+    # Then neither that batch nor anything else was stored or published
+    _nothing_stored_or_published(jobsys_env)
+
+
+def test_an_unknown_kind_is_refused_and_lists_the_known_ones(jobsys_env: Env) -> None:
+    # When a job of a kind nobody registered is enqueued
+    with pytest.raises(jobsys.UnknownKindError) as raised:
+        jobsys.enqueue("test.nope", user_id="user-1", payload={})
+
+    # Then the error names it and the registered kinds
+    assert "'test.nope'" in str(raised.value)
+    assert "test.echo" in str(raised.value)
+    with pytest.raises(jobsys.UnknownKindError):
+        jobsys.enqueue_many("test.nope", [("user-1", {})])
+    _nothing_stored_or_published(jobsys_env)
+
+
+def test_a_bad_user_id_is_refused(jobsys_env: Env) -> None:
+    # When the user id is empty or not a string or integer
+    for bad in ("", "  ", None, 1.5, True):
+        with pytest.raises(ValueError, match="user_id"):
+            kinds.echo.delay(bad, value=1)
+
+    # Then nothing was stored or published
+    _nothing_stored_or_published(jobsys_env)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("JOBSYS_DATABASE_URL", "mysql://x"),
+        ("JOBSYS_DATABASE_URL", "postgresql://"),
+        ("JOBSYS_BROKER_URL", "amqp://guest@localhost//"),
+        ("JOBSYS_BROKER_URL", "127.0.0.1:6379"),
+    ],
+)
+def test_a_malformed_url_is_a_config_error_naming_the_variable(
+    jobsys_env: Env, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # Given a malformed URL in the environment
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    try:
+        # When the settings are read
+        with pytest.raises(jobsys.ConfigError) as raised:
+            get_settings()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+    # Then the error names the variable and the value, and nothing was touched
+    assert variable.removesuffix("_URL") in str(raised.value)
+    assert repr(value) in str(raised.value)
+    _nothing_stored_or_published(jobsys_env)
+
+
+def test_settings_built_directly_reject_a_mysql_url() -> None:
+    # When Settings are built with a MySQL URL
+    # Then pydantic refuses it, naming the variable and the schemes it accepts
+    with pytest.raises(ValueError, match=r"JOBSYS_DATABASE_URL='mysql://x'.*postgresql://"):
+        Settings(database_url="mysql://x")

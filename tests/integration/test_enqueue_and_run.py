@@ -1,0 +1,62 @@
+"""Scenario 1: ``.delay()`` stores the row before publishing; a worker runs the job."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from jobsys import Status
+from tests.conftest import Env, StartWorkers
+from tests.support import kinds
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_delay_stores_the_row_then_publishes_and_a_worker_runs_it(
+    jobsys_env: Env, start_workers: StartWorkers
+) -> None:
+    # Given no worker is running
+    # When a job is submitted with .delay()
+    result = kinds.echo.delay("user-1", value={"n": 42})
+    job_id = uuid.UUID(result.id)
+
+    # Then the row is queued in Postgres while its one message waits in Redis
+    job = jobsys_env.store.get_job(job_id)
+    assert (job.status, job.attempt, job.kind, job.user_id) == (
+        Status.QUEUED, 0, "test.echo", "user-1",
+    )  # fmt: skip
+    assert job.payload == {"value": {"n": 42}}
+    assert jobsys_env.queue_length() == 1
+
+    # When a worker starts
+    start_workers(1)
+
+    # Then it runs the job once and records its result
+    done = wait_until(lambda: jobsys_env.finished(job_id), timeout=30, what="the job to succeed")
+    assert done.status is Status.SUCCEEDED
+    assert done.attempt == 1
+    assert done.result == {"echo": {"n": 42}, "attempt": 1}
+    assert done.errors == []
+    assert done.finished_at is not None and done.started_at is not None
+    assert done.created_at <= done.started_at <= done.finished_at
+
+
+def test_cli_shows_a_finished_job_as_json(jobsys_env: Env, start_workers: StartWorkers) -> None:
+    # Given a job that a worker ran to completion
+    start_workers(1)
+    job_id = uuid.UUID(kinds.echo.delay("user-2", value="hello").id)
+    wait_until(lambda: jobsys_env.finished(job_id), timeout=30, what="the job to succeed")
+
+    # When `jobsys job ID --json` is run against the same servers
+    out = jobsys_env.cli("job", str(job_id), "--json")
+
+    # Then it prints the job, status and result included
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert shown["id"] == str(job_id)
+    assert shown["status"] == "succeeded"
+    assert shown["attempt"] == 1
+    assert shown["result"] == {"echo": "hello", "attempt": 1}
