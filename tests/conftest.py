@@ -45,6 +45,7 @@ class Servers:
     pg_admin_url: str  # a database on the server to run CREATE/DROP DATABASE from
     redis_url: str  # without a db number
     redis_dbs: tuple[int, ...]  # db numbers this session may flush
+    pgdata: str | None = None  # the data directory when PostgreSQL is embedded (restartable)
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +66,8 @@ def servers() -> Iterator[Servers]:
     for n in dbs:
         _flush(f"{base}/{n}")
     try:
-        yield Servers(pg_url, base, dbs)
+        embedded_pg = started is not None and not os.environ.get("JOBSYS_TEST_DATABASE_URL")
+        yield Servers(pg_url, base, dbs, started.pgdata if started and embedded_pg else None)
     finally:
         for n in dbs:
             client = redis.Redis.from_url(f"{base}/{n}")

