@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     worker_dead_after: float = Field(60.0, gt=0, description="missed-heartbeat window, s")
     sweep_interval: float = Field(15.0, gt=0, description="sweeper period under beat, s")
     lost_after: float = Field(60.0, gt=0, description="due job unclaimed this long is lost, s")
-    task_events: bool = Field(True, description="send task events for Flower")
+    task_events: bool = Field(
+        False, description="send task events without Flower asking (Flower enables them itself)"
+    )
     db_retry_delay: float = Field(2.0, gt=0, description="wait before retrying a DB outage, s")
 
     @field_validator("database_url")

@@ -36,4 +36,7 @@ def publish(
         priority=MAX_PRIORITY - priority,
         countdown=countdown if countdown > 0 else None,
         producer=producer,
+        # Outcomes live in Postgres; a result would make send_task SUBSCRIBE to
+        # a result channel per message (and UNSUBSCRIBE later): two round trips.
+        ignore_result=True,
     )

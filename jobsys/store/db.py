@@ -15,7 +15,10 @@ def make_engine(url: str, *, synchronous_commit: bool = True, pool_size: int = 5
     options = "-c synchronous_commit=off" if not synchronous_commit else ""
     return sa.create_engine(
         normalize_url(url),
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout. A connection broken by a
+        # database restart fails its statement instead, SQLAlchemy then discards the
+        # pool, and the gateway turns the error into StoreUnavailableError.
+        pool_pre_ping=False,
         pool_size=pool_size,
         max_overflow=10,
         pool_recycle=1800,

@@ -61,6 +61,18 @@ class Store:
         Raises:
             DuplicateJobError: a live job of that kind and user holds ``unique_key``.
         """
+        try:
+            return self._insert(job)
+        except StoreUnavailableError:
+            # Connections from before a database restart fail once and are then
+            # discarded with their pool, so one more try runs on a fresh connection.
+            try:
+                return self._insert(job)
+            except sa.exc.IntegrityError:
+                # The first try committed but its answer was lost.
+                return self.get_job(job.id).run_after
+
+    def _insert(self, job: NewJob) -> datetime:
         with self._tx() as conn:
             row = conn.execute(q.INSERT_JOB, _insert_params(job)).first()
             if row is None:
