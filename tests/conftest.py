@@ -260,7 +260,9 @@ def jobsys_env(database_url: str, broker_url: str, tmp_path: Path) -> Iterator[E
     saved = {k: os.environ.get(k) for k in (*environ, *_URL_VARS)}
     os.environ.pop("JOBSYS_RESULT_BACKEND", None)
     os.environ.update(environ)
-    _reconfigure(get_settings, runtime, broker_url)
+    get_settings.cache_clear()
+    runtime.reset()
+    point_app_at(broker_url)
     store = Store(database_url, pool_size=2)
     client = redis.Redis.from_url(broker_url)
     try:
@@ -277,11 +279,10 @@ def jobsys_env(database_url: str, broker_url: str, tmp_path: Path) -> Iterator[E
         runtime.reset()
 
 
-def _reconfigure(get_settings: Any, runtime: Any, broker_url: str) -> None:
+def point_app_at(broker_url: str) -> None:
+    """Make this process's Celery app publish to ``broker_url`` from now on."""
     from jobsys import app
 
-    get_settings.cache_clear()
-    runtime.reset()
     app.conf.broker_url = broker_url
     app.conf.result_backend = broker_url
     # Producers and connections are pooled per broker URL; forget them all, the

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 
+import kombu.exceptions
 import pytest
 
 from jobsys import Status
-from tests.conftest import Env, StartWorkers
+from tests.conftest import Env, StartWorkers, point_app_at
 from tests.support import kinds
 from tests.support.wait import wait_until
 
@@ -60,3 +61,28 @@ def test_cli_shows_a_finished_job_as_json(jobsys_env: Env, start_workers: StartW
     assert shown["status"] == "succeeded"
     assert shown["attempt"] == 1
     assert shown["result"] == {"echo": "hello", "attempt": 1}
+
+
+def test_a_job_whose_publish_failed_is_kept_and_published_by_the_sweeper(
+    jobsys_env: Env, start_workers: StartWorkers
+) -> None:
+    # Given a broker that cannot be reached when the job is submitted
+    point_app_at("redis://127.0.0.1:1/0")
+    try:
+        # When .delay() inserts the row, then fails to publish
+        with pytest.raises(kombu.exceptions.OperationalError):
+            kinds.echo.delay("user-3", value="kept")
+    finally:
+        point_app_at(jobsys_env.broker_url)
+
+    # Then the row was committed first and is queued, though no message exists
+    (job,) = jobsys_env.store.list_jobs()
+    assert (job.status, job.kind, job.payload) == (Status.QUEUED, "test.echo", {"value": "kept"})
+    assert jobsys_env.queue_length() == 0
+
+    # And once a worker runs, its sweeper publishes the forgotten job, which succeeds
+    start_workers(1)
+    done = wait_until(lambda: jobsys_env.finished(job.id), timeout=30, what="the job to succeed")
+    assert (done.status, done.attempt, done.result) == (
+        Status.SUCCEEDED, 1, {"echo": "kept", "attempt": 1},
+    )  # fmt: skip
