@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 
 from jobsys.engine import runtime
 from jobsys.engine.app import app
-from jobsys.engine.publish import MAX_PRIORITY, publish
+from jobsys.engine.publish import MAX_PRIORITY, prepare_many, publish, push_many
 from jobsys.engine.registry import JobSpec, registry
 from jobsys.store import NewJob
 
@@ -96,19 +97,13 @@ def enqueue_many(
     batch = [_new_job(spec, user_id, payload, priority=priority) for user_id, payload in jobs]
     if not batch:
         return []
-    runtime.store().insert_many(batch)
-    with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
-        for new in batch:
-            publish(
-                app,
-                job_id=new.id,
-                user_id=new.user_id,
-                kind=kind,
-                queue=new.queue,
-                priority=new.priority,
-                payload=new.payload,
-                producer=producer,
-            )
+    # The COPY waits on the database with the GIL released: build the messages
+    # meanwhile. They are pushed only once the rows are committed.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        inserted = pool.submit(runtime.store().insert_many, batch)
+        lists = prepare_many(app, batch)
+        inserted.result()
+    push_many(app, batch, lists)
     return [new.id for new in batch]
 
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
 
+from jobsys.store import NewJob
+
 MAX_PRIORITY = 9
+# Must match the broker transport options in celeryconf (sep, priority steps 0..9).
+QUEUE_SEP = ":"
+_LPUSH_CHUNK = 500
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 def publish(
@@ -40,3 +50,84 @@ def publish(
         # a result channel per message (and UNSUBSCRIBE later): two round trips.
         ignore_result=True,
     )
+
+
+def prepare_many(app: Celery, jobs: Sequence[NewJob]) -> dict[str, list[str]]:
+    """Build the broker messages for many due jobs, keyed by Redis list.
+
+    Celery's per-message path (routing, signals, kombu envelope) costs about
+    0.6 ms a message; a bulk enqueue needs ten times less. On the Redis
+    transport a message is a JSON envelope in a list, built here from the
+    headers Celery itself makes for the kind (once per kind).
+    """
+    return _envelopes(app, jobs)
+
+
+def push_many(app: Celery, jobs: Sequence[NewJob], lists: dict[str, list[str]]) -> None:
+    """Send prepared messages: one pipelined multi-value LPUSH per list.
+
+    Transports other than Redis take Celery's per-message path.
+    """
+    with app.connection_for_write() as conn:
+        if conn.transport.driver_type != "redis":
+            for job in jobs:
+                publish(
+                    app,
+                    job_id=job.id,
+                    user_id=job.user_id,
+                    kind=job.kind,
+                    queue=job.queue,
+                    priority=job.priority,
+                    payload=job.payload,
+                )
+            return
+        channel: Any = conn.default_channel
+        with channel.client.pipeline(transaction=False) as pipe:
+            for key, values in lists.items():
+                for i in range(0, len(values), _LPUSH_CHUNK):
+                    pipe.lpush(key, *values[i : i + _LPUSH_CHUNK])
+            pipe.execute()
+
+
+def _envelopes(app: Celery, jobs: Sequence[NewJob]) -> dict[str, list[str]]:
+    templates: dict[str, dict[str, Any]] = {}
+    lists: dict[str, list[str]] = defaultdict(list)
+    for job in jobs:
+        headers = templates.get(job.kind)
+        if headers is None:
+            headers = templates[job.kind] = _headers(app, job.kind)
+        pri = MAX_PRIORITY - job.priority
+        key = job.queue if pri == 0 else f"{job.queue}{QUEUE_SEP}{pri}"
+        lists[key].append(json.dumps(_envelope(job, headers, pri)))
+    return lists
+
+
+def _headers(app: Celery, kind: str) -> dict[str, Any]:
+    sample = app.amqp.as_task_v2(str(uuid.uuid4()), kind, args=(), kwargs={}, ignore_result=True)
+    return dict(sample.headers)
+
+
+def _envelope(job: NewJob, headers: dict[str, Any], pri: int) -> dict[str, Any]:
+    jid = str(job.id)
+    body = json.dumps([[job.user_id], job.payload, _EMBED]).encode()
+    return {
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {
+            **headers,
+            "id": jid,
+            "root_id": jid,
+            "argsrepr": repr((job.user_id,)),
+            "kwargsrepr": repr(job.payload),
+        },
+        "properties": {
+            "correlation_id": jid,
+            "reply_to": "",
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": job.queue},
+            "priority": pri,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }

@@ -7,6 +7,8 @@ worker loses the race and changes nothing.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -14,12 +16,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import psycopg2
 import sqlalchemy as sa
 
 from jobsys.errors import DuplicateJobError, JobNotFoundError, StoreUnavailableError
 from jobsys.store import queries as q
 from jobsys.store.db import make_engine
-from jobsys.store.models import JobRow
 from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow
 from jobsys.store.status import Status
 
@@ -80,22 +82,36 @@ class Store:
             return row[0]  # type: ignore[no-any-return]
 
     def insert_many(self, jobs: Sequence[NewJob]) -> None:
-        """Insert many jobs in one multi-row statement (no unique keys)."""
-        rows = [
-            {
-                "id": j.id,
-                "user_id": j.user_id,
-                "kind": j.kind,
-                "queue": j.queue,
-                "priority": j.priority,
-                "payload": j.payload,
-                "max_attempts": j.max_attempts,
-                "unique_key": j.unique_key,
-            }
-            for j in jobs
-        ]
-        with self._tx() as conn:
-            conn.execute(sa.insert(JobRow), rows)
+        """Insert many jobs with one COPY (no unique keys; they all run now)."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        for j in jobs:
+            writer.writerow(
+                (
+                    j.id,
+                    j.user_id,
+                    j.kind,
+                    j.queue,
+                    j.priority,
+                    json.dumps(j.payload),
+                    j.max_attempts,
+                )
+            )
+        buffer.seek(0)
+        try:
+            raw = self.durable.raw_connection()
+        except sa.exc.OperationalError as e:
+            raise StoreUnavailableError(f"PostgreSQL unavailable: {e.orig}") from e
+        try:
+            cur = raw.cursor()
+            cur.copy_expert(q.COPY_JOBS, buffer)
+            cur.close()
+            raw.commit()
+        except psycopg2.OperationalError as e:
+            raw.invalidate()
+            raise StoreUnavailableError(f"PostgreSQL unavailable: {e}") from e
+        finally:
+            raw.close()
 
     # -- execution ---------------------------------------------------------
 

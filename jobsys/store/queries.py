@@ -21,6 +21,11 @@ RETURNING run_after
 """
 )
 
+COPY_JOBS = (
+    "COPY jobs (id, user_id, kind, queue, priority, payload, max_attempts) FROM STDIN"
+    " WITH (FORMAT csv)"
+)
+
 FIND_LIVE_UNIQUE = sa.text(
     """
 SELECT id FROM jobs WHERE user_id = :user_id AND kind = :kind AND unique_key = :unique_key
