@@ -7,8 +7,9 @@ Each pass, under an advisory lock so one runs at a time:
    attempt (it counts) and are retried after backoff or buried;
 3. queued jobs whose message the broker lost are published again: all of
    them when the broker's epoch key is gone (Redis flushed or restarted
-   without persistence), else only due jobs unclaimed for ``lost_after``
-   seconds whose queue is empty, so a long queue is never flooded with copies.
+   without persistence; workers set the key when they start), else only due
+   jobs unclaimed for ``lost_after`` seconds whose queue is empty, so a long
+   queue is never flooded with copies.
 """
 
 from __future__ import annotations
@@ -79,6 +80,14 @@ class Sweeper:
             )
             settle_failure(self.app, self.store, self.settings, job, lost, actor="sweeper")
         return len(jobs)
+
+    def note_broker(self) -> None:
+        """Record that this broker's messages are intact (a worker starting on it).
+
+        Without this, the first sweep on a fresh broker would take its missing
+        epoch key for a reset and publish every queued job a second time.
+        """
+        self.redis.set(EPOCH_KEY, datetime.now(UTC).isoformat(), nx=True)
 
     def _broker_was_reset(self) -> bool:
         """True when the epoch key vanished: every message in the broker is gone."""

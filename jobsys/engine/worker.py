@@ -37,6 +37,10 @@ class Heart(threading.Thread):
 
     def run(self) -> None:
         settings = get_settings()
+        try:
+            sweeper().note_broker()
+        except Exception as e:  # the broker may be down at start; sweeps will tell
+            log.warning("worker.broker_unreachable", error=str(e), worker=self.node)
         while not self.stopping.is_set():
             try:
                 self.beat()
