@@ -77,10 +77,12 @@ class Worker:
         self.process.wait(timeout=10)
 
     def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM (warm shutdown), then SIGKILL the whole process group."""
+        """SIGTERM the main process (warm shutdown), then SIGKILL the whole process group."""
         if self.process.poll() is None:
             try:
-                os.killpg(self.pid, signal.SIGTERM)
+                # Only the main process: it stops its pool itself. Signalling the group
+                # would kill running jobs and log spurious worker_lost retries.
+                os.kill(self.pid, signal.SIGTERM)
                 self.process.wait(timeout=grace)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
