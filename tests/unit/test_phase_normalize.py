@@ -53,7 +53,7 @@ def _single(body: bytes, charset: str, cte: str = "8bit") -> bytes:
 def test_plain_message_fields() -> None:
     # Given a small message with every header the phase reads
     raw = (
-        b"From: \"Alice Example\" <Alice@Example.COM>\r\n"
+        b'From: "Alice Example" <Alice@Example.COM>\r\n'
         b"To: Bob <bob@example.org>, carol@example.net\r\n"
         b"Cc: Dave <DAVE@example.org>, not-an-address, bob@example.org\r\n"
         b"Subject:  Quarterly\r\n   numbers  \r\n"
@@ -495,7 +495,9 @@ def test_recurring_master_keeps_rrule() -> None:
 
 def test_unknown_event_time_zone_falls_back_to_calendar_zone() -> None:
     # Given a timeZone no tz database knows
-    item = _event(start={"date": "2024-01-10", "timeZone": "Mars/Olympus"}, end={"date": "2024-01-11"})
+    item = _event(
+        start={"date": "2024-01-10", "timeZone": "Mars/Olympus"}, end={"date": "2024-01-11"}
+    )
 
     # When / Then
     event = _ok_event(item, "Asia/Tokyo")
@@ -509,7 +511,10 @@ def test_unknown_event_time_zone_falls_back_to_calendar_zone() -> None:
         ({"status": "confirmed"}, EventError("", "event has no id")),
         ({"id": "e", "status": "maybe"}, EventError("e", "unknown status 'maybe'")),
         ({"id": "e"}, EventError("e", "start missing or unparseable")),
-        ({"id": "e", "start": {"dateTime": "soon"}}, EventError("e", "start missing or unparseable")),
+        (
+            {"id": "e", "start": {"dateTime": "soon"}},
+            EventError("e", "start missing or unparseable"),
+        ),
         (["not", "a", "dict"], EventError("", "item is list, not a mapping")),
     ],
 )
