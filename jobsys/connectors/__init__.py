@@ -1,0 +1,3 @@
+"""Connectors: Google clients and the pipeline phases' domain logic; they never touch Celery."""
+
+from __future__ import annotations

@@ -1,0 +1,116 @@
+"""HTTP plumbing: a threaded loopback server that routes to the API, batch,
+OAuth token and admin handlers.
+
+HTTP/1.1 keep-alive matters: httplib2 reuses its connection, and a new TCP
+connection per request would dominate the cost the benchmarks measure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+from jobsys.connectors.google.emulator.admin import Admin
+from jobsys.connectors.google.emulator.dispatch import Dispatcher
+from jobsys.connectors.google.emulator.multipart import answer_batch
+from jobsys.connectors.google.emulator.replies import REASON_PHRASES, Reply, json_reply
+from jobsys.connectors.google.emulator.request import ApiRequest
+from jobsys.connectors.google.emulator.world import World
+
+BATCH_PATHS = ("/batch/gmail/v1", "/batch")
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that carries the dispatcher and admin handlers."""
+
+    daemon_threads = True
+    # Many short-lived client threads connect at once in benchmarks.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher, admin: Admin) -> None:
+        super().__init__(address, _Handler)
+        self.dispatcher = dispatcher
+        self.admin = admin
+        self.token_ttl = dispatcher.world.config.access_token_ttl
+
+    def route(self, request: ApiRequest) -> Reply:
+        """Answer one HTTP request."""
+        if request.path.startswith("/_emulator/"):
+            return self.admin.handle(request)
+        if request.path == "/token" and request.method == "POST":
+            return token_reply(self.dispatcher.world, request.body, self.token_ttl)
+        # Latency applies once per HTTP round trip, as network latency would.
+        latency = self.dispatcher.faults.latency
+        if latency:
+            time.sleep(latency)
+        if request.path in BATCH_PATHS and request.method == "POST":
+            content_type = request.headers.get("content-type", "")
+            return answer_batch(content_type, request.body, request, self.dispatcher.handle)
+        return self.dispatcher.handle(request)
+
+
+def token_reply(world: World, body: bytes, ttl: int) -> Reply:
+    """Answer an OAuth 2 refresh-token grant (``POST /token``).
+
+    Parameters:
+        world: issues the token.
+        body: the url-encoded form.
+        ttl: the ``expires_in`` to report.
+
+    Returns:
+        200 with a new access token, or 400 ``invalid_grant`` / ``unsupported_grant_type``.
+    """
+    form = parse_qs(body.decode("utf-8", "replace"))
+    if form.get("grant_type", [""])[0] != "refresh_token":
+        return _oauth_error("unsupported_grant_type", "Only refresh_token grants are emulated.")
+    token = world.refresh(form.get("refresh_token", [""])[0])
+    if token is None:
+        return _oauth_error("invalid_grant", "Token has been expired or revoked.")
+    scope = "https://www.googleapis.com/auth/gmail.readonly https://www.googleapis.com/auth/calendar.readonly"
+    return json_reply(
+        {"access_token": token, "expires_in": ttl, "token_type": "Bearer", "scope": scope}
+    )
+
+
+def _oauth_error(code: str, description: str) -> Reply:
+    body = json.dumps({"error": code, "error_description": description}).encode()
+    return Reply(400, body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: EmulatorServer
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = ApiRequest.parse(self.command, self.path, dict(self.headers.items()), body)
+        try:
+            reply = self.server.route(request)
+        except Exception as e:  # a bug in the emulator must still answer, as Google's 500
+            reply = json_reply({"error": {"code": 500, "message": repr(e)}}, 500)
+        self._write(reply)
+
+    def _write(self, reply: Reply) -> None:
+        self.send_response(reply.status, REASON_PHRASES.get(reply.status))
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for key, value in reply.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        # Request logs would drown test and benchmark output; stats cover counting.
+        return
