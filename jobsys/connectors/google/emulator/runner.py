@@ -61,7 +61,10 @@ class Emulator:
         """Serve in a daemon thread; returns self."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="google-emulator", daemon=True
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},  # stop() waits up to one poll
+                name="google-emulator",
+                daemon=True,
             )
             self._thread.start()
         return self
