@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.utils import getaddresses
 from typing import Any
 
 import pytest
@@ -175,6 +176,33 @@ def test_nested_comment_bomb_in_address_header() -> None:
     message = _ok(raw)
     assert message.to == ()
     assert "to: unparseable address list" in message.defects
+
+
+_names = st.text(alphabet="abcXYZ .'-_0123456789", max_size=12)
+_mailboxes = st.tuples(
+    _names, st.from_regex(r"[a-z0-9.]{1,8}@[a-z]{1,6}\.(org|com)", fullmatch=True)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mailboxes=st.lists(_mailboxes, min_size=1, max_size=8), brackets=st.booleans())
+def test_simple_address_lists_parse_like_getaddresses(
+    mailboxes: list[tuple[str, str]], brackets: bool
+) -> None:
+    # Given a quote-free address list, which normalize parses without email.utils
+    header = ", ".join(
+        f"{name} <{addr}>" if brackets or name.strip() else addr for name, addr in mailboxes
+    )
+    raw = f"From: a@example.com\r\nTo: {header}\r\n\r\nx".encode()
+
+    # When it is normalized
+    to = _ok(raw).to
+
+    # Then the result is what email.utils.getaddresses yields for the same header
+    expected: dict[str, Address] = {}
+    for name, addr in getaddresses([header]):
+        expected.setdefault(addr.lower(), Address(addr.lower(), " ".join(name.split())))
+    assert to == tuple(expected.values())
 
 
 # -- bodies --------------------------------------------------------------------
@@ -354,6 +382,38 @@ def test_never_raises_on_hostile_headers(header: str, body: bytes, charset: str)
     # When / Then
     result = normalize_message("g", "t", raw, [])
     assert isinstance(result, NormalizedMessage)
+
+
+def _realistic() -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "=?utf-8?q?J=C3=BCrgen?= <j@example.de>"
+    msg["To"] = "Bob <bob@example.org>, carol@example.net"
+    msg["Subject"] = "Résumé attached"
+    msg["Date"] = "Tue, 05 Mar 2024 09:30:00 +0100"
+    msg.set_content("Grüße,\nsee attached.\n" * 20, cte="quoted-printable")
+    msg.add_alternative("<p>Grüße</p>" * 20, subtype="html")
+    msg.add_attachment(
+        bytes(range(256)) * 4, maintype="application", subtype="pdf", filename="r.pdf"
+    )
+    return msg.as_bytes()
+
+
+REALISTIC = _realistic()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.integers(0, len(REALISTIC)),
+    length=st.integers(0, 400),
+    junk=st.binary(max_size=64),
+)
+def test_never_raises_on_corrupted_multipart(start: int, length: int, junk: bytes) -> None:
+    # Given a realistic multipart message with a slice replaced by junk (or cut short)
+    raw = REALISTIC[:start] + junk + REALISTIC[start + length :]
+
+    # When / Then
+    result = normalize_message("g", "t", raw, ["INBOX"])
+    assert isinstance(result, NormalizedMessage | MessageError)
 
 
 # -- events --------------------------------------------------------------------

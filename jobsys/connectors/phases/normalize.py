@@ -71,6 +71,8 @@ _IDENTITY_HEADERS = (
     "message-id",
 )
 _MSG_ID = re.compile(r"<[^<>\s]+>")
+_NOT_SIMPLE = re.compile(r'["()\\;:\[\]]|=\?')
+_SIMPLE_MAILBOX = re.compile(r"\s*(?:([^<>,@]*?)\s*<([^<>\s,]+)>|([^<>\s,]+))\s*")
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ..
     if not values:
         return ()
     try:
-        pairs = getaddresses(values)
+        pairs = _simple_addresses(values) or getaddresses(values)
     except RecursionError:
         # email._parseaddr recurses once per nested comment "(((...": unusable header.
         defects.append(f"{name}: unparseable address list")
@@ -238,6 +240,29 @@ def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ..
         defects.extend(f"{name}: {d}" for d in word_defects)
         result.append(Address(addr, mime.squash(display)))
     return tuple(result)
+
+
+def _simple_addresses(values: list[str]) -> list[tuple[str, str]] | None:
+    """Parse the common ``Name <a@b>, c@d`` lists without email.utils; None if not that simple.
+
+    Without quotes, comments, escapes, groups or encoded words, a comma can only
+    separate mailboxes, so splitting on it matches ``getaddresses`` — at a
+    fraction of its cost, which matters because address parsing was about an
+    eighth of normalization time.
+    """
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        if _NOT_SIMPLE.search(value):
+            return None
+        for piece in value.split(","):
+            if not piece.strip():
+                continue
+            match = _SIMPLE_MAILBOX.fullmatch(piece)
+            if match is None:
+                return None
+            name, bracketed, bare = match.groups()
+            pairs.append((mime.squash(name or ""), bracketed or bare))
+    return pairs
 
 
 def _sent_at(value: str | None, defects: list[str]) -> datetime | None:
