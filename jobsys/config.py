@@ -10,7 +10,7 @@ import functools
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -23,7 +23,9 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 class Settings(BaseSettings):
     """Runtime configuration; every field maps to ``JOBSYS_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="JOBSYS_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="JOBSYS_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     database_url: str | None = Field(None, description="PostgreSQL URL; embedded when unset")
     broker_url: str | None = Field(None, description="Redis broker URL; embedded when unset")
@@ -32,6 +34,16 @@ class Settings(BaseSettings):
         (), description="extra modules defining job kinds"
     )
     home: Path = Field(Path(".jobsys"), description="folder for embedded servers' data")
+
+    encryption_key: SecretStr | None = Field(
+        None,
+        validation_alias="APP_ENCRYPTION_KEY",
+        description="Fernet key(s) for OAuth tokens; comma-separated, newest first",
+    )
+    google_api_endpoint: str | None = Field(None, description="Google API base URL (emulator)")
+    google_token_uri: str = Field("https://oauth2.googleapis.com/token")
+    google_client_id: str = Field("jobsys")
+    google_client_secret: SecretStr = Field(SecretStr("jobsys"))
 
     visibility_timeout: int = Field(3600, ge=60, description="Redis redelivery timeout, s")
     default_timeout: int = Field(180, ge=1, description="hard time limit of a job, s")

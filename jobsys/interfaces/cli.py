@@ -11,6 +11,7 @@ import json
 import re
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import click
@@ -248,6 +249,104 @@ def sweep(as_json: bool) -> None:
 
     report = sweeper().run().as_dict()
     click.echo(json.dumps(report) if as_json else " ".join(f"{k}={v}" for k, v in report.items()))
+
+
+def _users() -> Any:
+    from jobsys.store.users import UserStore
+
+    return UserStore(_store())
+
+
+def _cipher() -> Any:
+    from jobsys.store.tokens import TokenCipher
+
+    key = get_settings().encryption_key
+    return TokenCipher(key.get_secret_value() if key else None)
+
+
+@cli.group()
+def user() -> None:
+    """Users whose Gmail and Calendar jobsys syncs."""
+
+
+@user.command("add")
+@click.argument("email")
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help='JSON file {"token": ..., "refresh_token": ...} with Google OAuth tokens',
+)
+@click.option("--region", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def user_add(email: str, token_file: str | None, region: str, as_json: bool) -> None:
+    """Add a user, with their Google tokens stored encrypted."""
+    tokens = _read_token_file(token_file) if token_file else None
+    cipher = _cipher() if tokens else None  # fail on a missing key before storing anything
+    users = _users()
+    added = users.add(email, region=region)
+    if tokens and cipher:
+        refresh = tokens.get("refresh_token")
+        users.save_credential(
+            added.id,
+            "google",
+            token=cipher.encrypt(tokens["token"]),
+            refresh_token=cipher.encrypt(refresh) if refresh else None,
+        )
+    click.echo(json.dumps(added.as_dict()) if as_json else f"added {added.email} as {added.id}")
+
+
+def _read_token_file(path: str) -> dict[str, str]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(f"cannot read JSON: {e}", param_hint="--token-file") from e
+    if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+        raise click.BadParameter(
+            'must hold {"token": "...", "refresh_token": "..."}', param_hint="--token-file"
+        )
+    return {k: str(v) for k, v in data.items() if isinstance(v, str)}
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def user_list(as_json: bool) -> None:
+    """List users."""
+    from jobsys.interfaces import render
+
+    found = _users().list()
+    if as_json:
+        render.emit_json([u.as_dict() for u in found])
+        return
+    rows = [
+        (u.id, u.email, u.region, "paused: " + (u.paused_reason or "") if u.paused else "")
+        for u in found
+    ]
+    render.table("users", ["id", "email", "region", "state"], rows)
+
+
+@cli.group()
+def keys() -> None:
+    """Encryption keys for stored tokens (APP_ENCRYPTION_KEY)."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new Fernet key. To rotate, put it first: APP_ENCRYPTION_KEY=new,old."""
+    from jobsys.store.tokens import generate_key
+
+    click.echo(generate_key())
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8085, show_default=True)
+@click.option("--users", "count", type=click.IntRange(1, 10_000), default=3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def emulator(port: int, count: int, seed: int) -> None:
+    """Serve the bundled Google emulator (Gmail v1, Calendar v3) on loopback."""
+    from jobsys.connectors.google.emulator import serve
+
+    serve(port, count, seed)
 
 
 @cli.group()

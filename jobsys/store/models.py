@@ -112,3 +112,149 @@ class AuditEventRow(Base):
     job_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True), index=True)
     user_id: Mapped[str | None] = mapped_column(sa.Text)
     detail: Mapped[dict[str, Any]] = mapped_column(server_default=sa.text("'{}'::jsonb"))
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    email: Mapped[str] = mapped_column(sa.Text, unique=True)
+    region: Mapped[str] = mapped_column(sa.Text, server_default="default")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    paused: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    paused_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class CredentialRow(Base):
+    __tablename__ = "credentials"
+
+    user_id: Mapped[str] = mapped_column(
+        sa.Text, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    token: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    refresh_token: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    expiry: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(sa.Text, server_default="valid")
+    status_reason: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+
+
+class SyncCursorRow(Base):
+    __tablename__ = "sync_cursors"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    source: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    cursor: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+
+
+class RawMessageRow(Base):
+    __tablename__ = "raw_messages"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    gmail_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    thread_id: Mapped[str] = mapped_column(sa.Text)
+    label_ids: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+    raw: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    internal_date: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    fetched_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    normalized_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class RawEventRow(Base):
+    __tablename__ = "raw_events"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column()
+    fetched_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    normalized_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    gmail_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    thread_id: Mapped[str] = mapped_column(sa.Text)
+    subject: Mapped[str | None] = mapped_column(sa.Text)
+    from_addr: Mapped[str | None] = mapped_column(sa.Text)
+    from_name: Mapped[str | None] = mapped_column(sa.Text)
+    to_addrs: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+    cc_addrs: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+    sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    labels: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+    text_body: Mapped[str | None] = mapped_column(sa.Text)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    defects: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    summary: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)
+    start_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    end_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    all_day: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    attendees: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+    organizer: Mapped[str | None] = mapped_column(sa.Text)
+    recurring_event_id: Mapped[str | None] = mapped_column(sa.Text)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class ContactRow(Base):
+    __tablename__ = "contacts"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    addr: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    display_name: Mapped[str] = mapped_column(sa.Text, server_default="")
+
+
+class InteractionRow(Base):
+    __tablename__ = "interactions"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    source_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    addr: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    direction: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class ContactScoreRow(Base):
+    __tablename__ = "contact_scores"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    addr: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    score: Mapped[float] = mapped_column(sa.Float)
+    rank: Mapped[int] = mapped_column(sa.Integer)
+    messages_out: Mapped[int] = mapped_column(sa.Integer)
+    messages_in: Mapped[int] = mapped_column(sa.Integer)
+    meetings: Mapped[int] = mapped_column(sa.Integer)
+    last_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class DigestRow(Base):
+    __tablename__ = "digests"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    generated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    body: Mapped[dict[str, Any]] = mapped_column()
+
+
+class PipelineRunRow(Base):
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (sa.Index("pipeline_runs_user_idx", "user_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text, server_default="running")
+    full: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    steps: Mapped[dict[str, Any]] = mapped_column(server_default=sa.text("'{}'::jsonb"))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
