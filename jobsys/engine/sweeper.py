@@ -85,9 +85,13 @@ class Sweeper:
         """Record that this broker's messages are intact (a worker starting on it).
 
         Without this, the first sweep on a fresh broker would take its missing
-        epoch key for a reset and publish every queued job a second time.
+        epoch key for a reset and publish every queued job a second time. Only
+        a broker holding messages is taken as intact: an empty one without the
+        key may have been flushed while no worker ran, and then the first sweep
+        must publish every queued job (there is nothing there to duplicate).
         """
-        self.redis.set(EPOCH_KEY, datetime.now(UTC).isoformat(), nx=True)
+        if any(self._queue_size(name) > 0 for name in self.app.amqp.queues):
+            self.redis.set(EPOCH_KEY, datetime.now(UTC).isoformat(), nx=True)
 
     def _broker_was_reset(self) -> bool:
         """True when the epoch key vanished: every message in the broker is gone."""
