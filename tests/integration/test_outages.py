@@ -34,13 +34,14 @@ def test_queued_jobs_survive_a_redis_flush(jobsys_env: Env, start_workers: Start
     assert jobsys_env.queue_length() == 0
     assert jobsys_env.store.count_by_status(ids) == {Status.QUEUED: 1000}
 
-    # And workers start
-    start_workers(2, concurrency=2)
+    # And workers start whose lost-message check waits 10 minutes, so only the
+    # sweeper's broker-reset path (the missing epoch key) can bring the jobs back
+    start_workers(2, concurrency=2, env={"JOBSYS_LOST_AFTER": "600"})
 
     # Then every job completes, exactly one attempt each
     wait_until(
         lambda: jobsys_env.store.count_by_status(ids) == {Status.SUCCEEDED: 1000},
-        timeout=120,
+        timeout=60,
         what="all 1,000 jobs to succeed",
         interval=0.5,
     )
