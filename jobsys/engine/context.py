@@ -17,7 +17,8 @@ class JobContext:
     Handlers receive one as their first argument.
     """
 
-    def __init__(self, job: Job, store: Store, lease: float) -> None:
+    def __init__(self, job: Job, store: Store, lease: float, *, task: Any = None) -> None:
+        self._task = task
         self._job = job
         self._store = store
         self._lease = lease
@@ -62,6 +63,16 @@ class JobContext:
         """Whether cancellation was requested (checks the store)."""
         self.heartbeat()
         return self._cancelled
+
+    def replace(self, signature: Any) -> None:
+        """End this step by replacing it with a Celery canvas (``Task.replace``).
+
+        The step is recorded as succeeded; the canvas inherits its place in the
+        surrounding chain or chord. Raises ``celery.exceptions.Ignore``.
+        """
+        if self._task is None:
+            raise RuntimeError("replace() needs the running task")
+        self._task.replace(signature)
 
     def raise_if_cancelled(self) -> None:
         """Stop the handler here if the job was cancelled.

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from celery import Task
 from celery.result import AsyncResult
 from pydantic import BaseModel
 
@@ -60,23 +61,48 @@ def submit(
     task_id: str | None = None,
     **options: Any,
 ) -> AsyncResult[Any]:
-    """Validate, store and publish one job (the path behind ``.delay()``)."""
-    unknown = set(options) - _OPTIONS
-    if unknown:
-        raise ValueError(f"unsupported option(s) for {spec.kind}: {', '.join(sorted(unknown))}")
-    new = _new_job(spec, user_id, payload, task_id=task_id, **options)
+    """Validate, store and publish one job (the path behind ``.apply_async()``).
+
+    Options jobsys knows (``countdown``, ``eta``, ``priority``, ``unique_key``,
+    ``queue``) shape the job; any other option is Celery's (canvas members
+    arrive with ``chord``, ``link``, ``group_id``...) and rides on the message.
+    """
+    celery_options = dict(options)
+    ours = {k: celery_options.pop(k) for k in _OPTIONS & set(celery_options)}
+    if "retries" in celery_options and "priority" in ours:
+        # A Celery retry re-sends the broker's priority, already converted.
+        celery_options["priority"] = ours.pop("priority")
+    new = _new_job(spec, user_id, payload, task_id=task_id, **ours)
     runtime.store().insert(new)
-    publish(
-        app,
-        job_id=new.id,
-        user_id=new.user_id,
-        kind=spec.kind,
+    if task_id is None and not celery_options:
+        publish(
+            app,
+            job_id=new.id,
+            user_id=new.user_id,
+            kind=spec.kind,
+            queue=new.queue,
+            priority=new.priority,
+            countdown=new.delay,
+            payload=new.payload,
+        )
+        return AsyncResult(str(new.id), app=app)
+    return _publish_in_canvas(spec, new, celery_options)
+
+
+def _publish_in_canvas(spec: JobSpec, new: NewJob, options: dict[str, Any]) -> AsyncResult[Any]:
+    options.setdefault("priority", MAX_PRIORITY - new.priority)
+    if new.delay > 0:
+        options["countdown"] = new.delay
+    task = app.tasks[spec.kind]
+    # Celery's own apply_async (not JobTask's, which brought us here).
+    return Task.apply_async(
+        task,
+        args=(new.user_id,),
+        kwargs=new.payload,
+        task_id=str(new.id),
         queue=new.queue,
-        priority=new.priority,
-        countdown=new.delay,
-        payload=new.payload,
+        **options,
     )
-    return AsyncResult(str(new.id), app=app)
 
 
 def enqueue_many(

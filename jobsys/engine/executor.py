@@ -1,14 +1,22 @@
-"""One job attempt in a worker: claim -> run -> record."""
+"""One job attempt in a worker: claim -> run -> record.
+
+What the attempt returns to Celery matters inside a canvas: a result counts
+toward a chord and starts the next step of a chain, ``Ignore`` counts for
+nothing (a duplicate delivery, a cancellation, a job replaced by a canvas),
+``Retry`` keeps the message's place in its chord, and the handler's own
+exception, raised once the job is dead, fails the chord.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from celery import Task
+from celery.exceptions import Ignore
 
 from jobsys.config import Settings, get_settings
 from jobsys.engine import runtime
@@ -23,13 +31,14 @@ from jobsys.store import Job, Status, Store
 log = structlog.get_logger("jobsys.engine")
 
 
-def execute(task: Task[Any, Any], spec: JobSpec, user_id: str | None) -> None:
+def execute(task: Task[Any, Any], spec: JobSpec, user_id: str | None) -> Any:
     """Run the attempt this message stands for, if it wins the claim."""
     settings = get_settings()
     store = runtime.store()
     job = claim(task, spec, store, settings, user_id)
-    if job is not None:
-        run_and_record(task, spec, store, settings, job)
+    if job is None:
+        raise Ignore()
+    return run_and_record(task, spec, store, settings, job)
 
 
 def claim(
@@ -70,6 +79,10 @@ def _republish(
 ) -> None:
     if user_id is None:
         return
+    if task.request.chord or task.request.chain or task.request.callbacks:
+        # Keep the canvas context: the same message again, later.
+        task.signature_from_request(task.request, countdown=wait).apply_async()
+        return
     publish(
         task.app,
         job_id=job_id,
@@ -83,23 +96,39 @@ def _republish(
 
 def run_and_record(
     task: Task[Any, Any], spec: JobSpec, store: Store, settings: Settings, job: Job
-) -> None:
-    ctx = JobContext(job, store, spec.timeout + settings.lease_grace)
+) -> Any:
+    ctx = JobContext(job, store, spec.timeout + settings.lease_grace, task=task)
     try:
         payload = spec.validate(job.payload)
         result = spec.handler(ctx, payload) if spec.payload is not None else spec.handler(ctx)
+    except Ignore:
+        # The handler replaced itself with a canvas: this step is done.
+        patiently(lambda: store.succeed(job, {"replaced": True}), settings=settings)
+        raise
     except JobCancelled:
         patiently(lambda: store.cancel_running(job), settings=settings)
-        return
+        raise Ignore() from None
     except Exception as exc:
-        failure = classify(exc)
-        patiently(
-            lambda: settle_failure(task.app, store, settings, job, failure, actor=_node(task)),
-            settings=settings,
-        )
-        return
+        _fail(task, store, settings, job, exc)
     if not patiently(lambda: store.succeed(job, result), settings=settings):
         log.warning("record.lost", job_id=str(job.id), attempt=job.attempt)
+        raise Ignore()
+    return result
+
+
+def _fail(
+    task: Task[Any, Any], store: Store, settings: Settings, job: Job, exc: Exception
+) -> NoReturn:
+    failure = classify(exc)
+    settled = patiently(
+        lambda: settle_failure(store, settings, job, failure, actor=_node(task)),
+        settings=settings,
+    )
+    if settled.action == "retry":
+        raise task.retry(countdown=settled.delay, max_retries=None)
+    if settled.action == "dead":
+        raise exc
+    raise Ignore()
 
 
 def _node(task: Task[Any, Any]) -> str:

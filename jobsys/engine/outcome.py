@@ -6,6 +6,7 @@ dies or hits its hard limit, and by the sweeper when a lease expires.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -23,27 +24,30 @@ T = TypeVar("T")
 log = structlog.get_logger("jobsys.engine")
 
 
+@dataclasses.dataclass(frozen=True)
+class Settled:
+    """What became of a failed attempt: ``retry`` after ``delay``, ``dead``, or ``lost``.
+
+    ``lost`` means another party had already moved the job on (a late duplicate).
+    The caller publishes the retry, so that each keeps the message's context
+    (a chord member retried in its worker stays in its chord).
+    """
+
+    action: str
+    delay: float = 0.0
+
+
 def settle_failure(
-    app: Celery, store: Store, settings: Settings, job: Job, failure: Failure, *, actor: str
-) -> str:
-    """Retry the job after backoff if it may succeed yet, else bury it; returns which."""
+    store: Store, settings: Settings, job: Job, failure: Failure, *, actor: str
+) -> Settled:
+    """Put the job back after backoff if it may succeed yet, else bury it."""
     entry = failure.entry(job.attempt, job.started_at, job.worker)
     if failure.retryable and job.attempt < job.max_attempts:
         delay = failure.retry_after
         if delay is None:
             delay = backoff(job.attempt, base=settings.retry_base, cap=settings.retry_cap)
         if store.retry(job, delay=delay, error=entry) is None:
-            return "lost"
-        publish(
-            app,
-            job_id=job.id,
-            user_id=job.user_id,
-            kind=job.kind,
-            queue=job.queue,
-            priority=job.priority,
-            countdown=delay,
-            payload=job.payload,
-        )
+            return Settled("lost")
         log.info(
             "job.retry",
             job_id=str(job.id),
@@ -52,7 +56,7 @@ def settle_failure(
             reason=failure.reason,
             error=failure.message,
         )
-        return "retry"
+        return Settled("retry", delay)
     letter = store.bury(
         job,
         error=entry,
@@ -69,7 +73,21 @@ def settle_failure(
         reason=failure.reason,
         error=failure.message,
     )
-    return "dead" if letter is not None else "lost"
+    return Settled("dead" if letter is not None else "lost")
+
+
+def republish(app: Celery, job: Job, delay: float) -> None:
+    """Publish a job's next attempt without its original message's context."""
+    publish(
+        app,
+        job_id=job.id,
+        user_id=job.user_id,
+        kind=job.kind,
+        queue=job.queue,
+        priority=job.priority,
+        countdown=delay,
+        payload=job.payload,
+    )
 
 
 def patiently(fn: Callable[[], T], *, settings: Settings, budget: float = 60.0) -> T:

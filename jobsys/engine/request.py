@@ -65,7 +65,14 @@ class JobRequest(Request):
             if job is None:
                 return True  # already recorded, or no longer this process's attempt
             failure = Failure(type(exc).__name__, message, "", reason, True)
-            settle_failure(self.task.app, store, settings, job, failure, actor=str(self.hostname))
+            settled = settle_failure(store, settings, job, failure, actor=str(self.hostname))
+            if settled.action == "retry":
+                # From the request, so a chord member stays in its chord.
+                context = self._context  # type: ignore[attr-defined]
+                retried = self.task.signature_from_request(
+                    context, countdown=settled.delay, retries=context.retries + 1
+                )
+                retried.apply_async()
             return True
         except StoreUnavailableError:
             log.warning("recover.store_unavailable", job_id=self.id)

@@ -25,7 +25,7 @@ from celery import Celery
 
 from jobsys.config import Settings
 from jobsys.engine.failures import Failure
-from jobsys.engine.outcome import settle_failure
+from jobsys.engine.outcome import republish, settle_failure
 from jobsys.engine.publish import publish
 from jobsys.store import Store
 
@@ -78,7 +78,9 @@ class Sweeper:
                 "worker_lost",
                 True,
             )
-            settle_failure(self.app, self.store, self.settings, job, lost, actor="sweeper")
+            settled = settle_failure(self.store, self.settings, job, lost, actor="sweeper")
+            if settled.action == "retry":
+                republish(self.app, job, settled.delay)
         return len(jobs)
 
     def note_broker(self) -> None:

@@ -27,6 +27,8 @@ class JobTask(Task):  # type: ignore[type-arg]
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
+    # Attempts are counted in Postgres; Celery's retry only carries the message.
+    max_retries = None
     typing = False
 
     def apply_async(  # type: ignore[override]
@@ -65,6 +67,7 @@ def job(
     timeout: int | None = None,
     queue: str = "default",
     priority: int = 0,
+    results: bool = False,
 ) -> Callable[[Callable[..., Any]], JobTask]:
     """Register a job kind and return its Celery task.
 
@@ -75,6 +78,9 @@ def job(
         soft_timeout: seconds before ``SoftTimeLimitExceeded`` is raised in the handler.
         timeout: hard limit in seconds; the attempt's process is killed (default 180).
         queue: the Celery queue its messages go to.
+        priority: default priority, 0 (normal) to 9 (most urgent).
+        results: also store results in Celery's result backend (needed by chord
+            members); results are always recorded in Postgres.
 
     Raises:
         ValueError: the declaration breaks a rule (named in the message).
@@ -97,8 +103,8 @@ def job(
         registry.add(spec)
         _ensure_queue(queue)
 
-        def run(self: JobTask, /, user_id: str | None = None, **_shown: Any) -> None:
-            execute(self, spec, user_id)
+        def run(self: JobTask, /, user_id: str | None = None, **_shown: Any) -> Any:
+            return execute(self, spec, user_id)
 
         run.__doc__ = fn.__doc__
         task: JobTask = app.task(
@@ -108,6 +114,7 @@ def job(
             queue=queue,
             time_limit=hard,
             soft_time_limit=soft,
+            ignore_result=not results,
             spec=spec,
         )(run)
         return task

@@ -60,6 +60,9 @@ class Store:
     def insert(self, job: NewJob) -> datetime:
         """Insert one job; returns its ``run_after``.
 
+        Inserting an id that exists changes nothing (a re-sent canvas member, or
+        a Celery retry of the same message) and returns the stored ``run_after``.
+
         Raises:
             DuplicateJobError: a live job of that kind and user holds ``unique_key``.
         """
@@ -77,6 +80,8 @@ class Store:
     def _insert(self, job: NewJob) -> datetime:
         with self._tx() as conn:
             row = conn.execute(q.INSERT_JOB, _insert_params(job)).first()
+            if row is None:
+                row = conn.execute(q.RUN_AFTER, {"user_id": job.user_id, "id": job.id}).first()
             if row is None:
                 raise _duplicate(conn, job)
             return row[0]  # type: ignore[no-any-return]

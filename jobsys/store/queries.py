@@ -15,8 +15,7 @@ INSERT_JOB = sa.text(
 INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key, run_after)
 VALUES (:id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
         :unique_key, now() + make_interval(secs => :delay))
-ON CONFLICT (user_id, kind, unique_key)
-  WHERE unique_key IS NOT NULL AND status IN ('queued', 'running') DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING run_after
 """
 )
@@ -25,6 +24,8 @@ COPY_JOBS = (
     "COPY jobs (id, user_id, kind, queue, priority, payload, max_attempts) FROM STDIN"
     " WITH (FORMAT csv)"
 )
+
+RUN_AFTER = sa.text("SELECT run_after FROM jobs WHERE user_id = :user_id AND id = :id")
 
 FIND_LIVE_UNIQUE = sa.text(
     """
