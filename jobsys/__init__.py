@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from jobsys import tasks as _tasks  # noqa: F401  (the sync pipeline's job kinds)
 from jobsys.engine import worker as _worker  # noqa: F401  (registers signals and the sweep task)
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext

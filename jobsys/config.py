@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         validation_alias="APP_ENCRYPTION_KEY",
         description="Fernet key(s) for OAuth tokens; comma-separated, newest first",
     )
+    pipeline_repair_after: float = Field(
+        120.0, gt=0, description="quiet seconds before a stalled pipeline run is resumed"
+    )
     google_api_endpoint: str | None = Field(None, description="Google API base URL (emulator)")
     google_token_uri: str = Field("https://oauth2.googleapis.com/token")
     google_client_id: str = Field("jobsys")

@@ -12,6 +12,7 @@ from celery import Task
 from celery.result import AsyncResult
 from pydantic import BaseModel
 
+from jobsys.config import get_settings
 from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.publish import MAX_PRIORITY, prepare_many, publish, push_many
@@ -152,7 +153,7 @@ def _new_job(
         kind=spec.kind,
         queue=queue or spec.queue,
         payload=spec.dump(valid),
-        max_attempts=spec.max_attempts,
+        max_attempts=spec.attempts(get_settings()),
         priority=_priority(spec.priority if priority is None else priority),
         unique_key=unique_key,
         delay=_delay(countdown, eta),

@@ -45,7 +45,7 @@ def claim(
     task: Task[Any, Any], spec: JobSpec, store: Store, settings: Settings, user_id: str | None
 ) -> Job | None:
     job_id = uuid.UUID(task.request.id)
-    lease = spec.timeout + settings.lease_grace
+    lease = spec.hard_limit(settings) + settings.lease_grace
     try:
         job = store.claim(job_id, user_id, lease=lease, worker=_node(task), pid=os.getpid())
         if job is None:
@@ -97,7 +97,7 @@ def _republish(
 def run_and_record(
     task: Task[Any, Any], spec: JobSpec, store: Store, settings: Settings, job: Job
 ) -> Any:
-    ctx = JobContext(job, store, spec.timeout + settings.lease_grace, task=task)
+    ctx = JobContext(job, store, spec.hard_limit(settings) + settings.lease_grace, task=task)
     try:
         payload = spec.validate(job.payload)
         result = spec.handler(ctx, payload) if spec.payload is not None else spec.handler(ctx)

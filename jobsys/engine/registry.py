@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from jobsys.config import Settings
 from jobsys.errors import PayloadError, UnknownKindError
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
@@ -23,11 +24,20 @@ class JobSpec:
     kind: str
     handler: Handler
     payload: type[BaseModel] | None
-    max_attempts: int
-    timeout: int
-    soft_timeout: int
+    # None: the configured default, read when the job runs (not at import).
+    max_attempts: int | None
+    timeout: int | None
+    soft_timeout: int | None
     queue: str
     priority: int = 0
+
+    def hard_limit(self, settings: Settings) -> int:
+        return self.timeout if self.timeout is not None else settings.default_timeout
+
+    def attempts(self, settings: Settings) -> int:
+        if self.max_attempts is not None:
+            return self.max_attempts
+        return settings.default_max_attempts
 
     def validate(self, payload: Mapping[str, Any] | BaseModel | None) -> BaseModel | None:
         """Check a payload against the kind's schema.
@@ -66,9 +76,12 @@ def check_spec(spec: JobSpec) -> None:
     """
     if not _KIND.match(spec.kind):
         raise ValueError(f"kind {spec.kind!r} must be dotted lowercase words, e.g. 'photos.resize'")
-    if spec.max_attempts < 1:
+    if spec.max_attempts is not None and spec.max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {spec.max_attempts}")
-    if not 0 < spec.soft_timeout <= spec.timeout:
+    for name, value in (("timeout", spec.timeout), ("soft_timeout", spec.soft_timeout)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1 second, got {value}")
+    if spec.timeout and spec.soft_timeout and spec.soft_timeout > spec.timeout:
         raise ValueError(
             f"soft_timeout ({spec.soft_timeout}) must be positive and at most timeout "
             f"({spec.timeout})"

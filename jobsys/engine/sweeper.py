@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,15 @@ EPOCH_KEY = "jobsys:broker-epoch"
 log = structlog.get_logger("jobsys.sweeper")
 
 
+_REPAIRS: list[Callable[[], int]] = []
+
+
+def register_repair(repair: Callable[[], int]) -> None:
+    """Add a pass to every sweep (e.g. the pipeline's run repair); returns what it fixed."""
+    if repair not in _REPAIRS:
+        _REPAIRS.append(repair)
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepReport:
     """What one pass did."""
@@ -42,6 +52,7 @@ class SweepReport:
     expired: int = 0
     republished: int = 0
     broker_reset: bool = False
+    repaired: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,8 +74,9 @@ class Sweeper:
             expired = self._expire_leases()
             reset = self._broker_was_reset()
             republished = self._republish_lost(everything=reset)
-        report = SweepReport(True, tuple(dead), expired, republished, reset)
-        if dead or expired or republished or reset:
+            repaired = sum(repair() for repair in _REPAIRS)
+        report = SweepReport(True, tuple(dead), expired, republished, reset, repaired)
+        if dead or expired or republished or reset or repaired:
             log.info("sweep", **report.as_dict())
         return report
 

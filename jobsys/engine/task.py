@@ -13,7 +13,6 @@ from celery import Task
 from kombu import Queue
 from pydantic import BaseModel
 
-from jobsys.config import get_settings
 from jobsys.engine.app import app
 from jobsys.engine.executor import execute
 from jobsys.engine.registry import JobSpec, registry
@@ -85,18 +84,15 @@ def job(
     Raises:
         ValueError: the declaration breaks a rule (named in the message).
     """
-    settings = get_settings()
-    hard = timeout if timeout is not None else settings.default_timeout
-    soft = soft_timeout if soft_timeout is not None else min(settings.default_soft_timeout, hard)
 
     def decorate(fn: Callable[..., Any]) -> JobTask:
         spec = JobSpec(
             kind=kind,
             handler=fn,
             payload=payload,
-            max_attempts=max_attempts or settings.default_max_attempts,
-            timeout=hard,
-            soft_timeout=soft,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            soft_timeout=soft_timeout,
             queue=queue,
             priority=priority,
         )
@@ -107,13 +103,16 @@ def job(
             return execute(self, spec, user_id)
 
         run.__doc__ = fn.__doc__
-        task: JobTask = app.task(
+        # Unset limits fall back to task_time_limit / task_soft_time_limit (settings).
+        limits: dict[str, Any] = {"time_limit": timeout, "soft_time_limit": soft_timeout}
+        limits = {k: v for k, v in limits.items() if v is not None}
+        make: Any = app.task  # the typed overloads cannot see through **limits
+        task: JobTask = make(
             bind=True,
             base=JobTask,
             name=kind,
             queue=queue,
-            time_limit=hard,
-            soft_time_limit=soft,
+            **limits,
             ignore_result=not results,
             spec=spec,
         )(run)

@@ -325,6 +325,52 @@ def user_list(as_json: bool) -> None:
     render.table("users", ["id", "email", "region", "state"], rows)
 
 
+@cli.command("sync")
+@click.argument("user_ident", metavar="USER")
+@click.option("--full", is_flag=True, help="ignore stored cursors and list everything")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def sync_cmd(user_ident: str, full: bool, as_json: bool) -> None:
+    """Start a Gmail and Calendar sync for USER (id or email)."""
+    from jobsys.tasks import sync_user
+
+    found = _users().get(user_ident)
+    result = sync_user.delay(found.id, full=full)
+    click.echo(json.dumps({"job_id": result.id}) if as_json else f"sync job {result.id}")
+
+
+@cli.command()
+@click.argument("user_ident", metavar="USER")
+@click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def report(user_ident: str, top: int, as_json: bool) -> None:
+    """Show USER's top contacts (relationship score) and digest."""
+    from jobsys.interfaces import render
+    from jobsys.store.sync import SyncStore
+
+    found = _users().get(user_ident)
+    data = SyncStore(_store()).report(found.id, top=top)
+    if as_json:
+        render.emit_json({"user": found.as_dict(), **data})
+        return
+    rows = [
+        (
+            c["rank"],
+            c["addr"],
+            c.get("display_name") or "",
+            f"{c['score']:.3f}",
+            c["messages_out"],
+            c["messages_in"],
+            c["meetings"],
+            c["last_at"],
+        )
+        for c in data["top_contacts"]
+    ]
+    cols = ["rank", "address", "name", "score", "sent", "received", "meetings", "last"]
+    render.table(f"top contacts of {found.email}", cols, rows)
+    if data["digest"]:
+        render.record("digest", {k: v for k, v in data["digest"].items()})
+
+
 @cli.group()
 def keys() -> None:
     """Encryption keys for stored tokens (APP_ENCRYPTION_KEY)."""

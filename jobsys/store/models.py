@@ -248,7 +248,16 @@ class DigestRow(Base):
 
 class PipelineRunRow(Base):
     __tablename__ = "pipeline_runs"
-    __table_args__ = (sa.Index("pipeline_runs_user_idx", "user_id", "created_at"),)
+    __table_args__ = (
+        sa.Index("pipeline_runs_user_idx", "user_id", "created_at"),
+        # At most one running pipeline per user: a second sync joins the first.
+        sa.Index(
+            "pipeline_runs_one_running_idx",
+            "user_id",
+            unique=True,
+            postgresql_where=sa.text("status = 'running'"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
     user_id: Mapped[str] = mapped_column(sa.Text)

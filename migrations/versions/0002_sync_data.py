@@ -137,6 +137,13 @@ def upgrade() -> None:
     op.create_index(
         "pipeline_runs_user_idx", "pipeline_runs", ["user_id", "created_at"], unique=False
     )
+    op.create_index(
+        "pipeline_runs_one_running_idx",
+        "pipeline_runs",
+        ["user_id"],
+        unique=True,
+        postgresql_where=sa.text("status = 'running'"),
+    )
     op.create_table(
         "raw_events",
         sa.Column("user_id", sa.Text(), nullable=False),
@@ -229,6 +236,7 @@ def downgrade() -> None:
     op.drop_table("sync_cursors")
     op.drop_table("raw_messages")
     op.drop_table("raw_events")
+    op.drop_index("pipeline_runs_one_running_idx", table_name="pipeline_runs")
     op.drop_index("pipeline_runs_user_idx", table_name="pipeline_runs")
     op.drop_table("pipeline_runs")
     op.drop_table("messages")

@@ -1,0 +1,85 @@
+"""A user's Google services, built from their encrypted credentials."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+from jobsys.config import get_settings
+from jobsys.connectors.google.clients import (
+    RefreshedToken,
+    build_calendar,
+    build_gmail,
+    gmail_batch_uri,
+    make_credentials,
+)
+from jobsys.connectors.google.errors import AuthError
+from jobsys.engine import runtime
+from jobsys.engine.failures import JobError
+from jobsys.store.tokens import TokenCipher
+from jobsys.store.users import UserStore
+
+PROVIDER = "google"
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    gmail: Any
+    calendar: Any
+    batch_uri: str
+
+
+def cipher() -> TokenCipher:
+    key = get_settings().encryption_key
+    return TokenCipher(key.get_secret_value() if key else None)
+
+
+def session(user_id: str) -> Session:
+    """Gmail and Calendar for ``user_id``; a refreshed token is stored encrypted.
+
+    Raises:
+        JobError: the user's credentials are known to be invalid (reason ``auth``).
+    """
+    settings, users, tokens = get_settings(), UserStore(runtime.store()), cipher()
+    stored = users.credential(user_id, PROVIDER)
+    if stored.status != "valid":
+        raise JobError(
+            f"credentials invalid: {stored.status_reason}", reason="auth", retryable=False
+        )
+
+    def keep(fresh: RefreshedToken) -> None:
+        users.save_credential(
+            user_id,
+            PROVIDER,
+            token=tokens.encrypt(fresh.token),
+            refresh_token=None,
+            expiry=fresh.expiry,
+        )
+
+    refresh = tokens.decrypt(stored.refresh_token) if stored.refresh_token else None
+    creds = make_credentials(
+        tokens.decrypt(stored.token),
+        refresh,
+        client_id=settings.google_client_id,
+        client_secret=settings.google_client_secret.get_secret_value(),
+        token_uri=settings.google_token_uri,
+        on_refresh=keep,
+    )
+    endpoint = settings.google_api_endpoint
+    return Session(
+        build_gmail(creds, endpoint=endpoint),
+        build_calendar(creds, endpoint=endpoint),
+        gmail_batch_uri(endpoint),
+    )
+
+
+@contextlib.contextmanager
+def parking_on_auth_failure(user_id: str) -> Iterator[None]:
+    """An auth failure parks the user (credentials invalid, user paused), then propagates."""
+    try:
+        yield
+    except AuthError as e:
+        UserStore(runtime.store()).park(user_id, PROVIDER, str(e))
+        raise

@@ -1,0 +1,66 @@
+"""Repairing pipeline runs whose canvas broke.
+
+A chord's counter lives in Redis and a retry published by the sweeper carries
+no canvas context, so a run can stall with every member finished and its next
+step never sent. Each sweep looks at runs still ``running``: a dead member
+fails the run; a run whose jobs have all finished and stayed quiet for
+``JOBSYS_PIPELINE_REPAIR_AFTER`` seconds gets its missing steps sent again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from celery import chain
+
+from jobsys.config import get_settings
+from jobsys.engine import runtime
+from jobsys.engine.app import app
+from jobsys.store.sync import SyncStore
+
+log = structlog.get_logger("jobsys.pipeline")
+_LIVE = {"queued", "running"}
+
+
+def repair_runs() -> int:
+    """One pass over running runs; returns how many it failed or restarted."""
+    quiet = get_settings().pipeline_repair_after
+    sync = SyncStore(runtime.store())
+    fixed = 0
+    for run in sync.running_runs(idle_for=quiet):
+        jobs = sync.jobs_of_run(run["id"])
+        if any(j["status"] == "dead" for j in jobs):
+            kinds = sorted({j["kind"] for j in jobs if j["status"] == "dead"})
+            sync.finish_run(run["id"], "failed", f"dead step(s): {', '.join(kinds)}")
+            fixed += 1
+        elif _stalled(jobs, quiet):
+            _resume(run, jobs)
+            fixed += 1
+    return fixed
+
+
+def _stalled(jobs: list[dict[str, Any]], quiet: float) -> bool:
+    if any(j["status"] in _LIVE for j in jobs):
+        return False
+    last = max((j["finished_at"] for j in jobs if j["finished_at"]), default=None)
+    return last is None or last < datetime.now(UTC) - timedelta(seconds=quiet)
+
+
+def _resume(run: dict[str, Any], jobs: list[dict[str, Any]]) -> None:
+    done = {j["kind"] for j in jobs if j["status"] == "succeeded"}
+    user, step = run["user_id"], {"run_id": str(run["id"]), "full": run["full"]}
+    missing = [k for k in ("sync.ingest_gmail", "sync.ingest_calendar") if k not in done]
+    if missing:
+        steps = [app.tasks[k].si(user, **step) for k in missing]
+        steps.append(app.tasks["sync.plan"].si(user, **step))
+    elif "sync.extract" not in done:
+        steps = [app.tasks["sync.plan"].si(user, **step)]
+    else:
+        steps = []
+    steps.append(app.tasks["sync.process"].si(user, **step))
+    log.warning(
+        "pipeline.resume", run_id=str(run["id"]), user_id=user, steps=[s.task for s in steps]
+    )
+    chain(*steps).apply_async()
