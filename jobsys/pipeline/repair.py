@@ -50,7 +50,7 @@ def _stalled(jobs: list[dict[str, Any]], quiet: float) -> bool:
 
 def _resume(run: dict[str, Any], jobs: list[dict[str, Any]]) -> None:
     done = {j["kind"] for j in jobs if j["status"] == "succeeded"}
-    user, step = run["user_id"], {"run_id": str(run["id"]), "full": run["full"]}
+    user, step = run["user_id"], {"run_id": str(run["id"]), "full": run["full_sync"]}
     missing = [k for k in ("sync.ingest_gmail", "sync.ingest_calendar") if k not in done]
     if missing:
         steps = [app.tasks[k].si(user, **step) for k in missing]

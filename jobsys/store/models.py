@@ -262,7 +262,7 @@ class PipelineRunRow(Base):
     id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
     user_id: Mapped[str] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.Text, server_default="running")
-    full: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    full_sync: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
     steps: Mapped[dict[str, Any]] = mapped_column(server_default=sa.text("'{}'::jsonb"))
     error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)

@@ -50,7 +50,7 @@ class SyncStore:
         with self._tx() as conn:
             row = conn.execute(
                 sa.text(
-                    "INSERT INTO pipeline_runs (id, user_id, full) VALUES (:id, :u, :full)"
+                    "INSERT INTO pipeline_runs (id, user_id, full_sync) VALUES (:id, :u, :full)"
                     " ON CONFLICT DO NOTHING RETURNING id"
                 ),
                 {"id": run_id, "u": user_id, "full": full},

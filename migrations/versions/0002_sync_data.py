@@ -117,7 +117,7 @@ def upgrade() -> None:
         sa.Column("id", sa.UUID(), nullable=False),
         sa.Column("user_id", sa.Text(), nullable=False),
         sa.Column("status", sa.Text(), server_default="running", nullable=False),
-        sa.Column("full", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("full_sync", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column(
             "steps",
             postgresql.JSONB(astext_type=sa.Text()),
