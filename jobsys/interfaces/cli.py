@@ -357,7 +357,7 @@ def report(user_ident: str, top: int, as_json: bool) -> None:
             c["rank"],
             c["addr"],
             c.get("display_name") or "",
-            f"{c['score']:.3f}",
+            f"{c['score']:.3g}",
             c["messages_out"],
             c["messages_in"],
             c["meetings"],
