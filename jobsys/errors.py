@@ -14,9 +14,24 @@ Every error derives from :class:`JobsysError`::
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class JobsysError(Exception):
     """Base of every jobsys error."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross processes (a pool child to the worker's main process, inside
+        # Celery's Reject): rebuild from message and fields, since subclasses'
+        # constructors take other arguments than ``self.args``.
+        return (_rebuild, (type(self), self.args, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[JobsysError], args: tuple[Any, ...], state: dict[str, Any]) -> JobsysError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(JobsysError):

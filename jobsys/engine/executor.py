@@ -91,6 +91,8 @@ def _republish(
         queue=spec.queue,
         priority=spec.priority,
         countdown=wait,
+        # Keep the payload the message carried: a Celery retry re-sends it.
+        payload=dict(task.request.kwargs or {}),
     )
 
 

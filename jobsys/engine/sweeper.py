@@ -142,6 +142,8 @@ class Sweeper:
                         queue=queue,
                         priority=row["priority"],
                         countdown=float(row["countdown"]),
+                        # A Celery retry re-sends the message's kwargs as the payload.
+                        payload=row["payload"],
                         producer=producer,
                     )
                     count += 1

@@ -420,13 +420,51 @@ def services_down() -> None:
 
 
 @cli.command()
-@click.option("--jobs", "count", type=click.IntRange(1, 100_000), default=300, show_default=True)
+@click.option("--users", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option(
+    "--messages",
+    type=click.IntRange(0, 100_000),
+    default=200,
+    show_default=True,
+    help="messages per mailbox",
+)
+@click.option(
+    "--events",
+    type=click.IntRange(0, 10_000),
+    default=60,
+    show_default=True,
+    help="events per calendar",
+)
+@click.option(
+    "--fault-rate",
+    type=click.FloatRange(0, 0.9),
+    default=0.0,
+    show_default=True,
+    help="share of Google calls answered 5xx",
+)
 @click.option("--workers", "nodes", type=click.IntRange(1, 8), default=2, show_default=True)
-def demo(count: int, nodes: int) -> None:
-    """Run the sample workload end to end on embedded (or configured) servers."""
-    from jobsys.interfaces.demo import run_demo
+@click.option(
+    "--sample",
+    type=click.IntRange(0, 100_000),
+    default=0,
+    help="run this many sample jobs instead of the sync pipeline",
+)
+def demo(
+    users: int, messages: int, events: int, fault_rate: float, nodes: int, sample: int
+) -> None:
+    """Sync users' Gmail and Calendar end to end, on embedded (or configured) servers."""
+    from jobsys.interfaces.demo import DemoOptions, run_demo
 
-    run_demo(count=count, nodes=nodes)
+    run_demo(
+        DemoOptions(
+            users=users,
+            messages=messages,
+            events=events,
+            fault_rate=fault_rate,
+            nodes=nodes,
+            sample=sample,
+        )
+    )
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
-"""``jobsys demo``: a sample workload, end to end, on embedded or configured servers."""
+"""``jobsys demo``: the sync pipeline (or sample jobs) on embedded or configured servers."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,8 +31,19 @@ FAST = {
 }
 
 
-def run_demo(*, count: int, nodes: int, timeout: float = 600.0) -> None:
-    """Start servers if needed, run ``count`` sample jobs on ``nodes`` workers, summarise."""
+@dataclasses.dataclass(frozen=True)
+class DemoOptions:
+    users: int = 20
+    messages: int = 200
+    events: int = 60
+    fault_rate: float = 0.0
+    nodes: int = 2
+    sample: int = 0  # > 0: run that many sample jobs instead of the sync pipeline
+    timeout: float = 900.0
+
+
+def run_demo(options: DemoOptions) -> None:
+    """Start servers if needed, then the sync pipeline (or the sample jobs), and summarise."""
     base = Settings()
     with _servers(base) as (db_url, broker_url):
         _configure(db_url, broker_url)
@@ -38,11 +51,48 @@ def run_demo(*, count: int, nodes: int, timeout: float = 600.0) -> None:
 
         upgrade(db_url)
         home = base.home.resolve()
-        with _workers(nodes, home) as logs:
-            console.print(f"[bold]workers[/] {nodes} (logs: {', '.join(logs)})")
-            ids, started = _enqueue(count), time.monotonic()
-            _follow(ids, timeout)
-            _summary(ids, time.monotonic() - started)
+        if options.sample:
+            _sample(options, home)
+        else:
+            _sync(options, home)
+
+
+def _sample(options: DemoOptions, home: Path) -> None:
+    with _workers(options.nodes, home, imports="jobsys.interfaces.demo_kinds") as logs:
+        console.print(f"[bold]workers[/] {options.nodes} (logs: {', '.join(logs)})")
+        ids, started = _enqueue(options.sample), time.monotonic()
+        _follow(ids, options.timeout)
+        _summary(ids, time.monotonic() - started)
+
+
+def _sync(options: DemoOptions, home: Path) -> None:
+    from jobsys.connectors.google.emulator import running
+    from jobsys.interfaces import demo_sync
+    from jobsys.store.tokens import TokenCipher, generate_key
+
+    key = os.environ.setdefault("APP_ENCRYPTION_KEY", generate_key())
+    config: dict[str, Any] = {
+        "messages_per_user": options.messages,
+        "events_per_user": options.events,
+    }
+    with running(users=options.users, seed=7, port=0, **config) as emulator:
+        console.print(f"[bold]Google emulator[/] at {emulator.base_url}")
+        os.environ.update(
+            JOBSYS_GOOGLE_API_ENDPOINT=emulator.base_url,
+            JOBSYS_GOOGLE_TOKEN_URI=emulator.token_uri,
+        )
+        get_settings.cache_clear()
+        user_ids = demo_sync.provision(emulator, TokenCipher(key))
+        if options.fault_rate:
+            emulator.set_faults(error_rate=options.fault_rate)
+        with _workers(options.nodes, home) as logs:
+            console.print(f"[bold]workers[/] {options.nodes} (logs: {', '.join(logs)})")
+            rounds = [demo_sync.sync_round("full sync", user_ids, emulator, options.timeout)]
+            demo_sync.change_world(emulator, [u.email for u in emulator.users()])
+            rounds.append(
+                demo_sync.sync_round("incremental sync", user_ids, emulator, options.timeout)
+            )
+        demo_sync.summarise(rounds, user_ids)
 
 
 @contextlib.contextmanager
@@ -66,8 +116,8 @@ def _configure(db_url: str, broker_url: str) -> None:
 
 
 @contextlib.contextmanager
-def _workers(nodes: int, home: Path) -> Iterator[list[str]]:
-    env = {**os.environ, "JOBSYS_IMPORTS": "jobsys.interfaces.demo_kinds"}
+def _workers(nodes: int, home: Path, imports: str = "") -> Iterator[list[str]]:
+    env = {**os.environ, "JOBSYS_IMPORTS": imports}
     procs, logs = [], []
     try:
         for i in range(nodes):

@@ -147,7 +147,7 @@ ORDER BY lease_until LIMIT :limit
 
 DUE_QUEUED = sa.text(
     """
-SELECT id, user_id, kind, queue, priority,
+SELECT id, user_id, kind, queue, priority, payload,
   GREATEST(0, EXTRACT(EPOCH FROM run_after - now()))::float AS countdown
 FROM jobs WHERE status = 'queued' AND NOT cancel_requested
   AND (:everything OR run_after < now() - make_interval(secs => :lost_after))

@@ -396,3 +396,31 @@ def _upsert(conn: sa.Connection, model: Any, rows: list[dict[str, Any]], keys: l
     stmt = insert(model).values(rows)
     columns = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=columns))
+
+
+def phase_stats(store: Store, run_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+    """Per job kind of the given runs: jobs by status, attempts, first start, last finish."""
+    sql = sa.text(
+        """
+SELECT kind, count(*) AS jobs,
+  count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+  count(*) FILTER (WHERE status = 'dead') AS dead,
+  sum(GREATEST(attempt - 1, 0)) AS retries,
+  min(started_at) AS first_start, max(finished_at) AS last_finish
+FROM jobs WHERE payload ->> 'run_id' = ANY(:runs) GROUP BY kind ORDER BY kind
+"""
+    )
+    with store._tx() as conn:
+        rows = conn.execute(sql, {"runs": [str(r) for r in run_ids]}).mappings()
+        return [dict(r) for r in rows]
+
+
+def run_states(store: Store, run_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+    with store._tx() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT id, user_id, status, steps, error FROM pipeline_runs WHERE id = ANY(:ids)"
+            ),
+            {"ids": list(run_ids)},
+        ).mappings()
+        return [dict(r) for r in rows]
