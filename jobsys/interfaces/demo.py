@@ -87,7 +87,11 @@ def _sync(options: DemoOptions, home: Path) -> None:
             emulator.set_faults(error_rate=options.fault_rate)
         with _workers(options.nodes, home) as logs:
             console.print(f"[bold]workers[/] {options.nodes} (logs: {', '.join(logs)})")
-            rounds = [demo_sync.sync_round("full sync", user_ids, emulator, options.timeout)]
+            # Full: cursors left by an earlier demo belong to another emulator's history.
+            first = demo_sync.sync_round(
+                "full sync", user_ids, emulator, options.timeout, full=True
+            )
+            rounds = [first]
             demo_sync.change_world(emulator, [u.email for u in emulator.users()])
             rounds.append(
                 demo_sync.sync_round("incremental sync", user_ids, emulator, options.timeout)

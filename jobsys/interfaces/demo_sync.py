@@ -63,12 +63,14 @@ def provision(emulator: Any, cipher: TokenCipher) -> list[str]:
     return ids
 
 
-def sync_round(name: str, user_ids: list[str], emulator: Any, timeout: float) -> Round:
+def sync_round(
+    name: str, user_ids: list[str], emulator: Any, timeout: float, *, full: bool = False
+) -> Round:
     from jobsys.tasks import sync_user
 
     emulator.reset_stats()
     started = time.monotonic()
-    jobs = [uuid.UUID(sync_user.delay(uid).id) for uid in user_ids]
+    jobs = [uuid.UUID(sync_user.delay(uid, full=full).id) for uid in user_ids]
     runs = _run_ids(jobs, timeout)
     _follow(name, runs, len(user_ids), timeout)
     elapsed = time.monotonic() - started
