@@ -165,12 +165,28 @@ def start_worker(args: argparse.Namespace, variant: str, log: Path) -> subproces
     system = VARIANTS[variant][0]
     target = "bench.bare_app" if system == "bare" else "jobsys"
     cmd = [
-        python(), "-m", "celery", "-A", target, "worker", "-P", "prefork",
-        "-c", str(args.concurrency), "-l", "warning", "-n", f"bench-{variant}@%h",
+        python(),
+        "-m",
+        "celery",
+        "-A",
+        target,
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        str(args.concurrency),
+        "-l",
+        "warning",
+        "-n",
+        f"bench-{variant}@%h",
     ]
     out = log.open("ab")
     proc = subprocess.Popen(
-        cmd, env=variant_env(args, variant), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        cmd,
+        env=variant_env(args, variant),
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     out.close()
@@ -213,7 +229,10 @@ def run_client(args: argparse.Namespace, variant: str, phase: str, **params: Any
     spec = json.dumps({"variant": variant, "phase": phase, **params})
     cmd = [python(), str(Path(__file__).resolve()), "--client", spec]
     done = subprocess.run(
-        cmd, env=variant_env(args, variant), cwd=ROOT, capture_output=True,
+        cmd,
+        env=variant_env(args, variant),
+        cwd=ROOT,
+        capture_output=True,
         timeout=args.phase_timeout,
     )
     if done.returncode != 0:
@@ -273,7 +292,9 @@ def client_bulk(
     system: str, app: Any, noop: Any, jobs: int, batch: int, profile: str | None
 ) -> dict[str, Any]:
     batch = batch or jobs
-    chunks = [[f"u{i % USERS}" for i in range(s, min(s + batch, jobs))] for s in range(0, jobs, batch)]
+    chunks = [
+        [f"u{i % USERS}" for i in range(s, min(s + batch, jobs))] for s in range(0, jobs, batch)
+    ]
     if system == "jobsys":
         import jobsys
 
@@ -337,7 +358,9 @@ def pct(sorted_values: list[float], p: float) -> float:
 # --------------------------------------------------------------------------- one variant
 
 
-def process(svc: Services, variant: str, n: int, proc: subprocess.Popen[bytes], args: argparse.Namespace) -> dict[str, Any]:
+def process(
+    svc: Services, variant: str, n: int, proc: subprocess.Popen[bytes], args: argparse.Namespace
+) -> dict[str, Any]:
     deadline = time.monotonic() + args.start_timeout + n / 50
     first: tuple[float, int] | None = None
     last: tuple[float, int] = (time.perf_counter(), 0)
@@ -362,11 +385,24 @@ def process(svc: Services, variant: str, n: int, proc: subprocess.Popen[bytes], 
 def run_variant(svc: Services, variant: str, args: argparse.Namespace) -> dict[str, float]:
     out: dict[str, float] = {}
     svc.reset(variant)
-    d = run_client(args, variant, "delay", calls=args.delay_calls, profile=args.profile_delay and f"{args.profile_delay}.{variant}")
+    d = run_client(
+        args,
+        variant,
+        "delay",
+        calls=args.delay_calls,
+        profile=args.profile_delay and f"{args.profile_delay}.{variant}",
+    )
     out["delay"] = d["rate"]
     out["delay_ms"] = d["ms_per_call"]
     svc.reset(variant)
-    b = run_client(args, variant, "bulk", jobs=args.jobs, batch=args.batch, profile=args.profile_bulk and f"{args.profile_bulk}.{variant}")
+    b = run_client(
+        args,
+        variant,
+        "bulk",
+        jobs=args.jobs,
+        batch=args.batch,
+        profile=args.profile_bulk and f"{args.profile_bulk}.{variant}",
+    )
     out["bulk"] = b["rate"]
     proc = start_worker(args, variant, args.log)
     try:
@@ -397,8 +433,10 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
     names = list(results)
     base = "bare" if "bare" in med else names[0]
     print()
-    print(f"medians of {args.runs} run(s), {args.jobs} jobs, {args.delay_calls} .delay() calls, "
-          f"{args.samples} latency samples, prefork -c {args.concurrency}")
+    print(
+        f"medians of {args.runs} run(s), {args.jobs} jobs, {args.delay_calls} .delay() calls, "
+        f"{args.samples} latency samples, prefork -c {args.concurrency}"
+    )
     head = f"{'metric':<22}{'unit':<9}" + "".join(f"{n:>17}" for n in names)
     head += "".join(f"{n + '/' + base:>24}" for n in names if n != base)
     print(head)
@@ -419,7 +457,11 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
             continue
         m, b = med[n], med[base]
         checks = [
-            ("processing >= 0.70x bare", m["process"] / b["process"], m["process"] >= 0.7 * b["process"]),
+            (
+                "processing >= 0.70x bare",
+                m["process"] / b["process"],
+                m["process"] >= 0.7 * b["process"],
+            ),
             (".delay() >= 0.70x bare", m["delay"] / b["delay"], m["delay"] >= 0.7 * b["delay"]),
             ("enqueue_many >= 10,000/s", m["bulk"], m["bulk"] >= 10_000),
             ("latency p50 <= 2x bare", m["p50"] / b["p50"], m["p50"] <= 2 * b["p50"]),
@@ -443,12 +485,15 @@ def parse() -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--poll", type=float, default=0.1, help="seconds between progress polls")
     p.add_argument(
-        "--variants", default="bare,jobsys,jobsys-noevents",
+        "--variants",
+        default="bare,jobsys,jobsys-noevents",
         help=f"comma-separated, from {', '.join(VARIANTS)}; the first bare one is the baseline",
     )
     p.add_argument(
         "--db-url",
-        default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/jobsys_bench"),
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/jobsys_bench"
+        ),
         help="database to (re)create for the run (dropped at the end unless --keep-db)",
     )
     p.add_argument(
@@ -457,14 +502,20 @@ def parse() -> argparse.Namespace:
         help="a Redis db of its own: it is flushed between runs",
     )
     p.add_argument(
-        "--patched", default="", help="a jobsys tree (put first on PYTHONPATH) for the patched* variants"
+        "--patched",
+        default="",
+        help="a jobsys tree (put first on PYTHONPATH) for the patched* variants",
     )
     p.add_argument("--keep-db", action="store_true")
     p.add_argument("--log", type=Path, default=Path("/tmp/jobsys-bench-workers.log"))
     p.add_argument("--phase-timeout", type=float, default=600.0)
     p.add_argument("--start-timeout", type=float, default=60.0)
-    p.add_argument("--profile-delay", default="", help="cProfile the .delay() loop into PREFIX.<variant>")
-    p.add_argument("--profile-bulk", default="", help="cProfile the bulk loop into PREFIX.<variant>")
+    p.add_argument(
+        "--profile-delay", default="", help="cProfile the .delay() loop into PREFIX.<variant>"
+    )
+    p.add_argument(
+        "--profile-bulk", default="", help="cProfile the bulk loop into PREFIX.<variant>"
+    )
     p.add_argument("--client", help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -487,13 +538,14 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     try:
         for run in range(args.runs):
-            order = variants[run % len(variants):] + variants[: run % len(variants)]
+            order = variants[run % len(variants) :] + variants[: run % len(variants)]
             for v in order:
                 t0 = time.monotonic()
                 r = run_variant(svc, v, args)
                 results[v].append(r)
                 print(
-                    f"run {run + 1} {v:<16} process {r['process']:8.1f}/s  delay {r['delay']:8.1f}/s"
+                    f"run {run + 1} {v:<16} process {r['process']:8.1f}/s"
+                    f"  delay {r['delay']:8.1f}/s"
                     f"  bulk {r['bulk']:9.1f}/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
                     f"  ({time.monotonic() - t0:.0f} s)",
                     flush=True,
