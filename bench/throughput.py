@@ -51,11 +51,11 @@ VARIANTS = {
     # name: (system, task events)
     "bare": ("bare", False),
     "bare+events": ("bare", True),
-    "jobsys": ("jobsys", True),
-    "jobsys-noevents": ("jobsys", False),
+    "jobsys": ("jobsys", False),
+    "jobsys+events": ("jobsys", True),
     # jobsys from the tree given by --patched (a scratch copy with proposed changes)
-    "patched": ("jobsys", True),
-    "patched-noevents": ("jobsys", False),
+    "patched": ("jobsys", False),
+    "patched+events": ("jobsys", True),
 }
 USERS = 100  # jobs are spread over this many user ids (hash partitions)
 
@@ -486,7 +486,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--poll", type=float, default=0.1, help="seconds between progress polls")
     p.add_argument(
         "--variants",
-        default="bare,jobsys,jobsys-noevents",
+        default="bare,jobsys",
         help=f"comma-separated, from {', '.join(VARIANTS)}; the first bare one is the baseline",
     )
     p.add_argument(
