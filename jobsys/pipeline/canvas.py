@@ -1,11 +1,12 @@
 """The pipeline's Celery canvases, built in one pure module.
 
-``chain(group(a, b), c)`` is silently upgraded by Celery to ``chord(group, c)``
-(``_chain.prepare_steps``): that is what runs ingestion's two halves in
-parallel and then the fan-out planner. The planner replaces itself with
-``chord(normalize batches, extract) | mark``; the trailing ``mark`` (a plain
+Celery rewrites ``chain(group(a, b), c, d)`` into ``chord(group(a, b), c | d)``
+as it is built: ingestion's two halves run in parallel, then the fan-out
+planner, then processing. The planner replaces itself with
+``chord(normalize batches, extract | mark)``; the trailing ``mark`` (a plain
 Celery task) takes over the planner's task id, which ``Task.replace`` hands to
-the replacement's last task, so no job row is asked to run twice.
+the replacement's last task, so no job row is asked to run twice. The unit
+tests pin these shapes.
 """
 
 from __future__ import annotations
@@ -52,13 +53,13 @@ def fan_out(
     parts: list[tuple[list[str], list[str]]],
     mark: Signature[Any],
 ) -> Any:
-    """chord(normalize each batch, extract) | mark; just extract | mark when nothing is new."""
+    """chord(normalize each batch, extract | mark); just extract | mark when nothing is new."""
     run = str(run_id)
-    extract = tasks["sync.extract"].si(user_id, run_id=run)
+    tail = chain(tasks["sync.extract"].si(user_id, run_id=run), mark)
     if not parts:
-        return chain(extract, mark)
+        return tail
     header = [
         tasks["sync.normalize"].si(user_id, run_id=run, message_ids=m, event_ids=e)
         for m, e in parts
     ]
-    return chain(chord(header, extract), mark)
+    return chord(header, tail)
