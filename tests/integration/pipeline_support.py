@@ -6,6 +6,8 @@ real worker processes reach it through ``JOBSYS_GOOGLE_API_ENDPOINT``.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -261,3 +263,31 @@ def new_event(n: int, owner: str, attendee: str) -> dict[str, Any]:
             {"email": attendee, "responseStatus": "tentative"},
         ],
     }
+
+
+@contextlib.contextmanager
+def fault_bursts(
+    emulator: Emulator, *, error_rate: float, burst: int, every: float
+) -> Iterator[None]:
+    """``error_rate`` of API requests answer 503, and every ``every`` s the next ``burst`` 429."""
+    stop = threading.Event()
+
+    def rearm() -> None:
+        while not stop.is_set():
+            emulator.set_faults(error_rate=error_rate, throttle_next=burst)
+            stop.wait(every)
+
+    thread = threading.Thread(target=rearm, name="fault-bursts", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        emulator.clear_faults()
+
+
+def injected_errors(emulator: Emulator) -> int:
+    """API requests the emulator answered with an error (faults, 429s, 401s) so far."""
+    users = emulator.stats()["users"]
+    return sum(c["errors"] + c["throttled"] for per in users.values() for c in per.values())
