@@ -88,6 +88,16 @@ class Store:
 
     def insert_many(self, jobs: Sequence[NewJob]) -> None:
         """Insert many jobs with one COPY (no unique keys; they all run now)."""
+        try:
+            self._copy(jobs)
+        except StoreUnavailableError:
+            # As in insert(): one more try on a fresh connection after a restart.
+            try:
+                self._copy(jobs)
+            except psycopg2.IntegrityError:
+                pass  # the first COPY committed; its answer was lost
+
+    def _copy(self, jobs: Sequence[NewJob]) -> None:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         for j in jobs:
@@ -114,6 +124,7 @@ class Store:
             raw.commit()
         except psycopg2.OperationalError as e:
             raw.invalidate()
+            self.durable.dispose()  # its siblings in the pool predate the outage too
             raise StoreUnavailableError(f"PostgreSQL unavailable: {e}") from e
         finally:
             raw.close()
