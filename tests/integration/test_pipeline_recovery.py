@@ -1,0 +1,134 @@
+"""Sync pipeline, issue scenarios 7-8: a worker node lost mid-run, and concurrent syncs."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from jobsys import Status
+from jobsys.tasks import sync_user
+from tests.conftest import Env, StartWorkers
+from tests.integration.pipeline_support import (
+    Pipeline,
+    event_facts,
+    listed_events,
+    message_facts,
+    pipeline_factory,  # noqa: F401  (fixture)
+    truth_event_facts,
+    truth_message_facts,
+)
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.integration
+MakePipeline = Callable[..., Pipeline]
+
+
+def assert_matches_truth(p: Pipeline) -> None:
+    for email, user_id in p.users.items():
+        assert message_facts(p.sync.messages(user_id)) == truth_message_facts(
+            p.emulator.truth_messages(email)
+        )
+        assert event_facts(p.sync.events(user_id)) == truth_event_facts(
+            listed_events(p.emulator.truth_events(email))
+        )
+    assert p.duplicates() == {}
+
+
+def test_a_run_completes_when_the_node_running_its_ingestion_is_killed(
+    jobsys_env: Env,
+    start_workers: StartWorkers,
+    pipeline_factory: MakePipeline,  # noqa: F811
+) -> None:
+    # Given two worker nodes, slow Google answers, and two users' syncs under way
+    p = pipeline_factory(users=2, messages_per_user=40, events_per_user=6)
+    p.emulator.set_faults(latency=1.0)
+    env = {**p.worker_env, "JOBSYS_PIPELINE_REPAIR_AFTER": "3"}
+    nodes = {w.node: w for w in start_workers(2, concurrency=1, env=env)}
+    run_ids = {email: p.start(user_id, full=True) for email, user_id in p.users.items()}
+
+    def gmail_ingestion_running() -> tuple[uuid.UUID, str] | None:
+        for job in jobsys_env.store.list_jobs(status=Status.RUNNING, kind="sync.ingest_gmail"):
+            if job.worker in nodes:
+                return job.id, job.worker
+        return None
+
+    job_id, node = wait_until(gmail_ingestion_running, timeout=60, what="Gmail ingestion to run")
+
+    # When that node (main process and pool) is killed with SIGKILL mid-ingestion
+    nodes.pop(node).kill_node()
+    p.emulator.clear_faults()
+
+    # Then both runs still succeed on the surviving node
+    for email, run_id in run_ids.items():
+        run = p.wait_run(run_id, timeout=150)
+        assert run["status"] == "succeeded", (email, run)
+
+    # And the killed attempt was recorded as lost and run again elsewhere
+    job = jobsys_env.store.get_job(job_id)
+    assert job.status is Status.SUCCEEDED
+    assert [(e["reason"], e["worker"]) for e in job.errors][:1] == [("worker_lost", node)]
+    (survivor,) = nodes
+    assert job.worker == survivor
+
+    # And every user's data equals the truth, once, with no job left dead
+    assert_matches_truth(p)
+    assert jobsys_env.store.list_dead_letters() == []
+
+
+def test_two_concurrent_syncs_of_one_user_share_one_run_and_duplicate_nothing(
+    jobsys_env: Env,
+    start_workers: StartWorkers,
+    pipeline_factory: MakePipeline,  # noqa: F811
+) -> None:
+    # Given two workers with room for both sync requests at once, and slowed answers
+    p = pipeline_factory(users=2, messages_per_user=20, events_per_user=6)
+    p.emulator.set_faults(latency=0.3)
+    start_workers(2, concurrency=2, env=p.worker_env)
+    email, user_id = next(iter(p.users.items()))
+
+    # When sync_user is sent twice for the same user at once (once asking for a full sync)
+    requests = [
+        uuid.UUID(sync_user.delay(user_id).id),
+        uuid.UUID(sync_user.delay(user_id, full=True).id),
+    ]
+    results = [
+        wait_until(lambda j=j: jobsys_env.finished(j), timeout=60, what="sync_user").result
+        for j in requests
+    ]
+
+    # Then one request started the run and the other joined it
+    assert {r["run_id"] for r in results} == {results[0]["run_id"]}
+    assert sorted(r["started"] for r in results) == [False, True]
+    run_id = uuid.UUID(results[0]["run_id"])
+    assert p.wait_run(run_id)["status"] == "succeeded"
+
+    # And the run's steps ran once each
+    kinds = Counter(j["kind"] for j in p.sync.jobs_of_run(run_id))
+    assert kinds == {
+        "sync.ingest_gmail": 1,
+        "sync.ingest_calendar": 1,
+        "sync.plan": 1,
+        "sync.normalize": 1,
+        "sync.extract": 1,
+        "sync.process": 1,
+    }
+
+    # And the user's data equals the truth once, and derived rows were not doubled
+    assert message_facts(p.sync.messages(user_id)) == truth_message_facts(
+        p.emulator.truth_messages(email)
+    )
+    assert event_facts(p.sync.events(user_id)) == truth_event_facts(
+        listed_events(p.emulator.truth_events(email))
+    )
+    assert p.duplicates() == {}
+    contacts = [c["addr"] for c in p.sync.contacts(user_id)]
+    assert len(contacts) == len(set(contacts))
+    assert jobsys_env.store.list_dead_letters() == []
+
+    # And a sync after the run ended starts a new run, still without duplicates
+    second = p.run(user_id)
+    assert second["id"] != run_id and second["status"] == "succeeded"
+    assert p.duplicates() == {}
