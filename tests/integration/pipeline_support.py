@@ -194,6 +194,11 @@ def listed_events(truth: list[TruthEvent]) -> list[TruthEvent]:
     return [t for t in truth if t["status"] != "cancelled" or t["recurring_event_id"]]
 
 
+def never_listed(truth: list[TruthEvent]) -> set[str]:
+    """Ids of events a full listing omits (see :func:`listed_events`)."""
+    return {t["id"] for t in truth} - {t["id"] for t in listed_events(truth)}
+
+
 def event_facts(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     """event id -> (summary, status, all_day, start, end, organizer, attendees, series)."""
     return {
@@ -263,6 +268,17 @@ def new_event(n: int, owner: str, attendee: str) -> dict[str, Any]:
             {"email": attendee, "responseStatus": "tentative"},
         ],
     }
+
+
+def change_mailbox_and_calendar(p: Pipeline, email: str, tag: int) -> None:
+    """Deliver two messages, delete the oldest, cancel a confirmed event and add one."""
+    for n in (tag, tag + 1):
+        p.emulator.add_message(email, raw_message(n, f"peer{n}@other.example", email))
+    oldest = p.emulator.truth_messages(email)[-1]["id"]
+    assert p.emulator.delete_message(email, oldest)
+    confirmed = [t for t in p.emulator.truth_events(email) if t["status"] == "confirmed"]
+    assert p.emulator.cancel_event(email, confirmed[0]["id"])
+    p.emulator.put_event(email, new_event(tag, email, f"guest{tag}@other.example"))
 
 
 @contextlib.contextmanager

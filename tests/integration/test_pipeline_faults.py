@@ -10,11 +10,13 @@ from jobsys.store.users import UserStore
 from tests.conftest import Env, StartWorkers
 from tests.integration.pipeline_support import (
     Pipeline,
+    change_mailbox_and_calendar,
     event_facts,
     fault_bursts,
     injected_errors,
     listed_events,
     message_facts,
+    never_listed,
     pipeline_factory,  # noqa: F401  (fixture)
     truth_event_facts,
     truth_message_facts,
@@ -60,6 +62,25 @@ def test_transient_5xx_and_429_bursts_are_retried_until_every_pipeline_converges
         assert event_facts(p.sync.events(user_id)) == truth_event_facts(
             listed_events(p.emulator.truth_events(email))
         )
+    assert p.duplicates() == {}
+    assert jobsys_env.store.list_dead_letters() == []
+
+    # And when the data changes and every user syncs incrementally under the same faults
+    hidden = {email: never_listed(p.emulator.truth_events(email)) for email in p.users}
+    for tag, email in enumerate(p.users):
+        change_mailbox_and_calendar(p, email, tag=10 * tag)
+    with fault_bursts(p.emulator, error_rate=0.1, burst=4, every=3.0):
+        runs = p.run_all()
+
+    # Then the runs converge to the new truth, still without duplicates or dead letters
+    for email, user_id in p.users.items():
+        assert runs[email]["status"] == "succeeded", runs[email]
+        assert runs[email]["steps"]["ingest_gmail"]["mode"] == "incremental"
+        assert message_facts(p.sync.messages(user_id)) == truth_message_facts(
+            p.emulator.truth_messages(email)
+        )
+        truth = [t for t in p.emulator.truth_events(email) if t["id"] not in hidden[email]]
+        assert event_facts(p.sync.events(user_id)) == truth_event_facts(truth)
     assert p.duplicates() == {}
     assert jobsys_env.store.list_dead_letters() == []
 

@@ -9,12 +9,12 @@ import pytest
 from tests.conftest import Env, StartWorkers
 from tests.integration.pipeline_support import (
     Pipeline,
+    change_mailbox_and_calendar,
     event_facts,
     listed_events,
     message_facts,
-    new_event,
+    never_listed,
     pipeline_factory,  # noqa: F401  (fixture)
-    raw_message,
     truth_event_facts,
     truth_message_facts,
 )
@@ -57,18 +57,6 @@ def test_a_full_sync_stores_exactly_the_emulators_messages_and_events(
     assert jobsys_env.store.list_dead_letters() == []
 
 
-def change_mailbox_and_calendar(p: Pipeline, email: str, tag: int) -> dict[str, int]:
-    """Two new messages, one deleted, one event cancelled, one added; returns the counts."""
-    for n in (tag, tag + 1):
-        p.emulator.add_message(email, raw_message(n, f"peer{n}@other.example", email))
-    oldest = p.emulator.truth_messages(email)[-1]["id"]
-    assert p.emulator.delete_message(email, oldest)
-    confirmed = [t for t in p.emulator.truth_events(email) if t["status"] == "confirmed"]
-    assert p.emulator.cancel_event(email, confirmed[0]["id"])
-    p.emulator.put_event(email, new_event(tag, email, f"guest{tag}@other.example"))
-    return {"added": 2, "deleted": 1, "events_changed": 2}
-
-
 def test_an_incremental_sync_fetches_only_the_delta_and_converges(
     jobsys_env: Env,
     start_workers: StartWorkers,
@@ -79,11 +67,7 @@ def test_an_incremental_sync_fetches_only_the_delta_and_converges(
     p = pipeline_factory(users=2, messages_per_user=20, events_per_user=8)
     start_workers(2, env=p.worker_env)
     p.run_all(full=True)
-    hidden = {
-        email: {t["id"] for t in p.emulator.truth_events(email)}
-        - {t["id"] for t in listed_events(p.emulator.truth_events(email))}
-        for email in p.users
-    }
+    hidden = {email: never_listed(p.emulator.truth_events(email)) for email in p.users}
 
     # When mail arrives and is deleted and events change, then every user syncs again
     changed, quiet = list(p.users)
