@@ -9,17 +9,20 @@ cursor degrades to a full sync.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from jobsys.connectors.google import batch, calendar_events, gmail
-from jobsys.connectors.google.errors import ExpiredCursorError, NotFoundError
+from jobsys.connectors.google.errors import ExpiredCursorError, NotFoundError, QuotaError
 from jobsys.pipeline.google import Session
 from jobsys.store.sync import SyncStore
 
 CHUNK = 200
+# Seconds a job waits out 429s in-process before failing the attempt.
+QUOTA_PATIENCE = 60.0
 log = structlog.get_logger("jobsys.pipeline")
 
 
@@ -56,18 +59,37 @@ def _gmail_delta(sync: SyncStore, google: Session, user_id: str, cursor: str) ->
 def _fetch(sync: SyncStore, google: Session, user_id: str, ids: list[str]) -> list[str]:
     """Fetch and store raw messages; returns ids deleted since they were listed.
 
+    Parts of a batch answered 429 are fetched again after their Retry-After, for
+    up to ``QUOTA_PATIENCE`` seconds, so a user's quota slows ingestion down
+    instead of failing it; the job fails (and retries later) only past that.
+
     Raises:
-        GoogleError: a retryable failure (quota, transient) after storing the rest.
+        GoogleError: a non-quota failure, or quota still exhausted after waiting.
     """
     vanished: list[str] = []
+    deadline = time.monotonic() + QUOTA_PATIENCE
     for i in range(0, len(ids), CHUNK):
-        got = batch.get_raw_messages(google.gmail, ids[i : i + CHUNK], batch_uri=google.batch_uri)
-        sync.save_raw_messages(user_id, [_raw_row(m) for m in got.messages.values()])
-        vanished += [k for k, e in got.errors.items() if isinstance(e, NotFoundError)]
-        failed = [e for e in got.errors.values() if not isinstance(e, NotFoundError)]
-        if failed:
-            raise failed[0]
+        todo = ids[i : i + CHUNK]
+        while todo:
+            got = batch.get_raw_messages(google.gmail, todo, batch_uri=google.batch_uri)
+            sync.save_raw_messages(user_id, [_raw_row(m) for m in got.messages.values()])
+            vanished += [k for k, e in got.errors.items() if isinstance(e, NotFoundError)]
+            todo = _wait_for_quota(got, deadline)
     return vanished
+
+
+def _wait_for_quota(got: batch.BatchResult, deadline: float) -> list[str]:
+    """Ids to fetch again after waiting out the quota; raises any other failure."""
+    failed = {k: e for k, e in got.errors.items() if not isinstance(e, NotFoundError)}
+    if not failed:
+        return []
+    other = [e for e in failed.values() if not isinstance(e, QuotaError)]
+    wait = min(got.retry_after or 1.0, 10.0)
+    if other or time.monotonic() + wait > deadline:
+        raise (other or list(failed.values()))[0]
+    log.info("gmail.quota_wait", seconds=wait, ids=len(failed))
+    time.sleep(wait)
+    return list(failed)
 
 
 def _raw_row(m: batch.RawMessage) -> dict[str, Any]:

@@ -287,13 +287,13 @@ class SyncStore:
     ) -> None:
         """Upsert normalized rows and mark their raw rows done, in one transaction."""
         with self._tx() as conn:
-            _upsert(
+            _upsert_many(
                 conn,
                 MessageRow,
                 [{**m, "user_id": user_id} for m in messages],
                 ["user_id", "gmail_id"],
             )
-            _upsert(
+            _upsert_many(
                 conn, EventRow, [{**e, "user_id": user_id} for e in events], ["user_id", "event_id"]
             )
             conn.execute(
@@ -424,3 +424,18 @@ def run_states(store: Store, run_ids: Sequence[uuid.UUID]) -> list[dict[str, Any
             {"ids": list(run_ids)},
         ).mappings()
         return [dict(r) for r in rows]
+
+
+def _upsert_many(
+    conn: sa.Connection, model: Any, rows: list[dict[str, Any]], keys: list[str]
+) -> None:
+    """``_upsert`` as an executemany: one cached statement, batched by insertmanyvalues.
+
+    ``insert().values(rows)`` compiles a new statement of rows x columns parameters
+    on every call; this form is compiled once. Rows must hold plain values.
+    """
+    if not rows:
+        return
+    stmt = insert(model)
+    columns = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=columns), rows)
