@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from jobsys.connectors.google.emulator import Emulator, TruthEvent, TruthMessage, running
+from jobsys.store import Job
 from jobsys.store.sync import SyncStore
 from jobsys.store.tokens import TokenCipher, generate_key
 from jobsys.store.users import UserStore
@@ -64,12 +65,17 @@ class Pipeline:
 
     def start(self, user_id: str, *, full: bool = False) -> uuid.UUID:
         """Enqueue ``sync_user`` and return the id of the run it started or joined."""
-        job_id = uuid.UUID(sync_user.delay(user_id, full=full).id)
-        job = wait_until(
-            lambda: self.env.finished(job_id), timeout=60, what=f"sync_user {job_id} to finish"
-        )
+        job = self.finished_job(uuid.UUID(sync_user.delay(user_id, full=full).id))
         assert job.result is not None, f"sync_user ended {job.status} with {job.errors}"
         return uuid.UUID(job.result["run_id"])
+
+    def finished_job(self, job_id: uuid.UUID, timeout: float = 60) -> Job:
+        """The job once it reached a final status."""
+        job = wait_until(
+            lambda: self.env.finished(job_id), timeout=timeout, what=f"job {job_id} to finish"
+        )
+        assert job is not None
+        return job
 
     def wait_run(self, run_id: uuid.UUID, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
         """The run once it left ``running``."""
@@ -78,7 +84,9 @@ class Pipeline:
             run = self.sync.get_run(run_id)
             return run if run is not None and run["status"] != "running" else None
 
-        return wait_until(finished, timeout=timeout, what=f"run {run_id} to finish", interval=0.2)
+        run = wait_until(finished, timeout=timeout, what=f"run {run_id} to finish", interval=0.2)
+        assert run is not None
+        return run
 
     def run(self, user_id: str, *, full: bool = False) -> dict[str, Any]:
         """Sync one user to the end; returns the finished run."""

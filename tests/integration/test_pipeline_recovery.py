@@ -55,7 +55,9 @@ def test_a_run_completes_when_the_node_running_its_ingestion_is_killed(
                 return job.id, job.worker
         return None
 
-    job_id, node = wait_until(gmail_ingestion_running, timeout=60, what="Gmail ingestion to run")
+    running = wait_until(gmail_ingestion_running, timeout=60, what="Gmail ingestion to run")
+    assert running is not None
+    job_id, node = running
 
     # When that node (main process and pool) is killed with SIGKILL mid-ingestion
     nodes.pop(node).kill_node()
@@ -94,10 +96,7 @@ def test_two_concurrent_syncs_of_one_user_share_one_run_and_duplicate_nothing(
         uuid.UUID(sync_user.delay(user_id).id),
         uuid.UUID(sync_user.delay(user_id, full=True).id),
     ]
-    results = [
-        wait_until(lambda j=j: jobsys_env.finished(j), timeout=60, what="sync_user").result
-        for j in requests
-    ]
+    results = [p.finished_job(j).result for j in requests]
 
     # Then one request started the run and the other joined it
     assert {r["run_id"] for r in results} == {results[0]["run_id"]}
