@@ -334,6 +334,8 @@ def sync_cmd(user_ident: str, full: bool, as_json: bool) -> None:
     from jobsys.tasks import sync_user
 
     found = _users().get(user_ident)
+    if found.paused:
+        raise click.ClickException(f"user {found.email} is paused: {found.paused_reason}")
     result = sync_user.delay(found.id, full=full)
     click.echo(json.dumps({"job_id": result.id}) if as_json else f"sync job {result.id}")
 

@@ -84,7 +84,7 @@ def _run_ids(jobs: list[uuid.UUID], timeout: float) -> list[uuid.UUID]:
     while time.monotonic() < deadline:
         found = [store.get_job(j) for j in jobs]
         if all(j.status is Status.SUCCEEDED for j in found):
-            return [uuid.UUID(j.result["run_id"]) for j in found]
+            return [uuid.UUID(j.result["run_id"]) for j in found if j.result["run_id"]]
         if any(j.status is Status.DEAD for j in found):
             raise RuntimeError("a sync.user job died; see `jobsys dlq list`")
         time.sleep(0.2)

@@ -29,7 +29,10 @@ def _email(user_id: str) -> str:
 @job(kind="sync.user", payload=SyncRequest, queue="default", max_attempts=5)
 def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
     """Start one pipeline run for the user (or join the one already running)."""
-    UserStore(runtime.store()).get(ctx.user_id)  # an unknown user fails here, clearly
+    user = UserStore(runtime.store()).get(ctx.user_id)  # an unknown user fails here, clearly
+    if user.paused:
+        # Parked (e.g. revoked token): syncing would only dead-letter its steps again.
+        return {"run_id": None, "started": False, "paused": user.paused_reason}
     run_id, started = _sync().start_run(ctx.user_id, full=payload.full)
     if started:
         canvas.sync_canvas(app.tasks, ctx.user_id, run_id, full=payload.full).apply_async()

@@ -29,7 +29,8 @@ def repair_runs() -> int:
     quiet = get_settings().pipeline_repair_after
     sync = SyncStore(runtime.store())
     fixed = 0
-    for run in sync.running_runs(idle_for=quiet):
+    # A dead step fails its run at the next sweep; only resuming waits for quiet.
+    for run in sync.running_runs(idle_for=min(quiet, 5.0)):
         jobs = sync.jobs_of_run(run["id"])
         if any(j["status"] == "dead" for j in jobs):
             kinds = sorted({j["kind"] for j in jobs if j["status"] == "dead"})
