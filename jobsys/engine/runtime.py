@@ -57,6 +57,9 @@ def _recorded_services(s: Settings) -> dict[str, str]:
 
 _lock = threading.Lock()
 _stores: dict[int, Store] = {}
+# Stores inherited across a fork stay referenced, never closed: closing (or
+# garbage-collecting) their connections in a child would end the parent's sessions.
+_inherited: list[Store] = []
 
 
 def store() -> Store:
@@ -67,14 +70,21 @@ def store() -> Store:
         return found
     with _lock:
         if pid not in _stores:
-            _stores.clear()  # handles inherited from a parent are unusable here
+            _inherited.extend(_stores.values())  # a parent's handles are unusable here
+            _stores.clear()
             _stores[pid] = Store(resolve_urls().database)
         return _stores[pid]
 
 
-def reset() -> None:
-    """Forget this process's store (after a fork, or when URLs change in tests)."""
+def reset(*, inherited: bool = False) -> None:
+    """Forget this process's store: after a fork (``inherited``), or when URLs change.
+
+    An inherited store belongs to the parent: it is kept referenced and never
+    closed here. Otherwise its connections are closed.
+    """
     with _lock:
         for s in _stores.values():
-            s.dispose(close=False)
+            s.dispose(close=not inherited)
+            if inherited:
+                _inherited.append(s)
         _stores.clear()

@@ -80,7 +80,7 @@ def sweeper() -> Sweeper:
 
 @signals.worker_process_init.connect
 def _child_started(**_: Any) -> None:
-    runtime.reset()
+    runtime.reset(inherited=True)
 
 
 @signals.worker_ready.connect
