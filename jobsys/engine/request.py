@@ -8,6 +8,7 @@ acknowledged rather than requeued, because Postgres now owns the job's fate.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -22,6 +23,7 @@ from jobsys.engine import runtime
 from jobsys.engine.failures import Failure
 from jobsys.engine.outcome import settle_failure
 from jobsys.errors import StoreUnavailableError
+from jobsys.store import Status
 
 log = structlog.get_logger("jobsys.engine")
 
@@ -59,11 +61,16 @@ class JobRequest(Request):
         settings = get_settings()
         try:
             store = runtime.store()
-            job = store.running_on(
-                uuid.UUID(self.id), str(self.hostname), int(self.worker_pid or 0)
-            )
+            # A child that dies at once may do so before telling us its pid; then
+            # the attempt is ours if it runs on this node in a process that is gone.
+            pid = int(self.worker_pid) if self.worker_pid else None
+            job = store.running_on(uuid.UUID(self.id), str(self.hostname), pid)
             if job is None:
-                return True  # already recorded, or no longer this process's attempt
+                # Never claimed (the child died before it ran): Celery requeues it.
+                state = store.job_state(uuid.UUID(self.id))
+                return not (state is not None and state[0] is Status.QUEUED)
+            if pid is None and _alive(job.worker_pid):
+                return True  # another live process holds this attempt
             failure = Failure(type(exc).__name__, message, "", reason, True)
             settled = settle_failure(store, settings, job, failure, actor=str(self.hostname))
             if settled.action == "retry":
@@ -77,3 +84,15 @@ class JobRequest(Request):
         except StoreUnavailableError:
             log.warning("recover.store_unavailable", job_id=self.id)
             return False
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -208,8 +208,8 @@ class Store:
         row = self.hot.one(_SQL["heartbeat_job"], {**_key(job), "lease": lease})
         return bool(row["cancel_requested"]) if row else None
 
-    def running_on(self, job_id: uuid.UUID, worker: str, pid: int) -> Job | None:
-        """The job if it is still running in the given worker process."""
+    def running_on(self, job_id: uuid.UUID, worker: str, pid: int | None) -> Job | None:
+        """The job if it is still running in the given worker process (any, if None)."""
         row = self.hot.one(_SQL["running_on"], {"id": job_id, "worker": worker, "pid": pid})
         return Job.from_row(row) if row else None
 

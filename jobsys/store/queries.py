@@ -133,7 +133,8 @@ RETURNING cancel_requested
 FAIL_LOST = sa.text(
     f"""
 SELECT {JOB_COLUMNS} FROM jobs
-WHERE id = :id AND status = 'running' AND worker = :worker AND worker_pid = :pid
+WHERE id = :id AND status = 'running' AND worker = :worker
+  AND (CAST(:pid AS integer) IS NULL OR worker_pid = :pid)
 """
 )
 
