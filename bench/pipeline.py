@@ -331,7 +331,7 @@ def normalize_alone(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dic
         time.sleep(0.1)
     else:
         raise RuntimeError("the normalize-alone jobs did not finish in time")
-    with store._tx() as conn:
+    with store.transaction() as conn:
         rows = conn.execute(
             sa.text(
                 "SELECT result, started_at, finished_at, started_at AS first_start"

@@ -60,7 +60,16 @@ def prepare_many(app: Celery, jobs: Sequence[NewJob]) -> dict[str, list[str]]:
     transport a message is a JSON envelope in a list, built here from the
     headers Celery itself makes for the kind (once per kind).
     """
-    return _envelopes(app, jobs)
+    templates: dict[str, dict[str, Any]] = {}
+    lists: dict[str, list[str]] = defaultdict(list)
+    for job in jobs:
+        headers = templates.get(job.kind)
+        if headers is None:
+            headers = templates[job.kind] = _headers(app, job.kind)
+        pri = MAX_PRIORITY - job.priority
+        key = job.queue if pri == 0 else f"{job.queue}{QUEUE_SEP}{pri}"
+        lists[key].append(json.dumps(_envelope(job, headers, pri)))
+    return lists
 
 
 def push_many(app: Celery, jobs: Sequence[NewJob], lists: dict[str, list[str]]) -> None:
@@ -87,19 +96,6 @@ def push_many(app: Celery, jobs: Sequence[NewJob], lists: dict[str, list[str]]) 
                 for i in range(0, len(values), _LPUSH_CHUNK):
                     pipe.lpush(key, *values[i : i + _LPUSH_CHUNK])
             pipe.execute()
-
-
-def _envelopes(app: Celery, jobs: Sequence[NewJob]) -> dict[str, list[str]]:
-    templates: dict[str, dict[str, Any]] = {}
-    lists: dict[str, list[str]] = defaultdict(list)
-    for job in jobs:
-        headers = templates.get(job.kind)
-        if headers is None:
-            headers = templates[job.kind] = _headers(app, job.kind)
-        pri = MAX_PRIORITY - job.priority
-        key = job.queue if pri == 0 else f"{job.queue}{QUEUE_SEP}{pri}"
-        lists[key].append(json.dumps(_envelope(job, headers, pri)))
-    return lists
 
 
 def _headers(app: Celery, kind: str) -> dict[str, Any]:

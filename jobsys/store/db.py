@@ -5,19 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 
-def make_engine(
-    url: str, *, synchronous_commit: bool = True, pool_size: int = 5, autocommit: bool = False
-) -> sa.Engine:
-    """Build an engine with health checks suited to workers that outlive a DB restart.
-
-    ``synchronous_commit=False`` is for job state transitions only: a transition
-    lost in a crash re-runs an idempotent job, and skipping the WAL flush is
-    what keeps the per-job cost near bare Celery's. ``autocommit=True`` is for
-    engines that only run single statements: each is its own transaction, without
-    the separate COMMIT round trip.
-    """
-    options = "-c synchronous_commit=off" if not synchronous_commit else ""
-    extra = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+def make_engine(url: str, *, pool_size: int = 5) -> sa.Engine:
+    """Build an engine suited to workers that outlive a database restart."""
     return sa.create_engine(
         normalize_url(url),
         # No pre-ping: it costs a round trip per checkout. A connection broken by a
@@ -27,8 +16,7 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=10,
         pool_recycle=1800,
-        connect_args={"options": options, "connect_timeout": 5, "application_name": "jobsys"},
-        **extra,
+        connect_args={"connect_timeout": 5, "application_name": "jobsys"},
     )
 
 

@@ -39,38 +39,42 @@ _SQL = {
     "cancel_running": compiled(q.CANCEL_RUNNING),
     "heartbeat_job": compiled(q.HEARTBEAT_JOB),
     "running_on": compiled(q.FAIL_LOST),
+    "heartbeat_worker": compiled(q.HEARTBEAT_WORKER),
 }
 
 
 class Store:
     """Gateway to PostgreSQL.
 
-    Two engines: ``durable`` commits synchronously (accepted enqueues, operator
-    actions); ``fast`` skips the WAL flush for job state transitions, whose loss
-    in a crash only re-runs an idempotent job. Both have an autocommit face
-    (``fast`` itself, and ``single``) for the one-statement transitions on the
-    hot path: one round trip instead of statement + COMMIT.
+    ``durable`` is a SQLAlchemy engine for everything that is not on a job's
+    hot path (multi-statement transactions, operator actions, reads). The hot
+    path's one-statement transitions run on direct autocommit connections
+    (``fastpath.py``): ``hot`` skips the WAL flush for job state transitions,
+    whose loss in a crash only re-runs an idempotent job; ``hot_durable``
+    commits accepted enqueues synchronously.
     """
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         self.url = url
         self.durable = make_engine(url, pool_size=pool_size)
-        self.single = self.durable.execution_options(isolation_level="AUTOCOMMIT")
-        self.fast = make_engine(url, synchronous_commit=False, pool_size=pool_size, autocommit=True)
         self.hot = FastPath(url, synchronous_commit=False)
         self.hot_durable = FastPath(url, synchronous_commit=True)
 
     def dispose(self, *, close: bool = True) -> None:
         self.durable.dispose(close=close)
-        self.fast.dispose(close=close)
         if close:
             self.hot.close()
             self.hot_durable.close()
 
     @contextmanager
-    def _tx(self, engine: sa.Engine | None = None) -> Iterator[sa.Connection]:
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A transaction on the durable engine; connection loss is StoreUnavailableError.
+
+        For the store package's other gateways (users, sync data); nothing outside
+        ``jobsys.store`` runs SQL.
+        """
         try:
-            with (engine or self.durable).begin() as conn:
+            with self.durable.begin() as conn:
                 yield conn
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
             if getattr(e, "connection_invalidated", False) or _is_connectivity(e):
@@ -104,7 +108,7 @@ class Store:
         if row is None:
             row = self.hot_durable.one(_SQL["run_after"], {"user_id": job.user_id, "id": job.id})
         if row is None:
-            with self._tx() as conn:
+            with self.transaction() as conn:
                 raise _duplicate(conn, job)
         return row["run_after"]  # type: ignore[no-any-return]
 
@@ -196,7 +200,7 @@ class Store:
             "retryable": retryable,
             "actor": actor,
         }
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(q.BURY, params).first()
         return int(row[0]) if row else None
 
@@ -216,7 +220,7 @@ class Store:
     # -- reading -----------------------------------------------------------
 
     def get_job(self, job_id: uuid.UUID) -> Job:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(q.GET_JOB, {"id": job_id}).mappings().first()
         if row is None:
             raise JobNotFoundError("job", job_id)
@@ -238,7 +242,7 @@ class Store:
                 params[column] = value
         sql = q.LIST_JOBS + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC LIMIT :limit"
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(sa.text(sql), params).mappings().all()
         return [Job.from_row(r) for r in rows]
 
@@ -248,13 +252,13 @@ class Store:
         if job_ids is not None:
             sql += " WHERE id = ANY(:ids)"
             params["ids"] = list(job_ids)
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(sa.text(sql + " GROUP BY status"), params).all()
         return {Status(r[0]): int(r[1]) for r in rows}
 
     def request_cancel(self, job_id: uuid.UUID, *, actor: str) -> Status | None:
         """Cancel a queued job at once, or flag a running one; ``None`` if finished."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(q.REQUEST_CANCEL, {"id": job_id}).first()
             if row is not None:
                 _audit(conn, actor, "job.cancel", job_id, None, {"status": row[0]})
@@ -264,7 +268,7 @@ class Store:
 
     def expired(self, dead_workers: Sequence[str], *, limit: int = 1000) -> list[Job]:
         params = {"dead_workers": list(dead_workers), "limit": limit}
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(q.EXPIRED, params).mappings().all()
         return [Job.from_row(r) for r in rows]
 
@@ -283,13 +287,13 @@ class Store:
             "queues": list(queues) if queues is not None else None,
             "limit": limit,
         }
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return [dict(r) for r in conn.execute(q.DUE_QUEUED, params).mappings().all()]
 
     @contextmanager
     def sweep_lock(self) -> Iterator[bool]:
         """Hold a transaction-scoped advisory lock so one sweeper runs at a time."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             yield bool(conn.execute(q.SWEEP_LOCK, {"key": _SWEEP_LOCK_KEY}).scalar())
 
     # -- workers -----------------------------------------------------------
@@ -304,37 +308,36 @@ class Store:
             "queues": json.dumps(queues),
             "concurrency": concurrency,
         }
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(q.UPSERT_WORKER, params)
             _audit(conn, name, "worker.start", None, None, {"pid": pid, "queues": queues})
 
     def heartbeat_worker(self, name: str, pid: int) -> bool:
-        with self._tx(self.fast) as conn:
-            return conn.execute(q.HEARTBEAT_WORKER, {"name": name, "pid": pid}).first() is not None
+        return self.hot.one(_SQL["heartbeat_worker"], {"name": name, "pid": pid}) is not None
 
     def stop_worker(self, name: str, pid: int) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(q.STOP_WORKER, {"name": name, "pid": pid})
 
     def mark_dead_workers(self, dead_after: float) -> list[str]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             names = [r[0] for r in conn.execute(q.MARK_DEAD_WORKERS, {"dead_after": dead_after})]
             for name in names:
                 _audit(conn, "sweeper", "worker.dead", None, None, {"worker": name})
         return names
 
     def dead_worker_names(self) -> list[str]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return [r[0] for r in conn.execute(q.DEAD_WORKER_NAMES)]
 
     def list_workers(self) -> list[WorkerRow]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return [WorkerRow.from_row(r) for r in conn.execute(q.LIST_WORKERS).mappings()]
 
     # -- dead letters ------------------------------------------------------
 
     def get_dead_letter(self, letter_id: int) -> DeadLetter:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(q.GET_DEAD_LETTER, {"id": letter_id}).mappings().first()
         if row is None:
             raise JobNotFoundError("dead letter", letter_id)
@@ -344,13 +347,13 @@ class Store:
         self, *, kind: str | None = None, user_id: str | None = None, limit: int = 100
     ) -> list[DeadLetter]:
         params = {"kind": kind, "user_id": user_id, "limit": limit}
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(q.LIST_DEAD_LETTERS, params).mappings().all()
         return [DeadLetter.from_row(r) for r in rows]
 
     def revive(self, letter: DeadLetter, *, actor: str) -> dict[str, Any] | None:
         """Give a dead job a fresh set of attempts; ``None`` if it is no longer dead."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(q.REVIVE, {"id": letter.job_id}).mappings().first()
             if row is None:
                 return None
@@ -359,7 +362,7 @@ class Store:
         return dict(row)
 
     def purge_dead_letters(self, older_than: float, *, actor: str) -> int:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             ids = [r[0] for r in conn.execute(q.PURGE_LETTERS, {"older_than": older_than})]
             _audit(conn, actor, "dlq.purge", None, None, {"count": len(ids)})
         return len(ids)
@@ -373,7 +376,7 @@ class Store:
         user_id: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             _audit(conn, actor, action, job_id, user_id, detail or {})
 
 

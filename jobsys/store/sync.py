@@ -39,7 +39,7 @@ class SyncStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
-        with self._store._tx() as conn:
+        with self._store.transaction() as conn:
             yield conn
 
     # -- pipeline runs ------------------------------------------------------
@@ -410,13 +410,13 @@ SELECT kind, count(*) AS jobs,
 FROM jobs WHERE payload ->> 'run_id' = ANY(:runs) GROUP BY kind ORDER BY kind
 """
     )
-    with store._tx() as conn:
+    with store.transaction() as conn:
         rows = conn.execute(sql, {"runs": [str(r) for r in run_ids]}).mappings()
         return [dict(r) for r in rows]
 
 
 def run_states(store: Store, run_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
-    with store._tx() as conn:
+    with store.transaction() as conn:
         rows = conn.execute(
             sa.text(
                 "SELECT id, user_id, status, steps, error FROM pipeline_runs WHERE id = ANY(:ids)"

@@ -70,7 +70,7 @@ class UserStore:
             f"INSERT INTO users (id, email, region) VALUES (:id, :email, :region)"
             f" ON CONFLICT (email) DO NOTHING RETURNING {_USER_COLUMNS}"
         )
-        with self._store._tx() as conn:
+        with self._store.transaction() as conn:
             row = (
                 conn.execute(
                     sql, {"id": f"u-{uuid.uuid4().hex[:12]}", "email": email, "region": region}
@@ -85,14 +85,14 @@ class UserStore:
     def get(self, ident: str) -> User:
         """By id or email. Raises JobNotFoundError."""
         sql = sa.text(f"SELECT {_USER_COLUMNS} FROM users WHERE id = :v OR email = lower(:v)")
-        with self._store._tx() as conn:
+        with self._store.transaction() as conn:
             row = conn.execute(sql, {"v": ident}).mappings().first()
         if row is None:
             raise JobNotFoundError("user", ident)
         return User(**row)
 
     def list(self) -> list[User]:
-        with self._store._tx() as conn:
+        with self._store.transaction() as conn:
             rows = conn.execute(sa.text(f"SELECT {_USER_COLUMNS} FROM users ORDER BY email"))
             return [User(**r) for r in rows.mappings()]
 
@@ -121,7 +121,7 @@ ON CONFLICT (user_id, provider) DO UPDATE SET token = EXCLUDED.token,
             "refresh": refresh_token,
             "expiry": expiry,
         }
-        with self._store._tx() as conn:
+        with self._store.transaction() as conn:
             conn.execute(sql, params)
 
     def credential(self, user_id: str, provider: str) -> Credential:
@@ -129,7 +129,7 @@ ON CONFLICT (user_id, provider) DO UPDATE SET token = EXCLUDED.token,
             "SELECT user_id, provider, token, refresh_token, expiry, status, status_reason"
             " FROM credentials WHERE user_id = :u AND provider = :p"
         )
-        with self._store._tx() as conn:
+        with self._store.transaction() as conn:
             row = conn.execute(sql, {"u": user_id, "p": provider}).mappings().first()
         if row is None:
             raise JobNotFoundError(f"{provider} credential for user", user_id)
@@ -141,7 +141,7 @@ ON CONFLICT (user_id, provider) DO UPDATE SET token = EXCLUDED.token,
 
     def park(self, user_id: str, provider: str, reason: str) -> None:
         """Mark the credential invalid and pause the user (auth failures), with an audit event."""
-        with self._store._tx() as conn:
+        with self._store.transaction() as conn:
             conn.execute(
                 sa.text(
                     "UPDATE credentials SET status = 'invalid', status_reason = :r,"
