@@ -249,6 +249,23 @@ def truth_event_facts(truth: list[TruthEvent]) -> dict[str, tuple[Any, ...]]:
     return out
 
 
+def assert_matches_truth(p: Pipeline, email: str, *, hidden: set[str] | None = None) -> None:
+    """The user's messages and events equal the emulator's truth.
+
+    Events: those a full listing shows, or (after incremental syncs) every event
+    but the ``hidden`` ones, cancelled before the first full listing ever saw them.
+    """
+    user_id = p.users[email]
+    assert message_facts(p.sync.messages(user_id)) == truth_message_facts(
+        p.emulator.truth_messages(email)
+    )
+    truth = p.emulator.truth_events(email)
+    expected = (
+        listed_events(truth) if hidden is None else [t for t in truth if t["id"] not in hidden]
+    )
+    assert event_facts(p.sync.events(user_id)) == truth_event_facts(expected)
+
+
 def raw_message(n: int, sender: str, to: str, subject: str | None = None) -> bytes:
     """A small well-formed RFC 822 message, the kind a test delivers to a mailbox."""
     return (

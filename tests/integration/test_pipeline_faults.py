@@ -10,15 +10,13 @@ from jobsys.store.users import UserStore
 from tests.conftest import Env, StartWorkers
 from tests.integration.pipeline_support import (
     Pipeline,
+    assert_matches_truth,
     change_mailbox_and_calendar,
-    event_facts,
     fault_bursts,
     injected_errors,
-    listed_events,
     message_facts,
     never_listed,
     pipeline_factory,  # noqa: F401  (fixture)
-    truth_event_facts,
     truth_message_facts,
 )
 
@@ -55,13 +53,8 @@ def test_transient_5xx_and_429_bursts_are_retried_until_every_pipeline_converges
     assert {email: run["status"] for email, run in runs.items()} == dict.fromkeys(
         p.users, "succeeded"
     )
-    for email, user_id in p.users.items():
-        assert message_facts(p.sync.messages(user_id)) == truth_message_facts(
-            p.emulator.truth_messages(email)
-        )
-        assert event_facts(p.sync.events(user_id)) == truth_event_facts(
-            listed_events(p.emulator.truth_events(email))
-        )
+    for email in p.users:
+        assert_matches_truth(p, email)
     assert p.duplicates() == {}
     assert jobsys_env.store.list_dead_letters() == []
 
@@ -73,14 +66,10 @@ def test_transient_5xx_and_429_bursts_are_retried_until_every_pipeline_converges
         runs = p.run_all()
 
     # Then the runs converge to the new truth, still without duplicates or dead letters
-    for email, user_id in p.users.items():
+    for email in p.users:
         assert runs[email]["status"] == "succeeded", runs[email]
         assert runs[email]["steps"]["ingest_gmail"]["mode"] == "incremental"
-        assert message_facts(p.sync.messages(user_id)) == truth_message_facts(
-            p.emulator.truth_messages(email)
-        )
-        truth = [t for t in p.emulator.truth_events(email) if t["id"] not in hidden[email]]
-        assert event_facts(p.sync.events(user_id)) == truth_event_facts(truth)
+        assert_matches_truth(p, email, hidden=hidden[email])
     assert p.duplicates() == {}
     assert jobsys_env.store.list_dead_letters() == []
 

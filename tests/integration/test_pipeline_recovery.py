@@ -13,12 +13,8 @@ from jobsys.tasks import sync_user
 from tests.conftest import Env, StartWorkers
 from tests.integration.pipeline_support import (
     Pipeline,
-    event_facts,
-    listed_events,
-    message_facts,
+    assert_matches_truth,
     pipeline_factory,  # noqa: F401  (fixture)
-    truth_event_facts,
-    truth_message_facts,
 )
 from tests.support.wait import wait_until
 
@@ -26,14 +22,9 @@ pytestmark = pytest.mark.integration
 MakePipeline = Callable[..., Pipeline]
 
 
-def assert_matches_truth(p: Pipeline) -> None:
-    for email, user_id in p.users.items():
-        assert message_facts(p.sync.messages(user_id)) == truth_message_facts(
-            p.emulator.truth_messages(email)
-        )
-        assert event_facts(p.sync.events(user_id)) == truth_event_facts(
-            listed_events(p.emulator.truth_events(email))
-        )
+def assert_all_match_truth(p: Pipeline) -> None:
+    for email in p.users:
+        assert_matches_truth(p, email)
     assert p.duplicates() == {}
 
 
@@ -76,7 +67,7 @@ def test_a_run_completes_when_the_node_running_its_ingestion_is_killed(
     assert job.worker == survivor
 
     # And every user's data equals the truth, once, with no job left dead
-    assert_matches_truth(p)
+    assert_all_match_truth(p)
     assert jobsys_env.store.list_dead_letters() == []
 
 
@@ -116,12 +107,7 @@ def test_two_concurrent_syncs_of_one_user_share_one_run_and_duplicate_nothing(
     }
 
     # And the user's data equals the truth once, and derived rows were not doubled
-    assert message_facts(p.sync.messages(user_id)) == truth_message_facts(
-        p.emulator.truth_messages(email)
-    )
-    assert event_facts(p.sync.events(user_id)) == truth_event_facts(
-        listed_events(p.emulator.truth_events(email))
-    )
+    assert_matches_truth(p, email)
     assert p.duplicates() == {}
     contacts = [c["addr"] for c in p.sync.contacts(user_id)]
     assert len(contacts) == len(set(contacts))
