@@ -10,7 +10,7 @@ from jobsys.engine import worker as _worker  # noqa: F401  (registers signals an
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext
 from jobsys.engine.enqueue import enqueue, enqueue_many
-from jobsys.engine.failures import JobCancelled, JobError
+from jobsys.engine.failures import JobCancelled, JobError, JobPostponed
 from jobsys.engine.task import JobTask, job
 from jobsys.errors import (
     ConfigError,
@@ -32,6 +32,7 @@ __all__ = [
     "JobContext",
     "JobError",
     "JobNotFoundError",
+    "JobPostponed",
     "JobTask",
     "JobsysError",
     "PayloadError",

@@ -10,7 +10,7 @@ import functools
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -48,6 +48,39 @@ class Settings(BaseSettings):
     google_client_id: str = Field("jobsys")
     google_client_secret: SecretStr = Field(SecretStr("jobsys"))
 
+    # Guards around Google (README "Guards"). Limits are per user and per project, in
+    # Google's quota units for Gmail (messages.get 5, messages.list 5, history.list 2,
+    # getProfile 1) and in requests for Calendar.
+    guards: bool = Field(True, description="rate limits, breakers, adaptive batches, throttling")
+    gmail_user_units_per_second: float = Field(250.0, gt=0, description="15,000 units/min/user")
+    gmail_user_burst_units: float = Field(500.0, ge=5, description="units a user may spend at once")
+    gmail_project_units_per_second: float = Field(20_000.0, gt=0, description="1.2M units/min")
+    gmail_project_burst_units: float = Field(40_000.0, ge=5)
+    calendar_user_requests_per_second: float = Field(10.0, gt=0, description="600 requests/min")
+    calendar_user_burst: float = Field(10.0, ge=1)
+    calendar_project_requests_per_second: float = Field(500.0, gt=0)
+    calendar_project_burst: float = Field(1_000.0, ge=1)
+    quota_max_wait: float = Field(
+        10.0, ge=0, description="seconds a call waits for quota before its job is postponed"
+    )
+    breaker_fail_max: int = Field(5, ge=1, description="provider failures in a row that open it")
+    breaker_reset_timeout: float = Field(30.0, gt=0, description="seconds open before one trial")
+    user_breaker_fail_max: int = Field(1, ge=1, description="auth failures that open a user's")
+    user_breaker_reset_timeout: float = Field(300.0, gt=0)
+    batch_min: int = Field(10, ge=1, le=100, description="smallest messages.get batch")
+    batch_max: int = Field(100, ge=1, le=100, description="largest messages.get batch")
+    batch_step: int = Field(10, ge=1, description="additive increase after a clean batch")
+    batch_latency_target: float = Field(
+        2.0, gt=0, description="a batch slower than this (s) stops the batch size growing"
+    )
+    throttle_error_rate: float = Field(
+        0.15, gt=0, lt=1, description="error share over the window that halves concurrency"
+    )
+    throttle_window: float = Field(60.0, gt=0, description="seconds of outcomes considered")
+    throttle_min_samples: int = Field(20, ge=1, description="outcomes needed before adjusting")
+    ingest_user_concurrency: int = Field(2, ge=1, description="ingestion jobs per user at once")
+    ingest_provider_concurrency: int = Field(32, ge=1, description="ingestion jobs at once")
+
     visibility_timeout: int = Field(3600, ge=60, description="Redis redelivery timeout, s")
     default_timeout: int = Field(180, ge=1, description="hard time limit of a job, s")
     default_soft_timeout: int = Field(150, ge=1, description="soft time limit of a job, s")
@@ -81,6 +114,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _check_batches(self) -> Settings:
+        if self.batch_min > self.batch_max:
+            raise ValueError(
+                f"JOBSYS_BATCH_MIN={self.batch_min} must not exceed "
+                f"JOBSYS_BATCH_MAX={self.batch_max}"
+            )
+        return self
 
     def with_urls(self, database_url: str, broker_url: str) -> Settings:
         """Return a copy pointing at the given servers."""

@@ -42,6 +42,24 @@ class JobCancelled(Exception):
     """Raised inside a handler when its job was cancelled."""
 
 
+class JobPostponed(Exception):
+    """Raise from a handler to run the job again later without spending an attempt.
+
+    For a guard that refused before anything was tried (an open circuit
+    breaker, a spent quota): the job is not failing, it is early.
+
+    Parameters:
+        message: why the job waits.
+        delay: seconds until the next try.
+        reason: a short classification (``quota``, ``breaker_open``, ``throttled``).
+    """
+
+    def __init__(self, message: str, *, delay: float, reason: str = "postponed") -> None:
+        super().__init__(message)
+        self.delay = max(0.0, delay)
+        self.reason = reason
+
+
 @dataclasses.dataclass(frozen=True)
 class Failure:
     """One failed attempt, classified."""
@@ -52,6 +70,7 @@ class Failure:
     reason: str
     retryable: bool
     retry_after: float | None = None
+    postpone: bool = False
 
     def entry(
         self, attempt: int, started_at: datetime | None, worker: str | None
@@ -73,12 +92,15 @@ def classify(exc: BaseException, traceback: str | None = None) -> Failure:
     text = traceback if traceback is not None else "".join(tb.format_exception(exc))
     reason, retryable, retry_after = _reason(exc)
     message = str(exc) or type(exc).__name__
-    return Failure(type(exc).__name__, message, text, reason, retryable, retry_after)
+    postpone = isinstance(exc, JobPostponed)
+    return Failure(type(exc).__name__, message, text, reason, retryable, retry_after, postpone)
 
 
 def _reason(exc: BaseException) -> tuple[str, bool, float | None]:
     if isinstance(exc, JobError):
         return exc.reason, exc.retryable, exc.retry_after
+    if isinstance(exc, JobPostponed):
+        return exc.reason, True, exc.delay
     if isinstance(exc, PayloadError | ValidationError):
         return "bad_input", False, None
     if isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):

@@ -41,6 +41,8 @@ def settle_failure(
     store: Store, settings: Settings, job: Job, failure: Failure, *, actor: str
 ) -> Settled:
     """Put the job back after backoff if it may succeed yet, else bury it."""
+    if failure.postpone:
+        return _postpone(store, job, failure)
     entry = failure.entry(job.attempt, job.started_at, job.worker)
     if failure.retryable and job.attempt < job.max_attempts:
         delay = failure.retry_after
@@ -74,6 +76,21 @@ def settle_failure(
         error=failure.message,
     )
     return Settled("dead" if letter is not None else "lost")
+
+
+def _postpone(store: Store, job: Job, failure: Failure) -> Settled:
+    delay = failure.retry_after or 0.0
+    if store.postpone(job, delay=delay) is None:
+        return Settled("lost")
+    log.info(
+        "job.postponed",
+        job_id=str(job.id),
+        attempt=job.attempt,
+        delay=round(delay, 3),
+        reason=failure.reason,
+        why=failure.message,
+    )
+    return Settled("retry", delay)
 
 
 def republish(app: Celery, job: Job, delay: float) -> None:

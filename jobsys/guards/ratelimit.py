@@ -8,6 +8,12 @@ decides and records that atomically, so every worker on every node shares
 one budget. A 429 from the provider feeds back with :meth:`RateLimiter.penalize`,
 which holds the key for the Retry-After period.
 
+When Redis cannot be reached the limiter fails safe: it applies the same limit
+in process memory (each process then spends the budget on its own, so a 429
+may follow, which feeds back as usual) and says so in the log
+(``ratelimit.storage_unavailable``) and the
+``jobsys_guard_storage_errors_total{guard="ratelimit"}`` metric.
+
 Errors::
 
     JobsysError
@@ -21,7 +27,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import structlog
+from redis.exceptions import RedisError
+
 from jobsys.errors import JobsysError
+from jobsys.guards.metrics import STORAGE_ERRORS
+
+log = structlog.get_logger("jobsys.guards")
 
 # KEYS[1] = key; ARGV = now (s, "" for Redis TIME), rate (units/s), burst (units), cost (units)
 _ACQUIRE = """
@@ -96,13 +108,18 @@ class RateLimiter:
         self.name, self.rate, self.burst = name, float(rate), float(burst)
         self._acquire = redis.register_script(_ACQUIRE)
         self._penalize = redis.register_script(_PENALIZE)
+        self._local: dict[str, float] = {}  # key -> TAT, used only while Redis is away
 
     def try_acquire(self, key: str, cost: float = 1, *, now: float | None = None) -> Decision:
         """Take ``cost`` units from ``key`` if they are there; one Redis round trip."""
         if cost <= 0 or cost > self.burst:
             raise ValueError(f"cost must be in (0, burst={self.burst}], got {cost}")
         args = ["" if now is None else repr(now), self.rate, self.burst, cost]
-        allowed, wait = self._acquire(keys=[self._key(key)], args=args)
+        try:
+            allowed, wait = self._acquire(keys=[self._key(key)], args=args)
+        except RedisError as e:
+            self._unavailable(e)
+            return self._try_locally(key, cost, time.time() if now is None else now)
         return Decision(bool(int(allowed)), max(0.0, float(wait)))
 
     def acquire(
@@ -132,7 +149,27 @@ class RateLimiter:
         """Hold ``key`` for ``seconds`` (a provider's Retry-After after a 429)."""
         if seconds > 0:
             args = ["" if now is None else repr(now), seconds, self.rate, self.burst]
-            self._penalize(keys=[self._key(key)], args=args)
+            try:
+                self._penalize(keys=[self._key(key)], args=args)
+            except RedisError as e:
+                self._unavailable(e)
+                at = time.time() if now is None else now
+                hold = at + seconds + (self.burst - 1) / self.rate
+                self._local[key] = max(self._local.get(key, at), hold)
+
+    def _try_locally(self, key: str, cost: float, now: float) -> Decision:
+        """The Lua script's arithmetic, in this process only."""
+        tat = max(self._local.get(key, now), now)
+        new_tat = tat + cost / self.rate
+        wait = new_tat - now - self.burst / self.rate
+        if wait > 0:
+            return Decision(False, wait)
+        self._local[key] = new_tat
+        return Decision(True)
+
+    def _unavailable(self, error: Exception) -> None:
+        STORAGE_ERRORS.labels("ratelimit").inc()
+        log.warning("ratelimit.storage_unavailable", limit=self.name, detail=str(error))
 
     def _key(self, key: str) -> str:
         return f"jobsys:rl:{self.name}:{key}"

@@ -6,11 +6,13 @@ User mistakes end with one line on stderr and a non-zero exit, never a traceback
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import re
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +251,36 @@ def sweep(as_json: bool) -> None:
 
     report = sweeper().run().as_dict()
     click.echo(json.dumps(report) if as_json else " ".join(f"{k}={v}" for k, v in report.items()))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def breakers(as_json: bool) -> None:
+    """Show every circuit breaker's shared state and its last transitions."""
+    import redis
+
+    from jobsys.engine.runtime import resolve_urls
+    from jobsys.guards.breaker import breaker_states
+    from jobsys.interfaces import render
+
+    url = resolve_urls().broker
+    try:
+        found = breaker_states(redis.Redis.from_url(url, socket_connect_timeout=5))
+    except redis.RedisError as e:
+        raise click.ClickException(f"cannot read breakers from Redis at {url}: {e}") from e
+    if as_json:
+        render.emit_json([dataclasses.asdict(b) for b in found])
+        return
+    rows = [(b.name, b.state, b.failures, b.opened_at, _last_change(b.history)) for b in found]
+    render.table("breakers", ["name", "state", "failures", "opened at", "last change"], rows)
+
+
+def _last_change(history: tuple[dict[str, Any], ...]) -> str:
+    if not history:
+        return ""
+    last = history[0]
+    at = datetime.fromtimestamp(float(last["at"]), UTC).isoformat(timespec="seconds")
+    return f"{last['state']} at {at} by {last['by']}"
 
 
 def _users() -> Any:

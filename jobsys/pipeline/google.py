@@ -9,6 +9,8 @@ from typing import Any
 
 from jobsys.config import get_settings
 from jobsys.connectors.google.clients import (
+    UNGUARDED,
+    Guard,
     RefreshedToken,
     build_calendar,
     build_gmail,
@@ -18,6 +20,7 @@ from jobsys.connectors.google.clients import (
 from jobsys.connectors.google.errors import AuthError
 from jobsys.engine import runtime
 from jobsys.engine.failures import JobError
+from jobsys.pipeline.guarding import BatchSizer, GoogleGuard, guards
 from jobsys.store.tokens import TokenCipher
 from jobsys.store.users import UserStore
 
@@ -29,6 +32,8 @@ class Session:
     gmail: Any
     calendar: Any
     batch_uri: str
+    guard: Guard
+    batches: BatchSizer
 
 
 def cipher() -> TokenCipher:
@@ -68,10 +73,13 @@ def session(user_id: str) -> Session:
         on_refresh=keep,
     )
     endpoint = settings.google_api_endpoint
+    shared = guards() if settings.guards else None
     return Session(
         build_gmail(creds, endpoint=endpoint),
         build_calendar(creds, endpoint=endpoint),
         gmail_batch_uri(endpoint),
+        GoogleGuard(shared, user_id) if shared else UNGUARDED,
+        BatchSizer(shared.batches if shared else None, user_id),
     )
 
 

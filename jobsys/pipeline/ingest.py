@@ -16,11 +16,16 @@ from typing import Any
 import structlog
 
 from jobsys.connectors.google import batch, calendar_events, gmail
-from jobsys.connectors.google.errors import ExpiredCursorError, NotFoundError, QuotaError
+from jobsys.connectors.google.errors import (
+    ExpiredCursorError,
+    NotFoundError,
+    QuotaError,
+    TransientError,
+)
+from jobsys.guards.batching import Observation
 from jobsys.pipeline.google import Session
 from jobsys.store.sync import SyncStore
 
-CHUNK = 200
 # Seconds a job waits out 429s in-process before failing the attempt.
 QUOTA_PATIENCE = 60.0
 log = structlog.get_logger("jobsys.pipeline")
@@ -37,8 +42,8 @@ def sync_gmail(sync: SyncStore, google: Session, user_id: str, *, full: bool) ->
 
 
 def _gmail_full(sync: SyncStore, google: Session, user_id: str) -> dict[str, Any]:
-    start = gmail.get_profile(google.gmail).history_id
-    listed = [ref.id for ref in gmail.list_message_ids(google.gmail)]
+    start = gmail.get_profile(google.gmail, guard=google.guard).history_id
+    listed = [ref.id for ref in gmail.list_message_ids(google.gmail, guard=google.guard)]
     known = sync.known_message_ids(user_id)
     todo = [i for i in listed if i not in known]
     vanished = _fetch(sync, google, user_id, todo)
@@ -48,7 +53,7 @@ def _gmail_full(sync: SyncStore, google: Session, user_id: str) -> dict[str, Any
 
 
 def _gmail_delta(sync: SyncStore, google: Session, user_id: str, cursor: str) -> dict[str, Any]:
-    delta = gmail.list_history(google.gmail, cursor)
+    delta = gmail.list_history(google.gmail, cursor, guard=google.guard)
     added = [ref.id for ref in delta.added]
     vanished = _fetch(sync, google, user_id, added)
     deleted = [ref.id for ref in delta.deleted] + vanished
@@ -57,7 +62,7 @@ def _gmail_delta(sync: SyncStore, google: Session, user_id: str, cursor: str) ->
 
 
 def _fetch(sync: SyncStore, google: Session, user_id: str, ids: list[str]) -> list[str]:
-    """Fetch and store raw messages; returns ids deleted since they were listed.
+    """Fetch and store raw messages in adaptive batches; returns ids deleted meanwhile.
 
     Parts of a batch answered 429 are fetched again after their Retry-After, for
     up to ``QUOTA_PATIENCE`` seconds, so a user's quota slows ingestion down
@@ -68,14 +73,26 @@ def _fetch(sync: SyncStore, google: Session, user_id: str, ids: list[str]) -> li
     """
     vanished: list[str] = []
     deadline = time.monotonic() + QUOTA_PATIENCE
-    for i in range(0, len(ids), CHUNK):
-        todo = ids[i : i + CHUNK]
-        while todo:
-            got = batch.get_raw_messages(google.gmail, todo, batch_uri=google.batch_uri)
-            sync.save_raw_messages(user_id, [_raw_row(m) for m in got.messages.values()])
-            vanished += [k for k, e in got.errors.items() if isinstance(e, NotFoundError)]
-            todo = _wait_for_quota(got, deadline)
+    todo = list(ids)
+    while todo:
+        size = google.batches.size()
+        chunk, todo = todo[:size], todo[size:]
+        started = time.monotonic()
+        got = batch.get_raw_messages(
+            google.gmail, chunk, batch_uri=google.batch_uri, batch_size=size, guard=google.guard
+        )
+        google.batches.observe(_observation(size, time.monotonic() - started, got))
+        sync.save_raw_messages(user_id, [_raw_row(m) for m in got.messages.values()])
+        vanished += [k for k, e in got.errors.items() if isinstance(e, NotFoundError)]
+        todo = _wait_for_quota(got, deadline) + todo
     return vanished
+
+
+def _observation(size: int, latency: float, got: batch.BatchResult) -> Observation:
+    errors = got.errors.values()
+    throttled = sum(isinstance(e, QuotaError) for e in errors)
+    failed = sum(isinstance(e, TransientError) for e in errors)
+    return Observation(size, latency, throttled, failed)
 
 
 def _wait_for_quota(got: batch.BatchResult, deadline: float) -> list[str]:
@@ -106,12 +123,14 @@ def sync_calendar(sync: SyncStore, google: Session, user_id: str, *, full: bool)
     cursor = None if full else sync.cursor(user_id, "calendar")
     if cursor is not None:
         try:
-            changes = calendar_events.list_events(google.calendar, sync_token=cursor)
+            changes = calendar_events.list_events(
+                google.calendar, sync_token=cursor, guard=google.guard
+            )
             sync.save_raw_events(user_id, changes.events, cursor=changes.next_sync_token)
             return {"mode": "incremental", "changed": len(changes.events)}
         except ExpiredCursorError:
             log.info("calendar.cursor_expired", user_id=user_id)
-    listing = calendar_events.list_events(google.calendar)
+    listing = calendar_events.list_events(google.calendar, guard=google.guard)
     keep = {e["id"] for e in listing.events}
     sync.save_raw_events(user_id, listing.events, keep_only=keep, cursor=listing.next_sync_token)
     return {"mode": "full", "listed": len(listing.events)}

@@ -12,6 +12,7 @@ from jobsys.engine.sweeper import register_repair
 from jobsys.engine.task import job
 from jobsys.pipeline import canvas, ingest, transform
 from jobsys.pipeline.google import parking_on_auth_failure, session
+from jobsys.pipeline.guarding import ingesting
 from jobsys.pipeline.payloads import Batch, Step, SyncRequest
 from jobsys.pipeline.repair import repair_runs
 from jobsys.store.sync import SyncStore
@@ -41,7 +42,7 @@ def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
 
 @job(kind="sync.ingest_gmail", payload=Step, queue="ingest", results=True, max_attempts=8)
 def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
-    with parking_on_auth_failure(ctx.user_id):
+    with ingesting(ctx.user_id), parking_on_auth_failure(ctx.user_id):
         done = ingest.sync_gmail(_sync(), session(ctx.user_id), ctx.user_id, full=payload.full)
     _sync().step(payload.run_id, "ingest_gmail", **done)
     return done
@@ -49,7 +50,7 @@ def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
 
 @job(kind="sync.ingest_calendar", payload=Step, queue="ingest", results=True, max_attempts=8)
 def ingest_calendar(ctx: JobContext, payload: Step) -> dict[str, Any]:
-    with parking_on_auth_failure(ctx.user_id):
+    with ingesting(ctx.user_id), parking_on_auth_failure(ctx.user_id):
         google = session(ctx.user_id)
         done = ingest.sync_calendar(_sync(), google, ctx.user_id, full=payload.full)
     _sync().step(payload.run_id, "ingest_calendar", **done)

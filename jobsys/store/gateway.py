@@ -36,6 +36,7 @@ _SQL = {
     "job_state": compiled(q.JOB_STATE),
     "succeed": compiled(q.SUCCEED),
     "retry": compiled(q.RETRY),
+    "postpone": compiled(q.POSTPONE),
     "cancel_running": compiled(q.CANCEL_RUNNING),
     "heartbeat_job": compiled(q.HEARTBEAT_JOB),
     "running_on": compiled(q.FAIL_LOST),
@@ -177,6 +178,11 @@ class Store:
         """Put a failed attempt back in the queue after ``delay`` seconds."""
         params = {**_key(job), "delay": delay, "error": json.dumps([error])}
         row = self.hot.one(_SQL["retry"], params)
+        return row["run_after"] if row else None
+
+    def postpone(self, job: Job, *, delay: float) -> datetime | None:
+        """Put a running job back without counting its attempt (a guard said not yet)."""
+        row = self.hot.one(_SQL["postpone"], {**_key(job), "delay": delay})
         return row["run_after"] if row else None
 
     def bury(

@@ -73,6 +73,16 @@ RETURNING run_after
 """
 )
 
+# Postponed: back in the queue with the attempt handed back, since nothing was tried.
+POSTPONE = sa.text(
+    """
+UPDATE jobs SET status = 'queued', run_after = now() + make_interval(secs => :delay),
+  attempt = attempt - 1, lease_until = NULL, worker = NULL, worker_pid = NULL
+WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+RETURNING run_after
+"""
+)
+
 CANCEL_RUNNING = sa.text(
     """
 UPDATE jobs SET status = 'cancelled', finished_at = now(), lease_until = NULL

@@ -9,16 +9,18 @@ part may be throttled (429) or gone (404) while the others succeed.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from googleapiclient.http import BatchHttpRequest  # type: ignore[import-untyped]
 
-from jobsys.connectors.google.clients import Service
+from jobsys.connectors.google.clients import UNGUARDED, Guard, Service
 from jobsys.connectors.google.errors import GoogleError, classify
 
 MAX_BATCH = 100
+GET_METHOD = "gmail.users.messages.get"
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,12 @@ class BatchResult:
 
 
 def get_raw_messages(
-    gmail: Service, ids: Sequence[str], *, batch_uri: str, batch_size: int = 50
+    gmail: Service,
+    ids: Sequence[str],
+    *,
+    batch_uri: str,
+    batch_size: int = 50,
+    guard: Guard = UNGUARDED,
 ) -> BatchResult:
     """Fetch messages in ``format=raw``, ``batch_size`` per HTTP request (5 units each).
 
@@ -63,6 +70,7 @@ def get_raw_messages(
         ids: message ids (duplicates are fetched once).
         batch_uri: the batch endpoint, from :func:`clients.gmail_batch_uri`.
         batch_size: requests per batch, 1..100 (Gmail advises at most 50).
+        guard: spends each batch's quota (5 units a message) and learns from its parts.
 
     Raises:
         ValueError: ``batch_size`` is out of range.
@@ -78,11 +86,21 @@ def get_raw_messages(
     # Building a resource object parses the discovery document (~2 ms): once only.
     messages = gmail.users().messages()
     for start in range(0, len(unique), batch_size):
-        _run_batch(messages, unique[start : start + batch_size], batch_uri, result)
+        chunk = unique[start : start + batch_size]
+        got = guard.call(
+            GET_METHOD,
+            len(chunk),
+            functools.partial(_run_batch, messages, chunk, batch_uri),
+            part_errors=lambda r: r.errors.values(),
+        )
+        result.messages.update(got.messages)
+        result.errors.update(got.errors)
     return result
 
 
-def _run_batch(messages: Any, ids: list[str], batch_uri: str, result: BatchResult) -> None:
+def _run_batch(messages: Any, ids: list[str], batch_uri: str) -> BatchResult:
+    result = BatchResult()
+
     def collect(request_id: str, response: Any, exception: Exception | None) -> None:
         if exception is not None:
             result.errors[request_id] = classify(exception)
@@ -99,6 +117,7 @@ def _run_batch(messages: Any, ids: list[str], batch_uri: str, result: BatchResul
         batch.execute()
     except Exception as e:
         raise classify(e) from e
+    return result
 
 
 def _raw_message(data: dict[str, Any]) -> RawMessage:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jobsys.connectors.google.clients import Service, execute
+from jobsys.connectors.google.clients import UNGUARDED, Guard, Service, execute
 from jobsys.connectors.google.errors import GoogleError
 
 
@@ -41,6 +41,7 @@ def list_events_page(
     calendar_id: str = "primary",
     page_size: int = 250,
     show_deleted: bool = False,
+    guard: Guard = UNGUARDED,
 ) -> EventPage:
     """Read one page of ``events.list`` (recurring events unexpanded).
 
@@ -70,7 +71,8 @@ def list_events_page(
         kwargs["showDeleted"] = True
     if page_token:
         kwargs["pageToken"] = page_token
-    data = execute(calendar.events().list(**kwargs), cursor=sync_token is not None)
+    request = calendar.events().list(**kwargs)
+    data = execute(request, cursor=sync_token is not None, guard=guard)
     return EventPage(
         tuple(data.get("items", [])), data.get("nextPageToken"), data.get("nextSyncToken")
     )
@@ -82,6 +84,7 @@ def list_events(
     sync_token: str | None = None,
     calendar_id: str = "primary",
     page_size: int = 250,
+    guard: Guard = UNGUARDED,
 ) -> EventSync:
     """Read every page of a full (no token) or incremental (token) listing.
 
@@ -107,6 +110,7 @@ def list_events(
             page_token=page_token,
             calendar_id=calendar_id,
             page_size=page_size,
+            guard=guard,
         )
         events.extend(page.events)
         page_token = page.next_page_token

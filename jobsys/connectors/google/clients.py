@@ -8,10 +8,10 @@ retries are jobsys's, which honours Retry-After and charges quota.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import google_auth_httplib2  # type: ignore[import-untyped]
 import httplib2  # type: ignore[import-untyped]
@@ -19,7 +19,7 @@ from google.auth.transport import Request
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build  # type: ignore[import-untyped]
 
-from jobsys.connectors.google.errors import classify
+from jobsys.connectors.google.errors import GoogleError, classify
 
 GMAIL_SCOPES = ("https://www.googleapis.com/auth/gmail.readonly",)
 CALENDAR_SCOPES = ("https://www.googleapis.com/auth/calendar.readonly",)
@@ -30,6 +30,42 @@ GOOGLE_GMAIL_BATCH_URI = "https://gmail.googleapis.com/batch/gmail/v1"
 _CALENDAR_SERVICE_PATH = "/calendar/v3/"
 
 Service = Any  # googleapiclient.discovery.Resource, which ships no type information
+T = TypeVar("T")
+
+
+class Guard(Protocol):
+    """What every Google call goes through: quota, breakers, and feedback from the answer."""
+
+    def call(
+        self,
+        method: str,
+        count: int,
+        fn: Callable[[], T],
+        *,
+        part_errors: Callable[[T], Iterable[GoogleError]] | None = None,
+    ) -> T:
+        """Run ``fn``, which makes ``count`` calls of ``method`` in one HTTP request.
+
+        ``part_errors`` lists the failures inside a successful answer (a batch's parts).
+        """
+        ...
+
+
+class Unguarded:
+    """Calls straight through: for tools and tests that must see Google's raw behaviour."""
+
+    def call(
+        self,
+        method: str,
+        count: int,
+        fn: Callable[[], T],
+        *,
+        part_errors: Callable[[T], Iterable[GoogleError]] | None = None,
+    ) -> T:
+        return fn()
+
+
+UNGUARDED = Unguarded()
 
 
 @dataclass(frozen=True)
@@ -158,12 +194,13 @@ def _build(
         raise classify(e) from e
 
 
-def execute(request: Any, *, cursor: bool = False) -> dict[str, Any]:
+def execute(request: Any, *, cursor: bool = False, guard: Guard = UNGUARDED) -> dict[str, Any]:
     """Run one API request without the client's own retries, classifying failures.
 
     Parameters:
         request: an ``HttpRequest`` from a service method.
         cursor: the request uses a sync cursor (see :func:`errors.classify`).
+        guard: spends the method's quota and consults the breakers first.
 
     Raises:
         GoogleError: any failure, classified.
@@ -171,6 +208,10 @@ def execute(request: Any, *, cursor: bool = False) -> dict[str, Any]:
     Returns:
         The decoded JSON response.
     """
+    return guard.call(str(request.methodId), 1, lambda: _execute(request, cursor))
+
+
+def _execute(request: Any, cursor: bool) -> dict[str, Any]:
     try:
         response = request.execute(num_retries=0)
     except Exception as e:

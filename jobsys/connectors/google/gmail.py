@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jobsys.connectors.google.clients import Service, execute
+from jobsys.connectors.google.clients import UNGUARDED, Guard, Service, execute
 
 HISTORY_TYPES = ("messageAdded", "messageDeleted")
 
@@ -57,7 +57,7 @@ class HistoryDelta:
     history_id: str
 
 
-def get_profile(gmail: Service) -> Profile:
+def get_profile(gmail: Service, *, guard: Guard = UNGUARDED) -> Profile:
     """Read ``users.getProfile`` (1 quota unit).
 
     Raises:
@@ -66,7 +66,7 @@ def get_profile(gmail: Service) -> Profile:
     Returns:
         The profile; its ``history_id`` is the cursor for a later incremental sync.
     """
-    data = execute(gmail.users().getProfile(userId="me"))
+    data = execute(gmail.users().getProfile(userId="me"), guard=guard)
     return Profile(str(data["emailAddress"]), int(data["messagesTotal"]), str(data["historyId"]))
 
 
@@ -77,6 +77,7 @@ def list_message_page(
     page_size: int = 500,
     label_ids: Sequence[str] = (),
     query: str | None = None,
+    guard: Guard = UNGUARDED,
 ) -> MessagePage:
     """Read one page of ``users.messages.list`` (5 quota units).
 
@@ -100,7 +101,7 @@ def list_message_page(
         kwargs["labelIds"] = list(label_ids)
     if query:
         kwargs["q"] = query
-    data = execute(gmail.users().messages().list(**kwargs))
+    data = execute(gmail.users().messages().list(**kwargs), guard=guard)
     refs = tuple(MessageRef(m["id"], m["threadId"]) for m in data.get("messages", []))
     return MessagePage(refs, data.get("nextPageToken"))
 
@@ -111,6 +112,7 @@ def list_message_ids(
     page_size: int = 500,
     label_ids: Sequence[str] = (),
     query: str | None = None,
+    guard: Guard = UNGUARDED,
 ) -> list[MessageRef]:
     """List every message, following page tokens (5 units per page).
 
@@ -130,7 +132,7 @@ def list_message_ids(
     token: str | None = None
     while True:
         page = list_message_page(
-            gmail, token, page_size=page_size, label_ids=label_ids, query=query
+            gmail, token, page_size=page_size, label_ids=label_ids, query=query, guard=guard
         )
         refs.extend(page.refs)
         token = page.next_page_token
@@ -144,6 +146,7 @@ def list_history(
     *,
     page_size: int = 500,
     history_types: Sequence[str] = HISTORY_TYPES,
+    guard: Guard = UNGUARDED,
 ) -> HistoryDelta:
     """Read every ``users.history.list`` page after ``start_history_id`` (2 units a page).
 
@@ -172,7 +175,7 @@ def list_history(
         }
         if token:
             kwargs["pageToken"] = token
-        data = execute(gmail.users().history().list(**kwargs), cursor=True)
+        data = execute(gmail.users().history().list(**kwargs), cursor=True, guard=guard)
         for record in data.get("history", []):
             _apply(record, added, deleted)
         token = data.get("nextPageToken")

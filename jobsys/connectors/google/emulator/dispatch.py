@@ -12,12 +12,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from jobsys.connectors.google.costs import COSTS
 from jobsys.connectors.google.emulator import calendar_api, gmail_api
 from jobsys.connectors.google.emulator.faults import Faults
 from jobsys.connectors.google.emulator.quota import QuotaBook
 from jobsys.connectors.google.emulator.replies import Reply, google_error, not_found
 from jobsys.connectors.google.emulator.request import ApiRequest
-from jobsys.connectors.google.emulator.settings import CALENDAR_COSTS, GMAIL_COSTS
 from jobsys.connectors.google.emulator.world import UserState, World
 
 Handler = Callable[[UserState, ApiRequest, dict[str, str]], Reply]
@@ -65,7 +65,6 @@ ROUTES = (
         calendar_api.list_events,
     ),
 )
-_COSTS = {**GMAIL_COSTS, **CALENDAR_COSTS}
 
 
 class Dispatcher:
@@ -105,6 +104,11 @@ class Dispatcher:
             self.quota.count_error(user.email, route.name)
         return reply
 
+    def note_batch(self, outer: ApiRequest, size: int) -> None:
+        """Record a batch's size for its user (the stats endpoint lists them in order)."""
+        user = self.world.authenticate(outer.bearer())
+        self.quota.note_batch(user.email if user else "(unauthenticated)", size)
+
     def _refuse(self, email: str, route: Route) -> Reply | None:
         fault = self.faults.decide()
         if fault in ("outage", "error"):
@@ -113,7 +117,7 @@ class Dispatcher:
         if fault == "throttle":
             self.quota.count(email, route.name, error=True)
             return _throttled(1.0)
-        wait = self.quota.charge(email, route.api, route.name, _COSTS[route.name])
+        wait = self.quota.charge(email, route.api, route.name, COSTS[route.name])
         return None if wait is None else _throttled(wait)
 
 

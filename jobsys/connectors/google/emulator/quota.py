@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+BATCH_HISTORY = 10_000
+
 
 @dataclass
 class _Bucket:
@@ -60,6 +62,7 @@ class QuotaBook:
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._stats: dict[tuple[str, str], MethodStats] = {}
+        self._batches: dict[str, list[int]] = {}
         self._started = time.time()
 
     def charge(self, email: str, api: str, method: str, cost: int) -> float | None:
@@ -97,6 +100,13 @@ class QuotaBook:
         with self._lock:
             self._stats.setdefault((email, method), MethodStats()).errors += 1
 
+    def note_batch(self, email: str, size: int) -> None:
+        """Remember the size of a batch request, the latest ``BATCH_HISTORY`` per user."""
+        with self._lock:
+            sizes = self._batches.setdefault(email, [])
+            sizes.append(size)
+            del sizes[:-BATCH_HISTORY]
+
     def _bucket(self, email: str, api: str) -> _Bucket:
         key = (email, api)
         bucket = self._buckets.get(key)
@@ -122,6 +132,7 @@ class QuotaBook:
                 "elapsed": time.time() - self._started,
                 "limits": {k: {"rate": r, "burst": b} for k, (r, b) in self._limits.items()},
                 "users": users,
+                "batches": {email: list(sizes) for email, sizes in self._batches.items()},
             }
 
     def reset(self) -> None:
@@ -129,4 +140,5 @@ class QuotaBook:
         with self._lock:
             self._stats.clear()
             self._buckets.clear()
+            self._batches.clear()
             self._started = time.time()

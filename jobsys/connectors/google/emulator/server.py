@@ -46,9 +46,20 @@ class EmulatorServer(ThreadingHTTPServer):
         if latency:
             time.sleep(latency)
         if request.path in BATCH_PATHS and request.method == "POST":
-            content_type = request.headers.get("content-type", "")
-            return answer_batch(content_type, request.body, request, self.dispatcher.handle)
+            return self._batch(request)
         return self.dispatcher.handle(request)
+
+    def _batch(self, request: ApiRequest) -> Reply:
+        parts: list[ApiRequest] = []
+
+        def handle(inner: ApiRequest) -> Reply:
+            parts.append(inner)
+            return self.dispatcher.handle(inner)
+
+        content_type = request.headers.get("content-type", "")
+        reply = answer_batch(content_type, request.body, request, handle)
+        self.dispatcher.note_batch(request, len(parts))
+        return reply
 
 
 def token_reply(world: World, body: bytes, ttl: int) -> Reply:

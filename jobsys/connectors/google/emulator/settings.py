@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Gmail's documented quota units per method; Calendar charges per request.
-GMAIL_COSTS: dict[str, int] = {
-    "gmail.users.getProfile": 1,
-    "gmail.users.labels.list": 1,
-    "gmail.users.messages.list": 5,
-    "gmail.users.messages.get": 5,
-    "gmail.users.history.list": 2,
-}
-CALENDAR_COSTS: dict[str, int] = {"calendar.events.list": 1}
+from jobsys.connectors.google.costs import GMAIL_COSTS
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,289 @@
+"""The guards around one user's Google calls, configured from :class:`Settings`.
+
+Per call: spend the method's quota units for the user and for the project
+(waiting up to ``quota_max_wait``), pass the user's breaker (auth failures)
+and the provider's breaker (5xx, timeouts, connection errors), then learn from
+the answer: a 429 holds the user's quota key for its Retry-After, and every
+outcome feeds the ingestion throttle's error window. Ingestion jobs hold a
+slot of the per-user and per-provider concurrency limits while they run.
+
+A guard that refuses (quota spent, breaker open, no slot) postpones the job to
+when it may pass: :func:`postponing` turns the refusal into ``JobPostponed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+import structlog
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from jobsys.config import Settings, get_settings
+from jobsys.connectors.google.costs import api_of, units
+from jobsys.connectors.google.errors import AuthError, GoogleError, QuotaError, TransientError
+from jobsys.engine.failures import JobPostponed
+from jobsys.engine.runtime import resolve_urls
+from jobsys.guards.batching import AdaptiveBatch, Observation
+from jobsys.guards.breaker import BreakerOpen, SharedBreaker
+from jobsys.guards.metrics import PROVIDER_THROTTLED, RATE_LIMITED
+from jobsys.guards.ratelimit import RateLimited, RateLimiter
+from jobsys.guards.throttle import ConcurrencyThrottle, Throttled
+
+T = TypeVar("T")
+log = structlog.get_logger("jobsys.guards")
+PROVIDER = "google"
+GMAIL_GET_UNITS = units("gmail.users.messages.get")
+FIXED_BATCH = 50  # messages.get per batch with the guards off (Gmail's advice)
+
+
+class _PartsFailed(Exception):
+    """A batch answered, but some parts failed in a way a breaker must count."""
+
+    def __init__(self, result: Any, error: GoogleError) -> None:
+        super().__init__(str(error))
+        self.result, self.error = result, error
+
+
+def _provider_failure(e: BaseException) -> bool:
+    inner = e.error if isinstance(e, _PartsFailed) else e
+    return isinstance(inner, TransientError)
+
+
+def _user_failure(e: BaseException) -> bool:
+    inner = e.error if isinstance(e, _PartsFailed) else e
+    return isinstance(inner, AuthError)
+
+
+class Guards:
+    """This process's guards, shared by every user's calls; state lives in Redis."""
+
+    def __init__(self, settings: Settings, client: Any) -> None:
+        self.settings, self.redis = settings, client
+        s = settings
+        self.limits = {
+            ("gmail", "user"): _limiter(
+                client, "gmail-user", s.gmail_user_units_per_second, s.gmail_user_burst_units
+            ),
+            ("gmail", "project"): _limiter(
+                client,
+                "gmail-project",
+                s.gmail_project_units_per_second,
+                s.gmail_project_burst_units,
+            ),
+            ("calendar", "user"): _limiter(
+                client, "calendar-user", s.calendar_user_requests_per_second, s.calendar_user_burst
+            ),
+            ("calendar", "project"): _limiter(
+                client,
+                "calendar-project",
+                s.calendar_project_requests_per_second,
+                s.calendar_project_burst,
+            ),
+        }
+        self.provider = SharedBreaker(
+            client,
+            PROVIDER,
+            fail_max=s.breaker_fail_max,
+            reset_timeout=s.breaker_reset_timeout,
+            counts=_provider_failure,
+        )
+        self._users: dict[str, SharedBreaker] = {}
+        self._lock = threading.Lock()
+        self.batches = AdaptiveBatch(client, "gmail.messages.get", **_batch_bounds(s))
+        throttle: dict[str, Any] = {
+            "threshold": s.throttle_error_rate,
+            "window": s.throttle_window,
+            "min_samples": s.throttle_min_samples,
+        }
+        self.user_slots = ConcurrencyThrottle(
+            client, name="ingest-user", maximum=s.ingest_user_concurrency, **throttle
+        )
+        self.provider_slots = ConcurrencyThrottle(
+            client, name="ingest-provider", maximum=s.ingest_provider_concurrency, **throttle
+        )
+
+    def user_breaker(self, user_id: str) -> SharedBreaker:
+        with self._lock:
+            found = self._users.get(user_id)
+            if found is None:
+                found = self._users[user_id] = SharedBreaker(
+                    self.redis,
+                    f"{PROVIDER}:user:{user_id}",
+                    fail_max=self.settings.user_breaker_fail_max,
+                    reset_timeout=self.settings.user_breaker_reset_timeout,
+                    counts=_user_failure,
+                )
+            return found
+
+
+def _limiter(client: Any, name: str, rate: float, burst: float) -> RateLimiter:
+    return RateLimiter(client, name=name, rate=rate, burst=burst)
+
+
+def _batch_bounds(s: Settings) -> dict[str, Any]:
+    # A batch must fit in the user's burst, or its units could never be acquired at once.
+    maximum = max(1, min(s.batch_max, int(s.gmail_user_burst_units // GMAIL_GET_UNITS)))
+    return {
+        "minimum": min(s.batch_min, maximum),
+        "maximum": maximum,
+        "step": s.batch_step,
+        "target": s.batch_latency_target,
+    }
+
+
+_guards: dict[int, Guards] = {}
+_guards_lock = threading.Lock()
+
+
+def guards() -> Guards:
+    """This process's guards, built on first use (never across a fork)."""
+    pid = os.getpid()
+    with _guards_lock:
+        if pid not in _guards:
+            _guards.clear()
+            # Short timeouts and one quick retry: a guard that cannot reach Redis fails
+            # safe at once rather than stalling the call it guards (redis-py's default
+            # retries take seconds).
+            client = redis.Redis.from_url(
+                resolve_urls().broker,
+                socket_timeout=2,
+                socket_connect_timeout=2,
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+            )
+            _guards[pid] = Guards(get_settings(), client)
+        return _guards[pid]
+
+
+class GoogleGuard:
+    """The :class:`~jobsys.connectors.google.clients.Guard` for one user's calls."""
+
+    def __init__(self, shared: Guards, user_id: str) -> None:
+        self._g, self.user_id = shared, user_id
+        self._user_key = f"user:{user_id}"
+
+    def call(
+        self,
+        method: str,
+        count: int,
+        fn: Callable[[], T],
+        *,
+        part_errors: Callable[[T], Iterable[GoogleError]] | None = None,
+    ) -> T:
+        api = api_of(method)
+        self._spend(api, units(method, count))
+
+        def attempt() -> T:
+            result = fn()
+            errors = list(part_errors(result)) if part_errors else []
+            self._learn(api, errors)
+            counted = [e for e in errors if isinstance(e, TransientError | AuthError)]
+            if counted:
+                raise _PartsFailed(result, counted[0])
+            return result
+
+        breaker = self._g.user_breaker(self.user_id)
+        try:
+            return self._g.provider.call(lambda: breaker.call(attempt))
+        except _PartsFailed as e:
+            return e.result  # type: ignore[no-any-return]  # what attempt() returned
+        except GoogleError as e:
+            self._learn(api, [e])
+            raise
+
+    def _spend(self, api: str, cost: int) -> None:
+        wait = self._g.settings.quota_max_wait
+        for scope, key in (("user", self._user_key), ("project", "project")):
+            limiter = self._g.limits[(api, scope)]
+            try:
+                limiter.acquire(key, cost, max_wait=wait, sleep=_counted_sleep(limiter.name))
+            except RateLimited:
+                RATE_LIMITED.labels(limiter.name, "postponed").inc()
+                raise
+
+    def _learn(self, api: str, errors: list[GoogleError]) -> None:
+        quota = [e for e in errors if isinstance(e, QuotaError)]
+        if quota:
+            hold = max((e.retry_after or 1.0) for e in quota)
+            limiter = self._g.limits[(api, "user")]
+            limiter.penalize(self._user_key, hold)
+            PROVIDER_THROTTLED.labels(limiter.name).inc(len(quota))
+            log.warning(
+                "ratelimit.feedback",
+                limit=limiter.name,
+                key=self._user_key,
+                answered_429=len(quota),
+                hold=hold,
+            )
+        ok = not any(isinstance(e, QuotaError | TransientError) for e in errors)
+        self._g.user_slots.record(f"{PROVIDER}:{self._user_key}", ok=ok)
+        self._g.provider_slots.record(PROVIDER, ok=ok)
+
+
+def _counted_sleep(name: str) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        RATE_LIMITED.labels(name, "waited").inc()
+        time.sleep(seconds)
+
+    return sleep
+
+
+@dataclass(frozen=True)
+class BatchSizer:
+    """The messages.get batch size for one user: adaptive with the guards, else fixed."""
+
+    batches: AdaptiveBatch | None
+    user_id: str
+
+    def size(self) -> int:
+        return self.batches.size(self.user_id) if self.batches else FIXED_BATCH
+
+    def observe(self, seen: Observation) -> None:
+        if self.batches:
+            self.batches.observe(self.user_id, seen)
+
+
+@contextlib.contextmanager
+def ingesting(user_id: str) -> Iterator[None]:
+    """Hold a per-user and a per-provider ingestion slot; refusals postpone the job.
+
+    Raises:
+        JobPostponed: a slot, the quota or a breaker said not yet.
+    """
+    with postponing():
+        if not get_settings().guards:
+            yield
+            return
+        g, holder = guards(), _holder()
+        with (
+            g.provider_slots.slot(PROVIDER, holder),
+            g.user_slots.slot(f"{PROVIDER}:user:{user_id}", holder),
+        ):
+            yield
+
+
+@contextlib.contextmanager
+def postponing() -> Iterator[None]:
+    """Turn a guard's refusal into ``JobPostponed`` with the guard's own delay."""
+    try:
+        yield
+    except (RateLimited, BreakerOpen, Throttled) as e:
+        raise JobPostponed(str(e), delay=e.retry_after, reason=e.reason) from e
+
+
+@functools.cache
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _holder() -> str:
+    return f"{_host()}:{os.getpid()}:{threading.get_ident()}"
