@@ -7,7 +7,8 @@ Per run: a fresh database (migrated), a flushed Redis db, the users provisioned
 on one in-process emulator whose Gmail quota is scaled down (``--quota`` units/s,
 ``--burst`` units per user) so that ingestion takes tens of seconds, ``--workers``
 ``celery worker -P prefork -c 2`` nodes, and one full sync round
-(``demo_sync.sync_round``: one ``sync_user`` job per user).
+(``demo_sync.sync_round``: one ``sync_user`` job per user). The workers' guards
+get the emulator's per-user quota as their limits (``limiter_env``).
 
 Printed per phase (ingest, normalize, extract, process): jobs, retries, dead,
 wall time from the first start (of a job's first attempt) to the last finish of
@@ -111,6 +112,32 @@ def fresh_servers(args: argparse.Namespace) -> None:
     runtime.reset()
 
 
+def limiter_env(args: argparse.Namespace) -> dict[str, str]:
+    """The guards' per-user rate limits set to the emulator's quota.
+
+    Without them the guards pace a user at jobsys's defaults (Gmail 250 units/s, burst
+    500), above the emulator's scaled-down quota, and the emulator answers 429.
+    """
+    return {
+        "JOBSYS_GMAIL_USER_UNITS_PER_SECOND": str(args.quota),
+        "JOBSYS_GMAIL_USER_BURST_UNITS": str(args.burst),
+        "JOBSYS_CALENDAR_USER_REQUESTS_PER_SECOND": str(args.calendar_quota),
+        "JOBSYS_CALENDAR_USER_BURST": str(args.calendar_burst),
+    }
+
+
+def emulator_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The emulator's sizes and per-user quota (the limiter settings mirror the quota)."""
+    return {
+        "messages_per_user": args.messages,
+        "events_per_user": args.events,
+        "gmail_units_per_second": args.quota,
+        "gmail_burst_units": args.burst,
+        "calendar_requests_per_second": args.calendar_quota,
+        "calendar_burst": args.calendar_burst,
+    }
+
+
 def configure(args: argparse.Namespace) -> None:
     """Environment for this process and the workers, before jobsys reads its settings."""
     os.environ.update(
@@ -118,6 +145,7 @@ def configure(args: argparse.Namespace) -> None:
         JOBSYS_BROKER_URL=args.redis_url,
         JOBSYS_IMPORTS="",
         **FAST,
+        **limiter_env(args),
     )
     pythonpath = os.environ.get("PYTHONPATH")
     tree = str(args.tree.resolve())
@@ -194,7 +222,7 @@ def one_run(args: argparse.Namespace, emulator: Any, n: int) -> dict[str, Any]:
     start_workers(args)
     try:
         r = demo_sync.sync_round(f"run {n}: full sync", user_ids, emulator, args.timeout, full=True)
-        with runtime.store()._tx() as conn:  # before normalize_alone adds jobs to the runs
+        with runtime.store().transaction() as conn:  # before normalize_alone adds jobs to the runs
             rows = conn.execute(sa.text(JOBS_SQL), {"runs": [str(x["id"]) for x in r.runs]})
             jobs = [dict(j) for j in rows.mappings()]
             stored = conn.execute(
@@ -226,7 +254,7 @@ def _span(jobs: list[dict[str, Any]]) -> float:
 def _busy(jobs: list[dict[str, Any]]) -> float:
     """Seconds between the last attempt's start and the finish, summed over jobs."""
     return sum(
-        (j["finished_at"] - j["started_at"]).total_seconds()
+        float((j["finished_at"] - j["started_at"]).total_seconds())
         for j in jobs
         if j["started_at"] and j["finished_at"]
     )
@@ -549,6 +577,15 @@ def _split(sync: Any, user_id: str, parts: list[tuple[list[str], list[str]]]) ->
 # --------------------------------------------------------------------------- main
 
 
+def add_calendar_quota(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--calendar-quota", type=float, default=10.0, help="Calendar requests/s per user"
+    )
+    p.add_argument(
+        "--calendar-burst", type=float, default=100.0, help="Calendar bucket size per user"
+    )
+
+
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--users", type=int, default=10)
@@ -556,6 +593,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--events", type=int, default=50, help="calendar events per user")
     p.add_argument("--quota", type=float, default=100.0, help="Gmail units/s per user")
     p.add_argument("--burst", type=float, default=500.0, help="Gmail bucket size per user")
+    add_calendar_quota(p)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--workers", type=int, default=2, help="worker nodes")
@@ -600,12 +638,7 @@ def main() -> None:
     configure(args)
     from jobsys.connectors.google.emulator import running
 
-    emu_config = {
-        "messages_per_user": args.messages,
-        "events_per_user": args.events,
-        "gmail_units_per_second": args.quota,
-        "gmail_burst_units": args.burst,
-    }
+    emu_config = emulator_config(args)
     print(f"database {args.db_url}, redis {args.redis_url}, worker log {args.log}", flush=True)
     results = []
     try:

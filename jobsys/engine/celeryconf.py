@@ -41,7 +41,10 @@ def celery_config(settings: Settings | None = None) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_time_limit": s.default_timeout,
         "task_soft_time_limit": s.default_soft_timeout,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A broker blip must not kill work in flight: the attempt finishes and records
+        # its outcome in Postgres; the message Redis restores is then a duplicate,
+        # which the conditional claim ignores.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_send_sent_event": s.task_events,
         "worker_send_task_events": s.task_events,
         "result_expires": 7 * 24 * 3600,

@@ -245,23 +245,22 @@ def breaker_states(redis: Any) -> list[BreakerState]:
     Raises:
         redis.exceptions.RedisError: Redis cannot be reached.
     """
+    suffix = f":{pybreaker.CircuitRedisStorage.BASE_NAMESPACE}:state"
     names = sorted(
-        {
-            key.decode().removeprefix(f"{NAMESPACE}:").rsplit(":", 1)[0]
-            for key in redis.scan_iter(match=f"{NAMESPACE}:*:state", count=500)
-        }
+        key.decode().removeprefix(f"{NAMESPACE}:").removesuffix(suffix)
+        for key in redis.scan_iter(match=f"{NAMESPACE}:*{suffix}", count=500)
     )
     return [_state_of(redis, name) for name in names]
 
 
 def _state_of(redis: Any, name: str) -> BreakerState:
-    prefix = f"{NAMESPACE}:{name}"
+    prefix = f"{NAMESPACE}:{name}:{pybreaker.CircuitRedisStorage.BASE_NAMESPACE}"
     state, failures, opened, history = (
         redis.pipeline()
         .get(f"{prefix}:state")
         .get(f"{prefix}:fail_counter")
         .get(f"{prefix}:opened_at")
-        .lrange(f"{prefix}:history", 0, 9)
+        .lrange(f"{NAMESPACE}:{name}:history", 0, 9)
         .execute()
     )
     return BreakerState(

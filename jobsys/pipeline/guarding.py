@@ -164,6 +164,12 @@ def guards() -> Guards:
         return _guards[pid]
 
 
+def reset() -> None:
+    """Forget this process's guards (their settings or Redis changed)."""
+    with _guards_lock:
+        _guards.clear()
+
+
 class GoogleGuard:
     """The :class:`~jobsys.connectors.google.clients.Guard` for one user's calls."""
 
@@ -199,6 +205,13 @@ class GoogleGuard:
         except GoogleError as e:
             self._learn(api, [e])
             raise
+        except BreakerOpen as e:
+            if e.name != breaker.name:
+                raise
+            # The user's breaker opens only on auth failures, which park the user: the
+            # job fails as one (and can be retried from the DLQ once re-authorised)
+            # rather than wait out a breaker that only an operator can fix.
+            raise AuthError(f"{e}, after an auth failure parked the user") from e
 
     def _spend(self, api: str, cost: int) -> None:
         wait = self._g.settings.quota_max_wait

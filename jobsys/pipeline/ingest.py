@@ -46,7 +46,7 @@ def _gmail_full(sync: SyncStore, google: Session, user_id: str) -> dict[str, Any
     listed = [ref.id for ref in gmail.list_message_ids(google.gmail, guard=google.guard)]
     known = sync.known_message_ids(user_id)
     todo = [i for i in listed if i not in known]
-    vanished = _fetch(sync, google, user_id, todo)
+    vanished = fetch_messages(sync, google, user_id, todo)
     keep = set(listed) - set(vanished)
     sync.save_raw_messages(user_id, [], keep_only=keep, cursor=start)
     return {"mode": "full", "listed": len(listed), "fetched": len(todo) - len(vanished)}
@@ -55,13 +55,13 @@ def _gmail_full(sync: SyncStore, google: Session, user_id: str) -> dict[str, Any
 def _gmail_delta(sync: SyncStore, google: Session, user_id: str, cursor: str) -> dict[str, Any]:
     delta = gmail.list_history(google.gmail, cursor, guard=google.guard)
     added = [ref.id for ref in delta.added]
-    vanished = _fetch(sync, google, user_id, added)
+    vanished = fetch_messages(sync, google, user_id, added)
     deleted = [ref.id for ref in delta.deleted] + vanished
     sync.save_raw_messages(user_id, [], deleted=deleted, cursor=delta.history_id)
     return {"mode": "incremental", "added": len(added) - len(vanished), "deleted": len(deleted)}
 
 
-def _fetch(sync: SyncStore, google: Session, user_id: str, ids: list[str]) -> list[str]:
+def fetch_messages(sync: SyncStore, google: Session, user_id: str, ids: list[str]) -> list[str]:
     """Fetch and store raw messages in adaptive batches; returns ids deleted meanwhile.
 
     Parts of a batch answered 429 are fetched again after their Retry-After, for
