@@ -20,12 +20,13 @@ Errors::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -122,6 +123,23 @@ class _Recorded(pybreaker.CircuitBreaker):
 
 
 @dataclass(frozen=True)
+class Admission:
+    """Leave to make one call through a breaker (from :meth:`SharedBreaker.admitted`)."""
+
+    owner: SharedBreaker
+    breaker: pybreaker.CircuitBreaker
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``; its outcome counts for (or against) the breaker."""
+        try:
+            return self.breaker.call(fn)
+        except pybreaker.CircuitBreakerError:
+            # Another process opened it between admission and call.
+            BREAKER_REJECTED.labels(self.owner.name).inc()
+            raise BreakerOpen(self.owner.name, self.owner.remaining() or TRIAL_WAIT) from None
+
+
+@dataclass(frozen=True)
 class BreakerState:
     """A breaker as ``jobsys breakers`` shows it."""
 
@@ -163,7 +181,9 @@ class SharedBreaker:
         self._storage = _Storage(redis, name)
         settings: dict[str, Any] = {
             "fail_max": fail_max,
-            "reset_timeout": reset_timeout,
+            # pybreaker stores opened_at in whole seconds (truncated): one second more
+            # keeps the breaker open at least reset_timeout, never up to a second less.
+            "reset_timeout": reset_timeout + 1,
             "exclude": [lambda e: not counts(e)],
             # The failure that trips the breaker is re-raised as itself, so the caller
             # still sees what went wrong; later callers get BreakerOpen.
@@ -179,13 +199,27 @@ class SharedBreaker:
         Raises:
             BreakerOpen: the breaker is open, or another caller is making the trial call.
         """
+        with self.admitted() as admission:
+            return admission.call(fn)
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[Admission]:
+        """Ask to pass before calling, so that several breakers can all be asked first.
+
+        A refusal is raised here, before any breaker runs anything: nested breakers
+        would otherwise count an inner breaker's refusal as an outer success.
+
+        Raises:
+            BreakerOpen: the breaker is open, or another caller is making the trial call.
+        """
         self._storage.failed = False
         state = self._shared.current_state
         if self._storage.failed:
-            return self._through(self._local, fn)
+            yield Admission(self, self._local)
+            return
         trial = None if state == pybreaker.STATE_CLOSED else self._admit_trial(state)
         try:
-            return self._through(self._shared, fn)
+            yield Admission(self, self._shared)
         finally:
             if trial is not None:
                 self._end_trial(trial)
@@ -194,13 +228,6 @@ class SharedBreaker:
         """Close the breaker (an operator fixed the cause, e.g. new credentials)."""
         self._shared.close()
         self._local.close()
-
-    def _through(self, breaker: pybreaker.CircuitBreaker, fn: Callable[[], T]) -> T:
-        try:
-            return breaker.call(fn)
-        except pybreaker.CircuitBreakerError:
-            BREAKER_REJECTED.labels(self.name).inc()
-            raise BreakerOpen(self.name, self.remaining() or TRIAL_WAIT) from None
 
     def _admit_trial(self, state: str) -> str:
         """Take the trial lock, or raise BreakerOpen: one trial call cluster-wide."""

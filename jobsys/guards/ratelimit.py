@@ -35,13 +35,20 @@ from jobsys.guards.metrics import STORAGE_ERRORS
 
 log = structlog.get_logger("jobsys.guards")
 
-# KEYS[1] = key; ARGV = now (s, "" for Redis TIME), rate (units/s), burst (units), cost (units)
-_ACQUIRE = """
+# ARGV[1] = now in seconds, "" for Redis TIME. TATs are stored with %.6f: Lua's
+# tostring keeps 14 digits, i.e. 0.1 ms of an epoch time, too coarse at 20,000 units/s.
+_CLOCK = """
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+"""
+
+# KEYS[1] = key; ARGV = now, rate (units/s), burst (units), cost (units)
+_ACQUIRE = (
+    _CLOCK
+    + """
 local rate, burst, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
@@ -50,26 +57,27 @@ local wait = new_tat - now - burst / rate
 if wait > 0 then
   return {0, tostring(wait)}
 end
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX',
+  math.ceil((new_tat - now) * 1000) + 1000)
 return {1, '0'}
 """
+)
 
-# KEYS[1] = key; ARGV = now ("" for Redis TIME), seconds to hold, rate, burst.
+# KEYS[1] = key; ARGV = now, seconds to hold, rate, burst.
 # The key refuses every call for ``seconds``, then refills from empty.
-_PENALIZE = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+_PENALIZE = (
+    _CLOCK
+    + """
 local rate, burst = tonumber(ARGV[3]), tonumber(ARGV[4])
 local hold = now + tonumber(ARGV[2]) + (burst - 1) / rate
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < hold then
-  redis.call('SET', KEYS[1], tostring(hold), 'PX', math.ceil((hold - now) * 1000) + 1000)
+  redis.call('SET', KEYS[1], string.format('%.6f', hold), 'PX',
+    math.ceil((hold - now) * 1000) + 1000)
 end
 return 1
 """
+)
 
 
 class RateLimited(JobsysError):

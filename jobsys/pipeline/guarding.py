@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import random
 import socket
 import threading
 import time
@@ -43,6 +44,7 @@ T = TypeVar("T")
 log = structlog.get_logger("jobsys.guards")
 PROVIDER = "google"
 GMAIL_GET_UNITS = units("gmail.users.messages.get")
+QUOTA_DEFAULT_WAIT = 30.0  # s, after a 429 without Retry-After
 FIXED_BATCH = 50  # messages.get per batch with the guards off (Gmail's advice)
 
 
@@ -54,14 +56,22 @@ class _PartsFailed(Exception):
         self.result, self.error = result, error
 
 
-def _provider_failure(e: BaseException) -> bool:
-    inner = e.error if isinstance(e, _PartsFailed) else e
-    return isinstance(inner, TransientError)
+def _counting(kind: type[GoogleError]) -> Callable[[BaseException], bool]:
+    """A breaker's predicate: failures of ``kind``, raised or inside a batch's parts."""
+
+    def counts(e: BaseException) -> bool:
+        return isinstance(e.error if isinstance(e, _PartsFailed) else e, kind)
+
+    return counts
 
 
-def _user_failure(e: BaseException) -> bool:
-    inner = e.error if isinstance(e, _PartsFailed) else e
-    return isinstance(inner, AuthError)
+# (api, scope) -> the settings that give its rate and burst
+_LIMITS = {
+    ("gmail", "user"): ("gmail_user_units_per_second", "gmail_user_burst_units"),
+    ("gmail", "project"): ("gmail_project_units_per_second", "gmail_project_burst_units"),
+    ("calendar", "user"): ("calendar_user_requests_per_second", "calendar_user_burst"),
+    ("calendar", "project"): ("calendar_project_requests_per_second", "calendar_project_burst"),
+}
 
 
 class Guards:
@@ -71,31 +81,17 @@ class Guards:
         self.settings, self.redis = settings, client
         s = settings
         self.limits = {
-            ("gmail", "user"): _limiter(
-                client, "gmail-user", s.gmail_user_units_per_second, s.gmail_user_burst_units
-            ),
-            ("gmail", "project"): _limiter(
-                client,
-                "gmail-project",
-                s.gmail_project_units_per_second,
-                s.gmail_project_burst_units,
-            ),
-            ("calendar", "user"): _limiter(
-                client, "calendar-user", s.calendar_user_requests_per_second, s.calendar_user_burst
-            ),
-            ("calendar", "project"): _limiter(
-                client,
-                "calendar-project",
-                s.calendar_project_requests_per_second,
-                s.calendar_project_burst,
-            ),
+            (api, scope): RateLimiter(
+                client, name=f"{api}-{scope}", rate=getattr(s, rate), burst=getattr(s, burst)
+            )
+            for (api, scope), (rate, burst) in _LIMITS.items()
         }
         self.provider = SharedBreaker(
             client,
             PROVIDER,
             fail_max=s.breaker_fail_max,
             reset_timeout=s.breaker_reset_timeout,
-            counts=_provider_failure,
+            counts=_counting(TransientError),
         )
         self._users: dict[str, SharedBreaker] = {}
         self._lock = threading.Lock()
@@ -121,13 +117,9 @@ class Guards:
                     f"{PROVIDER}:user:{user_id}",
                     fail_max=self.settings.user_breaker_fail_max,
                     reset_timeout=self.settings.user_breaker_reset_timeout,
-                    counts=_user_failure,
+                    counts=_counting(AuthError),
                 )
             return found
-
-
-def _limiter(client: Any, name: str, rate: float, burst: float) -> RateLimiter:
-    return RateLimiter(client, name=name, rate=rate, burst=burst)
 
 
 def _batch_bounds(s: Settings) -> dict[str, Any]:
@@ -156,8 +148,8 @@ def guards() -> Guards:
             # retries take seconds).
             client = redis.Redis.from_url(
                 resolve_urls().broker,
-                socket_timeout=2,
-                socket_connect_timeout=2,
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
                 retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
             )
             _guards[pid] = Guards(get_settings(), client)
@@ -186,7 +178,6 @@ class GoogleGuard:
         part_errors: Callable[[T], Iterable[GoogleError]] | None = None,
     ) -> T:
         api = api_of(method)
-        self._spend(api, units(method, count))
 
         def attempt() -> T:
             result = fn()
@@ -197,21 +188,17 @@ class GoogleGuard:
                 raise _PartsFailed(result, counted[0])
             return result
 
-        breaker = self._g.user_breaker(self.user_id)
-        try:
-            return self._g.provider.call(lambda: breaker.call(attempt))
-        except _PartsFailed as e:
-            return e.result  # type: ignore[no-any-return]  # what attempt() returned
-        except GoogleError as e:
-            self._learn(api, [e])
-            raise
-        except BreakerOpen as e:
-            if e.name != breaker.name:
+        user = self._g.user_breaker(self.user_id)
+        # Both breakers admit (or refuse) before quota is spent and anything is called.
+        with user.admitted() as as_user, self._g.provider.admitted() as as_provider:
+            self._spend(api, units(method, count))
+            try:
+                return as_provider.call(lambda: as_user.call(attempt))
+            except _PartsFailed as e:
+                return e.result  # type: ignore[no-any-return]  # what attempt() returned
+            except GoogleError as e:
+                self._learn(api, [e])
                 raise
-            # The user's breaker opens only on auth failures, which park the user: the
-            # job fails as one (and can be retried from the DLQ once re-authorised)
-            # rather than wait out a breaker that only an operator can fix.
-            raise AuthError(f"{e}, after an auth failure parked the user") from e
 
     def _spend(self, api: str, cost: int) -> None:
         wait = self._g.settings.quota_max_wait
@@ -267,15 +254,15 @@ class BatchSizer:
 
 @contextlib.contextmanager
 def ingesting(user_id: str) -> Iterator[None]:
-    """Hold a per-user and a per-provider ingestion slot; refusals postpone the job.
+    """Hold a per-user and a per-provider ingestion slot; guards' refusals postpone the job.
 
     Raises:
         JobPostponed: a slot, the quota or a breaker said not yet.
     """
+    if not get_settings().guards:
+        yield
+        return
     with postponing():
-        if not get_settings().guards:
-            yield
-            return
         g, holder = guards(), _holder()
         with (
             g.provider_slots.slot(PROVIDER, holder),
@@ -286,11 +273,24 @@ def ingesting(user_id: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def postponing() -> Iterator[None]:
-    """Turn a guard's refusal into ``JobPostponed`` with the guard's own delay."""
+    """Turn a refusal into ``JobPostponed`` after the refuser's delay, plus jitter.
+
+    A 429 that got past the limiter postpones too: the quota says when, so the
+    attempt is not spent. Jitter keeps jobs refused together from all coming
+    back at the same instant.
+    """
     try:
         yield
     except (RateLimited, BreakerOpen, Throttled) as e:
-        raise JobPostponed(str(e), delay=e.retry_after, reason=e.reason) from e
+        raise JobPostponed(str(e), delay=_jitter(e.retry_after), reason=e.reason) from e
+    except QuotaError as e:
+        # No Retry-After (e.g. a daily limit): come back in a while, not in a second.
+        delay = _jitter(e.retry_after if e.retry_after is not None else QUOTA_DEFAULT_WAIT)
+        raise JobPostponed(str(e), delay=delay, reason=e.reason) from e
+
+
+def _jitter(delay: float) -> float:
+    return delay * random.uniform(1.0, 1.1) + random.uniform(0.0, 0.25)
 
 
 @functools.cache

@@ -18,6 +18,7 @@ import structlog
 from jobsys.connectors.google import batch, calendar_events, gmail
 from jobsys.connectors.google.errors import (
     ExpiredCursorError,
+    GoogleError,
     NotFoundError,
     QuotaError,
     TransientError,
@@ -77,22 +78,31 @@ def fetch_messages(sync: SyncStore, google: Session, user_id: str, ids: list[str
     while todo:
         size = google.batches.size()
         chunk, todo = todo[:size], todo[size:]
-        started = time.monotonic()
-        got = batch.get_raw_messages(
-            google.gmail, chunk, batch_uri=google.batch_uri, batch_size=size, guard=google.guard
-        )
-        google.batches.observe(_observation(size, time.monotonic() - started, got))
+        try:
+            got = batch.get_raw_messages(
+                google.gmail, chunk, batch_uri=google.batch_uri, batch_size=size, guard=google.guard
+            )
+        except (QuotaError, TransientError) as e:
+            # The whole batch was refused: as bad as every part failing.
+            google.batches.observe(_failed(size, e))
+            raise
+        google.batches.observe(_observation(size, got))
         sync.save_raw_messages(user_id, [_raw_row(m) for m in got.messages.values()])
         vanished += [k for k, e in got.errors.items() if isinstance(e, NotFoundError)]
         todo = _wait_for_quota(got, deadline) + todo
     return vanished
 
 
-def _observation(size: int, latency: float, got: batch.BatchResult) -> Observation:
+def _observation(size: int, got: batch.BatchResult) -> Observation:
     errors = got.errors.values()
     throttled = sum(isinstance(e, QuotaError) for e in errors)
     failed = sum(isinstance(e, TransientError) for e in errors)
-    return Observation(size, latency, throttled, failed)
+    return Observation(size, got.seconds, throttled, failed)
+
+
+def _failed(size: int, error: GoogleError) -> Observation:
+    quota = isinstance(error, QuotaError)
+    return Observation(size, 0.0, throttled=size if quota else 0, failed=0 if quota else size)
 
 
 def _wait_for_quota(got: batch.BatchResult, deadline: float) -> list[str]:

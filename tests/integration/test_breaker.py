@@ -89,7 +89,7 @@ def test_it_opens_after_fail_max_counted_failures_in_a_row(client: redis.Redis) 
     # Then later calls never reach the provider, and say when to come back
     with pytest.raises(BreakerOpen) as refused:
         b.call(counted)
-    assert 0 < refused.value.retry_after <= 1.0
+    assert 1.0 <= refused.value.retry_after <= 2.0  # the reset timeout, at least
     assert refused.value.reason == "breaker_open"
     assert len(calls) == 5
 
@@ -114,17 +114,25 @@ def test_after_the_reset_timeout_exactly_one_caller_makes_the_trial(client: redi
             breakers[0].call(down)
     wait_for_trial(breakers[0])
 
-    # When all four call at once, each with a slow call that succeeds
+    # When all four call at once, each with a call that succeeds; the trial's call
+    # returns only once the other three were refused, so none can come after it
     reached: list[int] = []
     refused: list[float] = []
+    others_refused = threading.Event()
     start = threading.Barrier(4)
+
+    def trial_call(n: int) -> None:
+        reached.append(n)
+        others_refused.wait(10)
 
     def call(n: int) -> None:
         start.wait()
         try:
-            breakers[n].call(lambda: (reached.append(n), time.sleep(0.3)))
+            breakers[n].call(lambda: trial_call(n))
         except BreakerOpen as e:
             refused.append(e.retry_after)
+            if len(refused) == 3:
+                others_refused.set()
 
     threads = [threading.Thread(target=call, args=(n,)) for n in range(4)]
     for t in threads:

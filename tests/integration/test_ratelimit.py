@@ -107,3 +107,13 @@ def test_bad_limits_are_refused(
 def test_a_cost_above_the_burst_can_never_pass_and_is_refused(client: redis.Redis) -> None:
     with pytest.raises(ValueError, match="cost must be in"):
         limiter(client, burst=5).try_acquire("u1", 6)
+
+
+def test_microsecond_costs_are_not_rounded_away_at_a_high_rate(client: redis.Redis) -> None:
+    # Given a project-sized limit, where one unit lasts 50 us, and an epoch-sized clock
+    rl = limiter(client, rate=20_000, burst=1_000)
+    now = 1_790_000_000.0
+    # When 1,100 one-unit calls come at one instant
+    allowed = sum(rl.try_acquire("project", now=now).allowed for _ in range(1_100))
+    # Then exactly the burst passes: no unit was lost to rounding of the stored time
+    assert allowed == 1_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ class BatchResult:
 
     messages: dict[str, RawMessage] = field(default_factory=dict)
     errors: dict[str, GoogleError] = field(default_factory=dict)
+    seconds: float = 0.0  # spent in HTTP round trips, not waiting for quota
 
     @property
     def retryable_ids(self) -> list[str]:
@@ -95,6 +97,7 @@ def get_raw_messages(
         )
         result.messages.update(got.messages)
         result.errors.update(got.errors)
+        result.seconds += got.seconds
     return result
 
 
@@ -113,10 +116,12 @@ def _run_batch(messages: Any, ids: list[str], batch_uri: str) -> BatchResult:
             messages.get(userId="me", id=message_id, format="raw"),
             request_id=message_id,
         )
+    started = time.monotonic()
     try:
         batch.execute()
     except Exception as e:
         raise classify(e) from e
+    result.seconds = time.monotonic() - started
     return result
 
 
