@@ -32,15 +32,41 @@ class Observation:
     failed: int = 0
 
 
+def verdict(seen: Observation, target: float) -> str:
+    """``halve`` after any throttled or failed part, ``grow`` after a clean fast batch."""
+    if seen.throttled or seen.failed:
+        return "halve"
+    return "grow" if seen.latency <= target else "hold"
+
+
 def next_size(
     current: int, seen: Observation, *, minimum: int, maximum: int, step: int, target: float
 ) -> int:
     """The AIMD rule, pure: what the batch after ``seen`` should hold."""
-    if seen.throttled or seen.failed:
+    decided = verdict(seen, target)
+    if decided == "halve":
         return max(minimum, current // 2)
-    if seen.latency <= target:
+    if decided == "grow":
         return min(maximum, current + step)
     return current
+
+
+# The same rule applied to the stored size in one step, so that two jobs observing
+# at once cannot overwrite each other's decision (a lost halving after a 429).
+# KEYS[1] = key; ARGV = start size, minimum, maximum, step, verdict, ttl
+_OBSERVE = """
+local minimum, maximum = tonumber(ARGV[2]), tonumber(ARGV[3])
+local current = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+current = math.max(minimum, math.min(maximum, current))
+local new = current
+if ARGV[5] == 'halve' then
+  new = math.max(minimum, math.floor(current / 2))
+elseif ARGV[5] == 'grow' then
+  new = math.min(maximum, current + tonumber(ARGV[4]))
+end
+redis.call('SET', KEYS[1], new, 'EX', tonumber(ARGV[6]))
+return {current, new}
+"""
 
 
 class AdaptiveBatch:
@@ -67,7 +93,8 @@ class AdaptiveBatch:
             raise ValueError(f"step must be >= 1 and target > 0 s, got {step} and {target}")
         self.name, self._redis = name, redis
         self.minimum, self.maximum, self.step, self.target = minimum, maximum, step, target
-        self._local: dict[str, int] = {}
+        self._local: dict[str, int] = {}  # the last size seen, for when Redis is away
+        self._observe = redis.register_script(_OBSERVE)
 
     def size(self, key: str) -> int:
         """The size the next batch for ``key`` should have."""
@@ -80,20 +107,23 @@ class AdaptiveBatch:
 
     def observe(self, key: str, seen: Observation) -> int:
         """Record how a batch went; returns the next size (and logs the decision)."""
-        current = self.size(key)
-        new = next_size(
-            current,
-            seen,
-            minimum=self.minimum,
-            maximum=self.maximum,
-            step=self.step,
-            target=self.target,
-        )
-        self._local[key] = new
+        decided = verdict(seen, self.target)
+        start = self._local.get(key, self.minimum)
+        args = [start, self.minimum, self.maximum, self.step, decided, _TTL]
         try:
-            self._redis.set(self._key(key), new, ex=_TTL)
+            current, new = (int(v) for v in self._observe(keys=[self._key(key)], args=args))
         except RedisError as e:
             self._unavailable(e)
+            current = start
+            new = next_size(
+                current,
+                seen,
+                minimum=self.minimum,
+                maximum=self.maximum,
+                step=self.step,
+                target=self.target,
+            )
+        self._local[key] = new
         BATCH_SIZE.labels(self.name).set(new)
         log.info(
             "batch.size",
@@ -101,6 +131,7 @@ class AdaptiveBatch:
             key=key,
             old=current,
             new=new,
+            decision=decided,
             used=seen.size,
             latency=round(seen.latency, 3),
             target=self.target,
