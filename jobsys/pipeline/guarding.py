@@ -123,8 +123,9 @@ class Guards:
 
 
 def _batch_bounds(s: Settings) -> dict[str, Any]:
-    # A batch must fit in the user's burst, or its units could never be acquired at once.
-    maximum = max(1, min(s.batch_max, int(s.gmail_user_burst_units // GMAIL_GET_UNITS)))
+    # A batch must fit in both bursts, or its units could never be acquired at once.
+    burst = min(s.gmail_user_burst_units, s.gmail_project_burst_units)
+    maximum = max(1, min(s.batch_max, int(burst // GMAIL_GET_UNITS)))
     return {
         "minimum": min(s.batch_min, maximum),
         "maximum": maximum,
@@ -212,21 +213,29 @@ class GoogleGuard:
 
     def _learn(self, api: str, errors: list[GoogleError]) -> None:
         quota = [e for e in errors if isinstance(e, QuotaError)]
-        if quota:
-            hold = max((e.retry_after or 1.0) for e in quota)
-            limiter = self._g.limits[(api, "user")]
-            limiter.penalize(self._user_key, hold)
-            PROVIDER_THROTTLED.labels(limiter.name).inc(len(quota))
+        for scope in sorted({quota_scope(e) for e in quota}):
+            mine = [e for e in quota if quota_scope(e) == scope]
+            hold = max((e.retry_after or 1.0) for e in mine)
+            key = self._user_key if scope == "user" else "project"
+            limiter = self._g.limits[(api, scope)]
+            limiter.penalize(key, hold)
+            PROVIDER_THROTTLED.labels(limiter.name).inc(len(mine))
             log.warning(
                 "ratelimit.feedback",
                 limit=limiter.name,
-                key=self._user_key,
-                answered_429=len(quota),
+                key=key,
+                answered_429=len(mine),
                 hold=hold,
             )
         ok = not any(isinstance(e, QuotaError | TransientError) for e in errors)
         self._g.user_slots.record(f"{PROVIDER}:{self._user_key}", ok=ok)
         self._g.provider_slots.record(PROVIDER, ok=ok)
+
+
+def quota_scope(error: QuotaError) -> str:
+    """Whose quota a 429 is about: Google says ``userRateLimitExceeded`` for the user's,
+    ``rateLimitExceeded``/``quotaExceeded``/``dailyLimitExceeded`` for the project's."""
+    return "user" if error.api_reason in ("userRateLimitExceeded", "") else "project"
 
 
 def _counted_sleep(name: str) -> Callable[[float], None]:

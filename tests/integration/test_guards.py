@@ -65,7 +65,8 @@ def test_two_workers_syncing_one_user_share_one_quota_budget(
     pipeline_factory: MakePipeline,  # noqa: F811
 ) -> None:
     # Given one user whose Gmail quota is 100 units/s (burst 200) at the emulator,
-    # the same limit in jobsys, and two single-process workers
+    # the same limit in jobsys, and two single-process workers (three ingestion jobs
+    # of the user may run at once: the pipeline's two and the extra one)
     rate, burst = 100, 200
     p = pipeline_factory(
         users=1,
@@ -74,7 +75,8 @@ def test_two_workers_syncing_one_user_share_one_quota_budget(
         gmail_units_per_second=rate,
         gmail_burst_units=burst,
     )
-    start_workers(2, concurrency=1, env={**p.worker_env, **quota_env(rate, burst)})
+    env = {**p.worker_env, **quota_env(rate, burst), "JOBSYS_INGEST_USER_CONCURRENCY": "3"}
+    start_workers(2, concurrency=1, env=env)
     ((email, user_id),) = p.users.items()
 
     # When the user's full sync runs, and a second full Gmail ingestion of the same
@@ -91,6 +93,8 @@ def test_two_workers_syncing_one_user_share_one_quota_budget(
     jobs = [j for j in jobsys_env.store.list_jobs(limit=100) if j.kind == "sync.ingest_gmail"]
     assert len(jobs) == 2 and len({j.worker for j in jobs}) == 2
     assert all(j.started_at and j.finished_at for j in jobs)
+    first, second = sorted(jobs, key=lambda j: j.started_at or 0)
+    assert second.started_at and first.finished_at and second.started_at < first.finished_at
     start = min(j.started_at for j in jobs if j.started_at)
     end = max(j.finished_at for j in jobs if j.finished_at)
     # And together they took no longer than the units they needed / the rate, + 10%;
