@@ -328,6 +328,43 @@ def user_add(email: str, token_file: str | None, region: str, as_json: bool) -> 
     click.echo(json.dumps(added.as_dict()) if as_json else f"added {added.email} as {added.id}")
 
 
+@user.command("reauth")
+@click.argument("user_ident", metavar="USER")
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help='JSON file {"token": ..., "refresh_token": ...} with the new Google OAuth tokens',
+)
+def user_reauth(user_ident: str, token_file: str) -> None:
+    """Store a parked user's new tokens, resume the user and close their breaker."""
+    import redis
+
+    from jobsys.pipeline.guarding import reset_user_breaker
+
+    tokens = _read_token_file(token_file)
+    cipher = _cipher()  # fail on a missing key before storing anything
+    users = _users()
+    found = users.get(user_ident)
+    refresh = tokens.get("refresh_token")
+    users.save_credential(
+        found.id,
+        "google",
+        token=cipher.encrypt(tokens["token"]),
+        refresh_token=cipher.encrypt(refresh) if refresh else None,
+    )
+    users.unpark(found.id)
+    try:
+        reset_user_breaker(found.id)
+    except redis.RedisError as e:
+        click.echo(
+            f"jobsys: warning: breaker of {found.email} not reset ({e}); "
+            "it closes after its reset timeout",
+            err=True,
+        )
+    click.echo(f"{found.email} re-authorised and resumed")
+
+
 def _read_token_file(path: str) -> dict[str, str]:
     try:
         data = json.loads(Path(path).read_text())

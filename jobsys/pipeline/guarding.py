@@ -157,6 +157,17 @@ def guards() -> Guards:
         return _guards[pid]
 
 
+def reset_user_breaker(user_id: str) -> None:
+    """Close the user's breaker: their credentials were renewed.
+
+    Raises:
+        redis.exceptions.RedisError: Redis cannot be reached.
+    """
+    client = guards().redis
+    client.ping()  # a breaker fails safe on its own; here the caller must know it failed
+    guards().user_breaker(user_id).reset()
+
+
 def reset() -> None:
     """Forget this process's guards (their settings or Redis changed)."""
     with _guards_lock:

@@ -159,3 +159,12 @@ ON CONFLICT (user_id, provider) DO UPDATE SET token = EXCLUDED.token,
             user_id=user_id,
             detail={"provider": provider, "reason": reason},
         )
+
+    def unpark(self, user_id: str) -> None:
+        """Resume a parked user (new credentials were stored), with an audit event."""
+        with self._store.transaction() as conn:
+            conn.execute(
+                sa.text("UPDATE users SET paused = false, paused_reason = NULL WHERE id = :u"),
+                {"u": user_id},
+            )
+        self._store.audit("jobsys", "user.unparked", user_id=user_id, detail={})

@@ -88,3 +88,59 @@ def test_a_duplicate_user_and_a_bad_email_are_refused(jobsys_env: Env) -> None:
     assert (code, "already exists" in err) == (1, True)
     code, _, err = _cli(jobsys_env, "user", "add", "not-an-email", key=None)
     assert (code, "is not an address" in err) == (1, True)
+
+
+def test_reauth_stores_new_tokens_resumes_the_user_and_closes_the_breaker(
+    jobsys_env: Env, tmp_path: Path
+) -> None:
+    import redis
+
+    from jobsys.guards.breaker import SharedBreaker, breaker_states
+
+    # Given a user parked after an auth failure, whose breaker is open
+    _, out, _ = _cli(jobsys_env, "keys", "generate", key=None)
+    key = out.strip()
+    users = UserStore(jobsys_env.store)
+    parked = users.add("carl@example.com")
+    users.save_credential(
+        parked.id,
+        "google",
+        token=TokenCipher(key).encrypt("old"),
+        refresh_token=TokenCipher(key).encrypt("old-refresh"),
+    )
+    users.park(parked.id, "google", "token refresh refused: invalid_grant")
+    client = redis.Redis.from_url(jobsys_env.broker_url)
+    breaker = SharedBreaker(
+        client, f"google:user:{parked.id}", fail_max=1, reset_timeout=300, counts=lambda e: True
+    )
+
+    def refused() -> None:
+        raise RuntimeError("401")
+
+    with pytest.raises(RuntimeError):
+        breaker.call(refused)
+    assert {b.name: b.state for b in breaker_states(client)}[f"google:user:{parked.id}"] == "open"
+
+    # When an operator stores the user's new tokens
+    tokens = tmp_path / "new.json"
+    tokens.write_text(json.dumps({"token": "ya29.new", "refresh_token": "1//new"}))
+    code, out, err = _cli(
+        jobsys_env, "user", "reauth", "carl@example.com", "--token-file", str(tokens), key=key
+    )
+
+    # Then the credential is valid with the new tokens, the user runs again, the breaker is closed
+    assert code == 0, err
+    assert "re-authorised" in out
+    stored = users.credential(parked.id, "google")
+    assert stored.status == "valid"
+    assert TokenCipher(key).decrypt(stored.token) == "ya29.new"
+    assert stored.refresh_token is not None
+    assert TokenCipher(key).decrypt(stored.refresh_token) == "1//new"
+    assert not users.get(parked.id).paused
+    assert {b.name: b.state for b in breaker_states(client)}[f"google:user:{parked.id}"] == "closed"
+
+    # And an unknown user is one clear line
+    code, _, err = _cli(
+        jobsys_env, "user", "reauth", "nobody@example.com", "--token-file", str(tokens), key=key
+    )
+    assert code == 1 and "nobody@example.com" in err and "Traceback" not in err
