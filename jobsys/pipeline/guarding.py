@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis
 import structlog
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -36,6 +35,7 @@ from jobsys.engine.failures import JobPostponed
 from jobsys.engine.runtime import resolve_urls
 from jobsys.guards.batching import AdaptiveBatch, Observation
 from jobsys.guards.breaker import BreakerOpen, SharedBreaker
+from jobsys.guards.fuse import FusedRedis
 from jobsys.guards.metrics import PROVIDER_THROTTLED, RATE_LIMITED
 from jobsys.guards.ratelimit import RateLimited, RateLimiter
 from jobsys.guards.throttle import ConcurrencyThrottle, Throttled
@@ -144,10 +144,10 @@ def guards() -> Guards:
     with _guards_lock:
         if pid not in _guards:
             _guards.clear()
-            # Short timeouts and one quick retry: a guard that cannot reach Redis fails
-            # safe at once rather than stalling the call it guards (redis-py's default
-            # retries take seconds).
-            client = redis.Redis.from_url(
+            # Short timeouts, one quick retry and a fuse: a guard that cannot reach Redis
+            # fails safe at once rather than stalling the call it guards (redis-py's
+            # default retries take seconds).
+            client = FusedRedis.from_url(
                 resolve_urls().broker,
                 socket_timeout=0.5,
                 socket_connect_timeout=0.5,
