@@ -577,23 +577,19 @@ def _split(sync: Any, user_id: str, parts: list[tuple[list[str], list[str]]]) ->
 # --------------------------------------------------------------------------- main
 
 
-def add_calendar_quota(p: argparse.ArgumentParser) -> None:
+def add_common_args(p: argparse.ArgumentParser, *, name: str, redis_db: int) -> None:
+    """The load, quota, worker and server options this bench shares with bench/quota.py."""
+    p.add_argument("--users", type=int, default=10)
+    p.add_argument("--messages", type=int, default=300, help="messages per user")
+    p.add_argument("--events", type=int, default=50, help="calendar events per user")
+    p.add_argument("--quota", type=float, default=100.0, help="Gmail units/s per user")
+    p.add_argument("--burst", type=float, default=500.0, help="Gmail bucket size per user")
     p.add_argument(
         "--calendar-quota", type=float, default=10.0, help="Calendar requests/s per user"
     )
     p.add_argument(
         "--calendar-burst", type=float, default=100.0, help="Calendar bucket size per user"
     )
-
-
-def parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--users", type=int, default=10)
-    p.add_argument("--messages", type=int, default=300, help="messages per user")
-    p.add_argument("--events", type=int, default=50, help="calendar events per user")
-    p.add_argument("--quota", type=float, default=100.0, help="Gmail units/s per user")
-    p.add_argument("--burst", type=float, default=500.0, help="Gmail bucket size per user")
-    add_calendar_quota(p)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--workers", type=int, default=2, help="worker nodes")
@@ -603,13 +599,13 @@ def parse() -> argparse.Namespace:
     p.add_argument(
         "--db-url",
         default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/jobsys_pipeline_bench"
+            "BENCH_DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/jobsys_{name}_bench"
         ),
         help="database (re)created per run and dropped at the end unless --keep-db",
     )
     p.add_argument(
         "--redis-url",
-        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
+        default=os.environ.get("BENCH_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}"),
         help="a Redis db of its own: flushed before every run",
     )
     p.add_argument("--keep-db", action="store_true")
@@ -619,6 +615,11 @@ def parse() -> argparse.Namespace:
         default=ROOT,
         help="the jobsys tree to run (a scratch copy with a proposed change), here and in workers",
     )
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_args(p, name="pipeline", redis_db=13)
     p.add_argument(
         "--no-normalize-alone",
         dest="normalize_alone",

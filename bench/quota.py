@@ -235,38 +235,8 @@ def summary(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--users", type=int, default=10)
-    p.add_argument("--messages", type=int, default=300, help="messages per user")
-    p.add_argument("--events", type=int, default=50, help="calendar events per user")
-    p.add_argument("--quota", type=float, default=100.0, help="Gmail units/s per user")
-    p.add_argument("--burst", type=float, default=500.0, help="Gmail bucket size per user")
-    pipeline.add_calendar_quota(p)
+    pipeline.add_common_args(p, name="quota", redis_db=14)
     p.add_argument("--modes", default="on,off", help="guards modes in run order: on, off")
-    p.add_argument("--runs", type=int, default=1, help="rounds of every mode; order rotates")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--workers", type=int, default=2, help="worker nodes")
-    p.add_argument("--concurrency", type=int, default=2, help="prefork processes per node")
-    p.add_argument("--timeout", type=float, default=600.0, help="per sync round, s")
-    p.add_argument("--start-timeout", type=float, default=60.0)
-    p.add_argument(
-        "--db-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/jobsys_quota_bench"
-        ),
-        help="database recreated per mode and dropped at the end unless --keep-db",
-    )
-    p.add_argument(
-        "--redis-url",
-        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
-        help="a Redis db of its own: flushed before every mode",
-    )
-    p.add_argument("--keep-db", action="store_true")
-    p.add_argument(
-        "--tree",
-        type=Path,
-        default=ROOT,
-        help="the jobsys tree to run (a scratch copy with a proposed change), here and in workers",
-    )
     p.add_argument("--log", type=Path, default=Path("/tmp/jobsys-quota-bench-workers.log"))
     args = p.parse_args()
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]

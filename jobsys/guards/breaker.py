@@ -14,7 +14,7 @@ and says so in the log (``breaker.storage_unavailable``) and in the
 
 Errors::
 
-    JobsysError
+    Refused (jobsys.guards)
     └── BreakerOpen(name, retry_after)   reason "breaker_open", retryable: postpone, not fail
 """
 
@@ -35,7 +35,7 @@ import pybreaker
 import structlog
 from redis.exceptions import RedisError
 
-from jobsys.errors import JobsysError
+from jobsys.guards import Refused
 from jobsys.guards.metrics import BREAKER_REJECTED, BREAKER_STATE, STORAGE_ERRORS
 
 T = TypeVar("T")
@@ -46,19 +46,16 @@ HISTORY = 50  # transitions kept per breaker
 TRIAL_WAIT = 1.0
 
 
-class BreakerOpen(JobsysError):
+class BreakerOpen(Refused):
     """The breaker refuses calls; it may let one through after ``retry_after`` seconds."""
 
     reason = "breaker_open"
-    retryable = True
+    template = "circuit breaker {key!r} is open"
 
-    def __init__(self, name: str, retry_after: float) -> None:
-        self.name = name
-        self.retry_after = retry_after
-        super().__init__(f"circuit breaker {name!r} is open; retry after {retry_after:.1f} s")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (BreakerOpen, (self.name, self.retry_after))
+    @property
+    def name(self) -> str:
+        """The breaker's name (its key)."""
+        return self.key
 
 
 class _Storage(pybreaker.CircuitRedisStorage):

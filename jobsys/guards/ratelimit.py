@@ -16,7 +16,7 @@ may follow, which feeds back as usual) and says so in the log
 
 Errors::
 
-    JobsysError
+    Refused (jobsys.guards)
     └── RateLimited(key, retry_after)   reason "quota", retryable: retry later, not fail
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from jobsys.errors import JobsysError
+from jobsys.guards import Refused
 from jobsys.guards.metrics import STORAGE_ERRORS
 
 log = structlog.get_logger("jobsys.guards")
@@ -80,19 +80,11 @@ return 1
 )
 
 
-class RateLimited(JobsysError):
+class RateLimited(Refused):
     """The key's budget is spent; try again after ``retry_after`` seconds."""
 
     reason = "quota"
-    retryable = True
-
-    def __init__(self, key: str, retry_after: float) -> None:
-        self.key = key
-        self.retry_after = retry_after
-        super().__init__(f"rate limit of {key!r} reached; retry after {retry_after:.3f} s")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (RateLimited, (self.key, self.retry_after))
+    template = "rate limit of {key!r} reached"
 
 
 @dataclasses.dataclass(frozen=True)

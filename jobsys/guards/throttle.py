@@ -22,7 +22,7 @@ Redis keys, for throttle ``name`` and key ``key``::
 
 Errors::
 
-    JobsysError
+    Refused (jobsys.guards)
     └── Throttled(key, retry_after)   reason "throttled", retryable: retry later, not fail
 """
 
@@ -36,7 +36,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from jobsys.errors import JobsysError
+from jobsys.guards import Refused
 from jobsys.guards.metrics import STORAGE_ERRORS, THROTTLE_LIMIT
 
 log = structlog.get_logger("jobsys.guards")
@@ -105,19 +105,11 @@ return 1
 """
 
 
-class Throttled(JobsysError):
+class Throttled(Refused):
     """Every slot of the key's concurrency limit is held; try again after ``retry_after`` s."""
 
     reason = "throttled"
-    retryable = True
-
-    def __init__(self, key: str, retry_after: float) -> None:
-        self.key = key
-        self.retry_after = retry_after
-        super().__init__(f"concurrency limit of {key!r} reached; retry after {retry_after:.3f} s")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Throttled, (self.key, self.retry_after))
+    template = "concurrency limit of {key!r} reached"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,12 +33,13 @@ from jobsys.connectors.google.costs import api_of, units
 from jobsys.connectors.google.errors import AuthError, GoogleError, QuotaError, TransientError
 from jobsys.engine.failures import JobPostponed
 from jobsys.engine.runtime import resolve_urls
+from jobsys.guards import Refused
 from jobsys.guards.batching import AdaptiveBatch, Observation
-from jobsys.guards.breaker import BreakerOpen, SharedBreaker
+from jobsys.guards.breaker import SharedBreaker
 from jobsys.guards.fuse import FusedRedis
 from jobsys.guards.metrics import PROVIDER_THROTTLED, RATE_LIMITED
 from jobsys.guards.ratelimit import RateLimited, RateLimiter
-from jobsys.guards.throttle import ConcurrencyThrottle, Throttled
+from jobsys.guards.throttle import ConcurrencyThrottle
 
 T = TypeVar("T")
 log = structlog.get_logger("jobsys.guards")
@@ -301,7 +302,7 @@ def postponing() -> Iterator[None]:
     """
     try:
         yield
-    except (RateLimited, BreakerOpen, Throttled) as e:
+    except Refused as e:
         raise JobPostponed(str(e), delay=_jitter(e.retry_after), reason=e.reason) from e
     except QuotaError as e:
         # No Retry-After (e.g. a daily limit): come back in a while, not in a second.
