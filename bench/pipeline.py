@@ -384,6 +384,32 @@ def normalize_alone(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dic
 # --------------------------------------------------------------------------- report
 
 
+def print_quota_table(users: dict[str, dict[str, Any]], *, sync: bool = False) -> None:
+    """Per-user quota rows, then median/min/max; ``sync`` adds each user's sync time and run."""
+    head = (
+        f"{'user':<22}{'window s':>9}{'attempts':>9}{'units':>7}{'rate%':>7}{'+burst%':>8}"
+        f"{'requests':>9}{'429s':>6}{'429%':>7}" + (f"{'sync s':>8}  run" if sync else "")
+    )
+    print(head)
+    print("-" * len(head))
+    for email, q in sorted(users.items()):
+        print(
+            f"{email:<22}{q['window']:>9.2f}{q['attempts']:>9}{q['units']:>7}"
+            f"{100 * q['util']:>7.1f}{100 * q['util_burst']:>8.1f}"
+            f"{q['requests']:>9}{q['throttled']:>6}{100 * q['share_429']:>7.2f}"
+            + (f"{q['sync']:>8.2f}  {q['status']}" if sync else "")
+        )
+    qs = list(users.values())
+    for label, pick in (("median", statistics.median), ("min", min), ("max", max)):
+        print(
+            f"{label:<22}{pick(q['window'] for q in qs):>9.2f}{'':>9}{'':>7}"
+            f"{100 * pick(q['util'] for q in qs):>7.1f}"
+            f"{100 * pick(q['util_burst'] for q in qs):>8.1f}{'':>9}{'':>6}"
+            f"{100 * pick(q['share_429'] for q in qs):>7.2f}"
+            + (f"{pick(q['sync'] for q in qs):>8.2f}" if sync else "")
+        )
+
+
 def print_run(n: int, res: dict[str, Any]) -> None:
     print(f"\nrun {n}: {res['elapsed']:.1f} s from the first sync_user.delay() to the last run end")
     head = (
@@ -412,27 +438,8 @@ def print_run(n: int, res: dict[str, Any]) -> None:
             f"items/s; busy {alone['busy']:.2f} s -> {alone['busy_rate']:,.0f} per busy "
             f"process-second"
         )
-    head = (
-        f"{'user':<22}{'window s':>9}{'attempts':>9}{'units':>7}{'rate%':>7}{'+burst%':>8}"
-        f"{'requests':>9}{'429s':>6}{'429%':>7}"
-    )
     print()
-    print(head)
-    print("-" * len(head))
-    for email, q in sorted(res["quota"].items()):
-        print(
-            f"{email:<22}{q['window']:>9.2f}{q['attempts']:>9}{q['units']:>7}"
-            f"{100 * q['util']:>7.1f}{100 * q['util_burst']:>8.1f}"
-            f"{q['requests']:>9}{q['throttled']:>6}{100 * q['share_429']:>7.2f}"
-        )
-    qs = list(res["quota"].values())
-    for label, pick in (("median", statistics.median), ("min", min), ("max", max)):
-        print(
-            f"{label:<22}{pick(q['window'] for q in qs):>9.2f}{'':>9}{'':>7}"
-            f"{100 * pick(q['util'] for q in qs):>7.1f}"
-            f"{100 * pick(q['util_burst'] for q in qs):>8.1f}{'':>9}{'':>6}"
-            f"{100 * pick(q['share_429'] for q in qs):>7.2f}"
-        )
+    print_quota_table(res["quota"])
 
 
 def summary(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:

@@ -135,28 +135,7 @@ def print_mode(mode: str, n: int, res: dict[str, Any]) -> None:
         f"\nrun {n}, guards {mode}: {res['elapsed']:.1f} s from the first sync_user.delay() "
         f"to the last run end"
     )
-    head = (
-        f"{'user':<22}{'window s':>9}{'attempts':>9}{'units':>7}{'rate%':>7}{'+burst%':>8}"
-        f"{'requests':>9}{'429s':>6}{'429%':>7}{'sync s':>8}  run"
-    )
-    print(head)
-    print("-" * len(head))
-    for email, q in sorted(res["users"].items()):
-        print(
-            f"{email:<22}{q['window']:>9.2f}{q['attempts']:>9}{q['units']:>7}"
-            f"{100 * q['util']:>7.1f}{100 * q['util_burst']:>8.1f}"
-            f"{q['requests']:>9}{q['throttled']:>6}{100 * q['share_429']:>7.2f}"
-            f"{q['sync']:>8.2f}  {q['status']}"
-        )
-    qs = list(res["users"].values())
-    for label, pick in (("median", statistics.median), ("min", min), ("max", max)):
-        print(
-            f"{label:<22}{pick(q['window'] for q in qs):>9.2f}{'':>9}{'':>7}"
-            f"{100 * pick(q['util'] for q in qs):>7.1f}"
-            f"{100 * pick(q['util_burst'] for q in qs):>8.1f}{'':>9}{'':>6}"
-            f"{100 * pick(q['share_429'] for q in qs):>7.2f}"
-            f"{pick(q['sync'] for q in qs):>8.2f}"
-        )
+    pipeline.print_quota_table(res["users"], sync=True)
     failed = [
         (e, q["error"]) for e, q in sorted(res["users"].items()) if q["status"] != "succeeded"
     ]

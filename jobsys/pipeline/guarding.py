@@ -164,9 +164,9 @@ def reset_user_breaker(user_id: str) -> None:
     Raises:
         redis.exceptions.RedisError: Redis cannot be reached.
     """
-    client = guards().redis
-    client.ping()  # a breaker fails safe on its own; here the caller must know it failed
-    guards().user_breaker(user_id).reset()
+    shared = guards()
+    shared.redis.ping()  # a breaker fails safe on its own; here the caller must know it failed
+    shared.user_breaker(user_id).reset()
 
 
 def reset() -> None:
