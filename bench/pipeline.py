@@ -96,7 +96,6 @@ def fresh_servers(args: argparse.Namespace) -> None:
     """New database and flushed Redis db; this process's jobsys handles rebuilt."""
     import redis
 
-    from jobsys.config import get_settings
     from jobsys.engine import runtime
 
     runtime.reset()
@@ -108,7 +107,6 @@ def fresh_servers(args: argparse.Namespace) -> None:
     r.flushdb()
     r.set(EPOCH_KEY, "bench")  # a broker that has been up all along (see throughput.py)
     r.close()
-    get_settings.cache_clear()
     runtime.reset()
 
 
@@ -177,7 +175,7 @@ def start_workers(args: argparse.Namespace) -> None:
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in _workers):
             raise RuntimeError(f"a worker exited at start; see {args.log}")
-        alive = [w for w in runtime.store().list_workers() if w.status == "alive"]
+        alive = [w for w in runtime.current().postgres.list_workers() if w.status == "alive"]
         if len([w for w in alive if w.name.startswith("pipebench")]) >= args.workers:
             return
         time.sleep(0.3)
@@ -217,12 +215,18 @@ def one_run(args: argparse.Namespace, emulator: Any, n: int) -> dict[str, Any]:
     from jobsys.store.tokens import TokenCipher
 
     fresh_servers(args)
-    user_ids = demo_sync.provision(emulator, TokenCipher(os.environ["APP_ENCRYPTION_KEY"]))
+    user_ids = demo_sync.provision(
+        runtime.current(), emulator, TokenCipher(os.environ["APP_ENCRYPTION_KEY"])
+    )
     emails = {uid: c.email for uid, c in zip(user_ids, emulator.users(), strict=True)}
     start_workers(args)
     try:
-        r = demo_sync.sync_round(f"run {n}: full sync", user_ids, emulator, args.timeout, full=True)
-        with runtime.store().transaction() as conn:  # before normalize_alone adds jobs to the runs
+        r = demo_sync.sync_round(
+            runtime.current(), f"run {n}: full sync", user_ids, emulator, args.timeout, full=True
+        )
+        with (
+            runtime.current().postgres.transaction() as conn
+        ):  # before normalize_alone adds jobs to the runs
             rows = conn.execute(sa.text(JOBS_SQL), {"runs": [str(x["id"]) for x in r.runs]})
             jobs = [dict(j) for j in rows.mappings()]
             stored = conn.execute(
@@ -344,13 +348,13 @@ def normalize_alone(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dic
     from jobsys.store import Status
     from jobsys.store.sync import SyncStore
 
-    sync, store = SyncStore(runtime.store()), runtime.store()
+    sync, store = SyncStore(runtime.current().postgres), runtime.current().postgres
     items = []
     for run in runs:
         for m, e in canvas.batches(*_all_ids(sync, run["user_id"])):
             payload = {"run_id": str(run["id"]), "message_ids": m, "event_ids": e}
             items.append((run["user_id"], payload))
-    ids = enqueue_many("sync.normalize", items)
+    ids = [r.job_id for r in enqueue_many("sync.normalize", items)]
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         counts = store.count_by_status(ids)
@@ -510,7 +514,7 @@ def profile_normalize(args: argparse.Namespace, user_id: str) -> None:
     from jobsys.pipeline import canvas, transform
     from jobsys.store.sync import SyncStore
 
-    sync = SyncStore(runtime.store())
+    sync = SyncStore(runtime.current().postgres)
     message_ids, event_ids = _all_ids(sync, user_id)
     parts = canvas.batches(message_ids, event_ids)
     items = len(message_ids) + len(event_ids)

@@ -76,13 +76,15 @@ def _sync(args: argparse.Namespace, emu: Any, name: str, log_from: int) -> dict[
     from jobsys.store.tokens import TokenCipher
 
     pipeline.fresh_servers(args)
-    user_ids = demo_sync.provision(emu, TokenCipher(os.environ["APP_ENCRYPTION_KEY"]))
+    user_ids = demo_sync.provision(
+        runtime.current(), emu, TokenCipher(os.environ["APP_ENCRYPTION_KEY"])
+    )
     emails = {uid: c.email for uid, c in zip(user_ids, emu.users(), strict=True)}
     pipeline.start_workers(args)
     try:
-        r = demo_sync.sync_round(name, user_ids, emu, args.timeout, full=True)
+        r = demo_sync.sync_round(runtime.current(), name, user_ids, emu, args.timeout, full=True)
         ids = [str(x["id"]) for x in r.runs]
-        with runtime.store().transaction() as conn:
+        with runtime.current().postgres.transaction() as conn:
             jobs = [
                 dict(j) for j in conn.execute(sa.text(pipeline.JOBS_SQL), {"runs": ids}).mappings()
             ]

@@ -1,12 +1,13 @@
 """One frozen settings object, read once from the environment (prefix ``JOBSYS_``).
 
-Every component receives a :class:`Settings` explicitly or through
-:func:`get_settings`, which builds it once per process.
+The edge of a process (CLI command, worker start, test fixture) builds one with
+:meth:`Settings.from_env` into its :class:`~jobsys.engine.runtime.Runtime`, which
+passes it down.
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +32,8 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, description="Redis broker URL; embedded when unset")
     result_backend: str | None = Field(None, description="Redis result backend; broker's if unset")
     imports: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="extra modules defining job kinds"
+        ("jobsys.tasks",),
+        description="modules defining job kinds (jobsys.tasks: the Gmail and Calendar sync)",
     )
     home: Path = Field(Path(".jobsys"), description="folder for embedded servers' data")
 
@@ -97,6 +99,9 @@ class Settings(BaseSettings):
         False, description="send task events without Flower asking (Flower enables them itself)"
     )
     db_retry_delay: float = Field(2.0, gt=0, description="wait before retrying a DB outage, s")
+    unknown_kind_deliveries: int = Field(
+        3, ge=1, description="deliveries to workers that lack a job's kind before it is dead"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -124,6 +129,32 @@ class Settings(BaseSettings):
             )
         return self
 
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read the environment (``JOBSYS_*``); a malformed value raises :class:`ConfigError`."""
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as e:
+            raise ConfigError(_describe(e)) from e
+        except SettingsError as e:
+            raise ConfigError(str(e)) from e
+
+    @classmethod
+    def from_variables(cls, variables: Mapping[str, str]) -> Settings:
+        """Settings from variables given as a mapping (``JOBSYS_*``, ``APP_ENCRYPTION_KEY``),
+        over what the environment says; for a process that configures its children too.
+
+        Raises:
+            ConfigError: a value is malformed.
+        """
+        fields: dict[str, object] = {}
+        for name, value in variables.items():
+            if name == "APP_ENCRYPTION_KEY":
+                fields["encryption_key"] = value
+            elif name.startswith("JOBSYS_"):
+                fields[name.removeprefix("JOBSYS_").lower()] = value
+        return cls.from_env(**fields)
+
     def with_urls(self, database_url: str, broker_url: str) -> Settings:
         """Return a copy pointing at the given servers."""
         return self.model_copy(update={"database_url": database_url, "broker_url": broker_url})
@@ -137,17 +168,6 @@ def _check_scheme(name: str, value: str | None, schemes: tuple[str, ...]) -> str
         allowed = ", ".join(f"{s}://" for s in schemes)
         raise ValueError(f"{name}={value!r} is not a valid URL: it must start with {allowed}")
     return value
-
-
-@functools.cache
-def get_settings() -> Settings:
-    """Read the environment once; a malformed value raises :class:`ConfigError`."""
-    try:
-        return Settings()
-    except ValidationError as e:
-        raise ConfigError(_describe(e)) from e
-    except SettingsError as e:
-        raise ConfigError(str(e)) from e
 
 
 def _describe(error: ValidationError) -> str:

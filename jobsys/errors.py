@@ -1,24 +1,51 @@
 """Errors raised by jobsys.
 
-Every error derives from :class:`JobsysError`::
+Everything jobsys raises derives from :class:`JobsysError`::
 
-    JobsysError
-    ├── ConfigError              malformed or missing configuration
-    ├── PayloadError             a payload failed its kind's schema (field, value, rule)
-    ├── UnknownKindError         no job kind registered under that name
-    ├── JobNotFoundError         no job (or dead letter) with that id
-    ├── InvalidTransitionError   the job is not in a state that allows the action
-    ├── DuplicateJobError        a live job with the same unique key exists
-    └── StoreUnavailableError    PostgreSQL cannot be reached
+    JobsysError                      reason, retryable, retry_after (below)
+    ├── ConfigError                  malformed or missing configuration
+    ├── PayloadError                 a payload failed its kind's schema (each item, field, rule)
+    ├── OptionError                  an enqueue option breaks its rule (user_id, priority, delay)
+    ├── UnknownKindError             no job kind registered under that name
+    ├── JobNotFoundError             no job (or dead letter) with that id
+    ├── InvalidTransitionError       the job is not in a state that allows the action
+    ├── DuplicateJobError            a live job with the same unique key exists
+    ├── DuplicateUserError           a user with that e-mail exists
+    ├── StoreUnavailableError        PostgreSQL cannot be reached
+    ├── JobError                     raised by a handler to say how its failure is treated
+    ├── JobCancelled                 the job was cancelled (raised inside its handler)
+    ├── JobPostponed                 run again later without spending an attempt
+    ├── JobDeadError                 ``result.get()`` of a job that was dead-lettered
+    ├── Refused (jobsys.guards)      a guard said not yet (key, retry_after)
+    │   ├── RateLimited              quota units spent
+    │   ├── BreakerOpen              a circuit breaker is open
+    │   └── Throttled                every concurrency slot is held
+    └── GoogleError (jobsys.connectors.google.errors)
+        ├── AuthError                401, 403 other than quota, refresh refused
+        ├── QuotaError               429, 403 quota reasons
+        ├── ExpiredCursorError       Gmail history 404, Calendar 410
+        ├── TransientError           5xx, timeouts, connection errors
+        ├── NotFoundError            an item is gone
+        └── RequestError             any other 4xx
+
+Every error carries the three fields the engine reads to decide what becomes
+of a failed attempt: ``reason`` (a short classification stored with the
+attempt and in the dead letter), ``retryable`` (whether another attempt may
+succeed) and ``retry_after`` (seconds to wait instead of the backoff, or
+None). Subclasses set them as class attributes or per instance.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class JobsysError(Exception):
     """Base of every jobsys error."""
+
+    reason: str = "error"
+    retryable: bool = False
+    retry_after: float | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross processes (a pool child to the worker's main process, inside
@@ -37,9 +64,17 @@ def _rebuild(cls: type[JobsysError], args: tuple[Any, ...], state: dict[str, Any
 class ConfigError(JobsysError):
     """Configuration is malformed or missing."""
 
+    reason = "config"
+
 
 class PayloadError(JobsysError, ValueError):
-    """A payload does not match its job kind's schema."""
+    """A payload does not match its job kind's schema.
+
+    ``problems`` holds one line per failed rule; in a batch each names its
+    item by index (``item 3: key: ...``).
+    """
+
+    reason = "bad_input"
 
     def __init__(self, kind: str, problems: list[str]) -> None:
         self.kind = kind
@@ -47,8 +82,22 @@ class PayloadError(JobsysError, ValueError):
         super().__init__(f"invalid payload for {kind!r}: " + "; ".join(problems))
 
 
+class OptionError(JobsysError, ValueError):
+    """An enqueue option (``user_id``, ``priority``, ``delay``, ...) breaks its rule."""
+
+    reason = "bad_input"
+
+    def __init__(self, field: str, value: object, rule: str) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{field} {rule}, got {value!r}")
+
+
 class UnknownKindError(JobsysError, ValueError):
     """No job kind is registered under the given name."""
+
+    reason = "unknown_kind"
 
     def __init__(self, kind: str, known: list[str]) -> None:
         self.kind = kind
@@ -59,6 +108,8 @@ class UnknownKindError(JobsysError, ValueError):
 class JobNotFoundError(JobsysError, LookupError):
     """No job or dead letter has that id."""
 
+    reason = "not_found"
+
     def __init__(self, what: str, ident: object) -> None:
         self.ident = ident
         super().__init__(f"no {what} with id {ident}")
@@ -66,6 +117,8 @@ class JobNotFoundError(JobsysError, LookupError):
 
 class InvalidTransitionError(JobsysError):
     """The job's current status does not allow the requested action."""
+
+    reason = "invalid_transition"
 
     def __init__(self, job_id: object, status: str, action: str) -> None:
         self.job_id = job_id
@@ -75,6 +128,8 @@ class InvalidTransitionError(JobsysError):
 
 class DuplicateJobError(JobsysError):
     """A queued or running job already holds this unique key."""
+
+    reason = "duplicate"
 
     def __init__(
         self, kind: str, user_id: str, unique_key: str, existing_id: object = None
@@ -86,5 +141,92 @@ class DuplicateJobError(JobsysError):
         )
 
 
+class DuplicateUserError(JobsysError, ValueError):
+    """A user with that email already exists."""
+
+    reason = "duplicate"
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+        super().__init__(f"a user with email {email!r} already exists")
+
+
 class StoreUnavailableError(JobsysError):
     """PostgreSQL could not be reached."""
+
+    reason = "store_unavailable"
+    retryable = True
+
+
+class JobError(JobsysError):
+    """Raise from a handler to say how the failure should be treated.
+
+    Parameters:
+        message: what went wrong.
+        reason: a short classification (``auth``, ``quota``, ``expired_cursor``, ...).
+        retryable: whether another attempt may succeed.
+        retry_after: seconds to wait before the next attempt, overriding backoff.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "error",
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class JobCancelled(JobsysError):
+    """Raised inside a handler when its job was cancelled (or lost its lease)."""
+
+    reason = "cancelled"
+
+
+class JobPostponed(JobsysError):
+    """Raise from a handler to run the job again later without spending an attempt.
+
+    For a guard that refused before anything was tried (an open circuit
+    breaker, a spent quota): the job is not failing, it is early.
+
+    Parameters:
+        message: why the job waits.
+        delay: seconds until the next try.
+        reason: a short classification (``quota``, ``breaker_open``, ``throttled``).
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, delay: float, reason: str = "postponed") -> None:
+        super().__init__(message)
+        self.delay = max(0.0, delay)
+        self.retry_after = self.delay
+        self.reason = reason
+
+
+class JobDeadError(JobsysError):
+    """The job was dead-lettered; raised by its result's ``get()``.
+
+    Carries what its last attempt raised: ``exc_type``, ``message``, ``reason``,
+    and ``dead_letter`` (the letter's id, for ``jobsys dlq show``).
+    """
+
+    template: ClassVar[str] = "job {job_id} is dead ({reason}): {exc_type}: {message}"
+
+    def __init__(
+        self, job_id: object, *, exc_type: str, message: str, reason: str, dead_letter: int | None
+    ) -> None:
+        self.job_id = job_id
+        self.exc_type = exc_type
+        self.error_message = message
+        self.reason = reason
+        self.dead_letter = dead_letter
+        text = self.template.format(
+            job_id=job_id, reason=reason, exc_type=exc_type, message=message
+        )
+        super().__init__(text)

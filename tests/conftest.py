@@ -30,11 +30,12 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
+from jobsys.config import Settings
+from jobsys.engine.runtime import Runtime, install
 from jobsys.store import Job, Status, Store
-from tests.support.workers import FAST_SETTINGS, REPO, Worker
+from tests.support.workers import FAST_SETTINGS, REPO, WORKER_IMPORTS, Worker
 
 EMBEDDED_HOME = REPO / ".jobsys" / "test"
-_URL_VARS = ("JOBSYS_DATABASE_URL", "JOBSYS_BROKER_URL", "JOBSYS_RESULT_BACKEND")
 
 
 # -- servers -----------------------------------------------------------------
@@ -204,13 +205,14 @@ def broker_url(servers: Servers) -> Iterator[str]:
 
 @dataclass
 class Env:
-    """The test's servers, a store and a Redis client on them, and the worker env."""
+    """The test's servers, its runtime, a store and a Redis client on them, and the worker env."""
 
     database_url: str
     broker_url: str
     store: Store
     redis: redis.Redis
     home: Path
+    runtime: Runtime
     environ: dict[str, str] = field(default_factory=dict)
 
     def queue_length(self, queue: str = "default") -> int:
@@ -238,45 +240,42 @@ class Env:
         with self.store.durable.connect() as conn:
             return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
 
+    def reconfigure(self, **variables: str) -> Runtime:
+        """A new runtime on this test's settings plus ``variables`` (``JOBSYS_*``), installed."""
+        self.runtime.close()
+        self.runtime = Runtime(Settings.from_variables({**self.environ, **variables}))
+        install(self.runtime)
+        return self.runtime
+
 
 @pytest.fixture
 def jobsys_env(database_url: str, broker_url: str, tmp_path: Path) -> Iterator[Env]:
-    """Point this process's jobsys (settings, store, Celery producer) at the test's servers.
+    """This process's jobsys on the test's servers: a runtime of its own, installed.
 
-    Settings are read once per process, so they are re-read here and again on
-    teardown; the Celery app's producer pools are dropped so the next publish
-    connects to this test's Redis db.
+    The Celery app's producer pools are dropped so the next publish connects to
+    this test's Redis db. Worker processes get the same settings as variables.
     """
-    from jobsys.config import get_settings
-    from jobsys.engine import runtime
-
     home = tmp_path / "home"
     environ = {
         **FAST_SETTINGS,
         "JOBSYS_DATABASE_URL": database_url,
         "JOBSYS_BROKER_URL": broker_url,
         "JOBSYS_HOME": str(home),
+        "JOBSYS_IMPORTS": WORKER_IMPORTS,
     }
-    saved = {k: os.environ.get(k) for k in (*environ, *_URL_VARS)}
-    os.environ.pop("JOBSYS_RESULT_BACKEND", None)
-    os.environ.update(environ)
-    get_settings.cache_clear()
-    runtime.reset()
+    rt = Runtime(Settings.from_variables(environ))
+    previous = install(rt)
     point_app_at(broker_url)
     store = Store(database_url, pool_size=2)
     client = redis.Redis.from_url(broker_url)
+    env = Env(database_url, broker_url, store, client, home, rt, environ)
     try:
-        yield Env(database_url, broker_url, store, client, home, environ)
+        yield env
     finally:
         client.close()
         store.dispose()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
-        runtime.reset()
+        env.runtime.close()
+        install(previous)
 
 
 def point_app_at(broker_url: str) -> None:
@@ -320,7 +319,6 @@ def start_workers(jobsys_env: Env, tmp_path: Path) -> Iterator[StartWorkers]:
         environ.update(jobsys_env.environ)
         environ.update(
             {
-                "JOBSYS_IMPORTS": "tests.support.kinds",
                 "PYTHONPATH": str(REPO),
                 "PYTHONUNBUFFERED": "1",
                 **(env or {}),

@@ -6,9 +6,8 @@ from typing import Any
 
 from kombu import Queue
 
-from jobsys.config import Settings, get_settings
+from jobsys.engine import runtime
 from jobsys.engine.registry import registry
-from jobsys.engine.runtime import resolve_urls
 
 CONTROL_QUEUE = "jobsys.control"
 DEFAULT_QUEUE = "default"
@@ -16,10 +15,14 @@ DEFAULT_QUEUE = "default"
 PRIORITY_STEPS = list(range(10))
 
 
-def celery_config(settings: Settings | None = None) -> dict[str, Any]:
-    """The handful of Celery options jobsys sets (design §6)."""
-    s = settings or get_settings()
-    urls = resolve_urls(s)
+def celery_config(rt: runtime.Runtime | None = None) -> dict[str, Any]:
+    """The handful of Celery options jobsys sets (design §6), from the runtime's settings.
+
+    Queues are those of the kinds registered so far; a module imported later
+    (``JOBSYS_IMPORTS``) adds its kinds' queues as it registers them.
+    """
+    rt = rt or runtime.current()
+    s, urls = rt.settings, rt.urls
     transport = {
         "visibility_timeout": s.visibility_timeout,
         "health_check_interval": 10,

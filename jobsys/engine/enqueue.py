@@ -1,25 +1,43 @@
-"""Submitting jobs: validate, insert the row (committed), then publish."""
+"""Submitting jobs: validate, insert the row (committed), then dispatch its message."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Task
 from celery.result import AsyncResult
 from pydantic import BaseModel
 
-from jobsys.config import get_settings
-from jobsys.engine import runtime
-from jobsys.engine.app import app
-from jobsys.engine.publish import MAX_PRIORITY, prepare_many, publish, push_many
+from jobsys.engine import runtime as _runtime
+from jobsys.engine.dispatch import MAX_PRIORITY, Dispatch, Why
 from jobsys.engine.registry import JobSpec, registry
+from jobsys.engine.results import JobResult
+from jobsys.engine.runtime import Runtime
+from jobsys.errors import OptionError, PayloadError, UnknownKindError
 from jobsys.store import NewJob
 
-_OPTIONS = {"countdown", "eta", "priority", "unique_key", "queue"}
+# Options jobsys shapes the job with; any other option is Celery's canvas context.
+_OURS = {"countdown", "eta", "priority", "unique_key", "queue"}
+# Options the dispatcher sets itself, never taken from a caller.
+_SET_BY_DISPATCH = {"task_id", "producer", "args", "kwargs", "exchange", "routing_key"}
+Item = tuple[Any, Mapping[str, Any] | BaseModel | None]
+
+
+def spec_of(rt: Runtime, kind: str) -> JobSpec:
+    """The kind's spec; loads ``JOBSYS_IMPORTS`` when the kind is not registered yet.
+
+    Raises:
+        UnknownKindError: no module the settings name defines it.
+    """
+    try:
+        return registry.get(kind)
+    except UnknownKindError:
+        rt.load_imports()
+        return registry.get(kind)
 
 
 def enqueue(
@@ -30,111 +48,124 @@ def enqueue(
     priority: int | None = None,
     unique_key: str | None = None,
     delay: float = 0.0,
-) -> AsyncResult[Any]:
+    runtime: Runtime | None = None,
+) -> JobResult:
     """Create a job of ``kind`` for ``user_id`` and publish it.
 
     Parameters:
-        kind: a registered job kind.
+        kind: a registered job kind (``JOBSYS_IMPORTS`` modules are loaded if needed).
         user_id: the user the job works for.
         payload: fields matching the kind's payload model.
         priority: 0 (normal) to 9 (most urgent); the kind's default if omitted.
         unique_key: at most one queued or running job of this kind and user holds it.
         delay: seconds to wait before the job may run.
+        runtime: the runtime to use (the process's by default).
 
     Raises:
         UnknownKindError: no such kind is registered.
         PayloadError: the payload does not match the kind's schema.
+        OptionError: a bad ``user_id``, ``priority`` or ``delay``.
         DuplicateJobError: ``unique_key`` is held by a live job.
-        ValueError: a bad ``user_id``, ``priority`` or ``delay``.
 
     Returns:
-        The Celery ``AsyncResult``; its ``id`` is the job id.
+        A :class:`JobResult` (an ``AsyncResult`` that reads the job's row); its
+        ``id`` is the job id.
     """
-    spec = registry.get(kind)
-    return submit(spec, user_id, payload, priority=priority, unique_key=unique_key, countdown=delay)
+    rt = runtime or _runtime.current()
+    spec = spec_of(rt, kind)
+    result: JobResult = submit(
+        rt, spec, user_id, payload, priority=priority, unique_key=unique_key, countdown=delay
+    )
+    return result
 
 
 def submit(
+    rt: Runtime,
     spec: JobSpec,
     user_id: Any,
     payload: Mapping[str, Any] | BaseModel | None,
     *,
     task_id: str | None = None,
     **options: Any,
-) -> AsyncResult[Any]:
-    """Validate, store and publish one job (the path behind ``.apply_async()``).
+) -> Any:
+    """Validate, store and dispatch one job (the path behind ``.apply_async()``).
 
     Options jobsys knows (``countdown``, ``eta``, ``priority``, ``unique_key``,
     ``queue``) shape the job; any other option is Celery's (canvas members
     arrive with ``chord``, ``link``, ``group_id``...) and rides on the message.
+    Returns a :class:`JobResult`, or Celery's ``AsyncResult`` for a canvas member.
     """
-    celery_options = dict(options)
-    ours = {k: celery_options.pop(k) for k in _OPTIONS & set(celery_options)}
-    if "retries" in celery_options and "priority" in ours:
-        # A Celery retry re-sends the broker's priority, already converted.
-        celery_options["priority"] = ours.pop("priority")
-    new = _new_job(spec, user_id, payload, task_id=task_id, **ours)
-    runtime.store().insert(new)
-    if task_id is None and not celery_options:
-        publish(
-            app,
-            job_id=new.id,
-            user_id=new.user_id,
-            kind=spec.kind,
-            queue=new.queue,
-            priority=new.priority,
-            countdown=new.delay,
-            payload=new.payload,
-        )
-        return AsyncResult(str(new.id), app=app)
-    return _publish_in_canvas(spec, new, celery_options)
-
-
-def _publish_in_canvas(spec: JobSpec, new: NewJob, options: dict[str, Any]) -> AsyncResult[Any]:
-    options.setdefault("priority", MAX_PRIORITY - new.priority)
-    if new.delay > 0:
-        options["countdown"] = new.delay
-    task = app.tasks[spec.kind]
-    # Celery's own apply_async (not JobTask's, which brought us here).
-    return Task.apply_async(
-        task,
-        args=(new.user_id,),
-        kwargs=new.payload,
-        task_id=str(new.id),
-        queue=new.queue,
-        **options,
-    )
+    canvas = {k: v for k, v in options.items() if k not in _OURS | _SET_BY_DISPATCH}
+    ours = {k: v for k, v in options.items() if k in _OURS}
+    new = new_job(rt, spec, user_id, payload, task_id=task_id, **ours)
+    rt.store.insert(new)
+    headers = canvas.pop("headers", None) or {}
+    dispatch = Dispatch.of_new(new, Why.CANVAS if canvas else Why.FIRST, canvas=canvas)
+    rt.dispatcher.send(dispatch.evolve(headers=headers) if headers else dispatch)
+    if dispatch.in_canvas:
+        return AsyncResult(str(new.id), app=rt.app)
+    return JobResult(str(new.id), runtime=rt)
 
 
 def enqueue_many(
     kind: str,
-    jobs: Iterable[tuple[str, Mapping[str, Any] | BaseModel | None]],
+    jobs: Iterable[Item],
     *,
     priority: int | None = None,
-) -> list[uuid.UUID]:
+    runtime: Runtime | None = None,
+) -> list[JobResult]:
     """Create many jobs of one kind: one multi-row INSERT, then one pipelined publish.
 
-    Every payload is validated before anything is stored; one bad payload
-    stores and publishes nothing.
+    ``jobs`` holds ``(user_id, payload)`` pairs. Every item is checked before
+    anything is stored: one bad item stores and publishes nothing, and the
+    error names every bad item by its index.
 
     Raises:
-        UnknownKindError, PayloadError, ValueError: as :func:`enqueue`.
+        UnknownKindError: as :func:`enqueue`.
+        PayloadError: naming each bad item (a bad payload, user id or shape).
     """
-    spec = registry.get(kind)
-    batch = [_new_job(spec, user_id, payload, priority=priority) for user_id, payload in jobs]
+    rt = runtime or _runtime.current()
+    spec = spec_of(rt, kind)
+    batch = _batch(rt, spec, jobs, priority)
     if not batch:
         return []
     # The COPY waits on the database with the GIL released: build the messages
     # meanwhile. They are pushed only once the rows are committed.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        inserted = pool.submit(runtime.store().insert_many, batch)
-        lists = prepare_many(app, batch)
+        inserted = pool.submit(rt.store.insert_many, batch)
+        prepared = rt.dispatcher.prepare([Dispatch.of_new(new, Why.BULK) for new in batch])
         inserted.result()
-    push_many(app, batch, lists)
-    return [new.id for new in batch]
+    rt.dispatcher.push(prepared)
+    return [JobResult(str(new.id), runtime=rt) for new in batch]
 
 
-def _new_job(
+def _batch(rt: Runtime, spec: JobSpec, jobs: Iterable[Item], priority: int | None) -> list[NewJob]:
+    batch: list[NewJob] = []
+    problems: list[str] = []
+    for index, item in enumerate(jobs):
+        try:
+            user_id, payload = _pair(item)
+            batch.append(new_job(rt, spec, user_id, payload, priority=priority))
+        except PayloadError as e:
+            problems += [f"item {index}: {p}" for p in e.problems]
+        except OptionError as e:
+            problems.append(f"item {index}: {e}")
+    if problems:
+        raise PayloadError(spec.kind, problems)
+    return batch
+
+
+def _pair(item: Any) -> Item:
+    if isinstance(item, tuple | list) and len(item) == 2:
+        return item[0], item[1]
+    shown = type(item).__name__
+    raise OptionError(
+        "jobs", shown, "must hold (user_id, payload) pairs, e.g. [('user-1', {'photo_id': 1})]"
+    )
+
+
+def new_job(
+    rt: Runtime,
     spec: JobSpec,
     user_id: Any,
     payload: Mapping[str, Any] | BaseModel | None,
@@ -146,6 +177,12 @@ def _new_job(
     eta: datetime | None = None,
     queue: str | None = None,
 ) -> NewJob:
+    """A validated job, ready to insert.
+
+    Raises:
+        PayloadError: the payload does not match the kind's schema.
+        OptionError: a bad ``user_id``, ``priority``, ``delay`` or ``task_id``.
+    """
     valid = spec.validate(payload)
     return NewJob(
         id=_job_id(task_id),
@@ -153,7 +190,7 @@ def _new_job(
         kind=spec.kind,
         queue=queue or spec.queue,
         payload=spec.dump(valid),
-        max_attempts=spec.attempts(get_settings()),
+        max_attempts=spec.attempts(rt.settings),
         priority=_priority(spec.priority if priority is None else priority),
         unique_key=unique_key,
         delay=_delay(countdown, eta),
@@ -166,28 +203,30 @@ def _job_id(task_id: str | None) -> uuid.UUID:
     try:
         return uuid.UUID(task_id)
     except ValueError:
-        raise ValueError(f"task_id must be a UUID, got {task_id!r}") from None
+        raise OptionError("task_id", task_id, "must be a UUID") from None
 
 
 def _user_id(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
-        raise ValueError(f"user_id must be a non-empty string or integer, got {value!r}")
+        raise OptionError("user_id", value, "must be a non-empty string or integer")
     return str(value)
 
 
 def _priority(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRIORITY:
-        raise ValueError(f"priority must be an integer from 0 to {MAX_PRIORITY}, got {value!r}")
+        raise OptionError("priority", value, f"must be an integer from 0 to {MAX_PRIORITY}")
     return value
 
 
 def _delay(countdown: float | None, eta: datetime | None) -> float:
     if eta is not None:
-        if eta.tzinfo is None:
-            raise ValueError("eta must be timezone-aware")
+        if not isinstance(eta, datetime) or eta.tzinfo is None:
+            raise OptionError("eta", eta, "must be a timezone-aware datetime")
         return max(0.0, (eta - datetime.now(UTC)).total_seconds())
     if countdown is None:
         return 0.0
-    if countdown < 0:
-        raise ValueError(f"countdown must not be negative, got {countdown}")
+    if isinstance(countdown, bool) or not isinstance(countdown, int | float):
+        raise OptionError("delay", countdown, "must be a number of seconds")
+    if not math.isfinite(countdown) or countdown < 0:
+        raise OptionError("delay", countdown, "must be a finite, non-negative number of seconds")
     return float(countdown)

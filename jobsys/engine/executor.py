@@ -1,9 +1,10 @@
-"""One job attempt in a worker: claim -> run -> record.
+"""One job attempt in a worker: claim -> run -> record, with the hooks around each.
 
 What the attempt returns to Celery matters inside a canvas: a result counts
 toward a chord and starts the next step of a chain, ``Ignore`` counts for
 nothing (a duplicate delivery, a cancellation, a job replaced by a canvas),
-``Retry`` keeps the message's place in its chord, and the handler's own
+``Retry`` keeps the message's place in its chord (the retry itself was
+already dispatched with the message's canvas options), and the handler's own
 exception, raised once the job is dead, fails the chord.
 """
 
@@ -12,56 +13,54 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import structlog
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Retry
 
-from jobsys.config import Settings, get_settings
-from jobsys.engine import runtime
 from jobsys.engine.context import JobContext
-from jobsys.engine.failures import JobCancelled, classify
-from jobsys.engine.outcome import patiently, settle_failure
-from jobsys.engine.publish import publish
+from jobsys.engine.dispatch import Dispatch, Why, canvas_of
+from jobsys.engine.failures import classify
+from jobsys.engine.hooks import Attempt, Outcome
+from jobsys.engine.outcome import notify, patiently, settle_failure
 from jobsys.engine.registry import JobSpec
-from jobsys.errors import StoreUnavailableError
-from jobsys.store import Job, Status, Store
+from jobsys.engine.runtime import Runtime
+from jobsys.errors import JobCancelled, StoreUnavailableError
+from jobsys.store import Job, Status
 
 log = structlog.get_logger("jobsys.engine")
 
 
-def execute(task: Task[Any, Any], spec: JobSpec, user_id: str | None) -> Any:
+def execute(rt: Runtime, task: Task[Any, Any], spec: JobSpec, user_id: str | None) -> Any:
     """Run the attempt this message stands for, if it wins the claim."""
-    settings = get_settings()
-    store = runtime.store()
-    job = claim(task, spec, store, settings, user_id)
+    job = claim(rt, task, spec, user_id)
     if job is None:
         raise Ignore()
-    return run_and_record(task, spec, store, settings, job)
+    attempt = Attempt(job=job, worker=_node(task), headers=dict(task.request.headers or {}))
+    rt.hooks.after_claim(attempt)
+    return run_and_record(rt, task, spec, attempt)
 
 
-def claim(
-    task: Task[Any, Any], spec: JobSpec, store: Store, settings: Settings, user_id: str | None
-) -> Job | None:
+def claim(rt: Runtime, task: Task[Any, Any], spec: JobSpec, user_id: str | None) -> Job | None:
     job_id = uuid.UUID(task.request.id)
-    lease = spec.hard_limit(settings) + settings.lease_grace
+    lease = spec.hard_limit(rt.settings) + rt.settings.lease_grace
     try:
-        job = store.claim(job_id, user_id, lease=lease, worker=_node(task), pid=os.getpid())
+        job = rt.store.claim(job_id, user_id, lease=lease, worker=_node(task), pid=os.getpid())
         if job is None:
-            _lost_race(task, spec, store, job_id, user_id)
+            _lost_race(rt, task, spec, job_id, user_id)
         return job
     except StoreUnavailableError:
         # The job stays queued in Postgres; ask again once the database is back.
         log.warning("claim.store_unavailable", job_id=str(job_id))
-        _republish(task, spec, job_id, user_id, settings.db_retry_delay)
+        _again(rt, task, spec, job_id, user_id, rt.settings.db_retry_delay, Why.STORE_DOWN)
         return None
 
 
 def _lost_race(
-    task: Task[Any, Any], spec: JobSpec, store: Store, job_id: uuid.UUID, user_id: str | None
+    rt: Runtime, task: Task[Any, Any], spec: JobSpec, job_id: uuid.UUID, user_id: str | None
 ) -> None:
-    state = store.job_state(job_id)
+    state = rt.store.job_state(job_id)
     if state is None:
         log.error("claim.unknown_job", job_id=str(job_id), kind=spec.kind)
         return
@@ -69,66 +68,77 @@ def _lost_race(
     if status is Status.QUEUED:
         # Delivered early (a duplicate, or clocks apart): come back when due.
         wait = max(0.0, (run_after - datetime.now(UTC)).total_seconds())
-        _republish(task, spec, job_id, user_id, wait)
+        _again(rt, task, spec, job_id, user_id, wait, Why.EARLY)
         return
     log.debug("claim.duplicate", job_id=str(job_id), status=status.value)
 
 
-def _republish(
-    task: Task[Any, Any], spec: JobSpec, job_id: uuid.UUID, user_id: str | None, wait: float
+def _again(
+    rt: Runtime,
+    task: Task[Any, Any],
+    spec: JobSpec,
+    job_id: uuid.UUID,
+    user_id: str | None,
+    wait: float,
+    why: Why,
 ) -> None:
+    """The same message again, later, keeping its canvas context and payload."""
     if user_id is None:
         return
-    if task.request.chord or task.request.chain or task.request.callbacks:
-        # Keep the canvas context: the same message again, later.
-        task.signature_from_request(task.request, countdown=wait).apply_async()
-        return
-    publish(
-        task.app,
+    request = task.request
+    dispatch = Dispatch(
         job_id=job_id,
         user_id=user_id,
         kind=spec.kind,
         queue=spec.queue,
+        why=why,
         priority=spec.priority,
         countdown=wait,
-        # Keep the payload the message carried: a Celery retry re-sends it.
-        payload=dict(task.request.kwargs or {}),
+        payload=dict(request.kwargs or {}),
+        canvas=canvas_of(request),
     )
+    rt.dispatcher.send(dispatch)
 
 
-def run_and_record(
-    task: Task[Any, Any], spec: JobSpec, store: Store, settings: Settings, job: Job
-) -> Any:
-    ctx = JobContext(job, store, spec.hard_limit(settings) + settings.lease_grace, task=task)
+def run_and_record(rt: Runtime, task: Task[Any, Any], spec: JobSpec, attempt: Attempt) -> Any:
+    job, settings = attempt.job, rt.settings
+    ctx = JobContext(job, rt, spec.hard_limit(settings) + settings.lease_grace, task=task)
     try:
-        payload = spec.validate(job.payload)
-        result = spec.handler(ctx, payload) if spec.payload is not None else spec.handler(ctx)
+        result = rt.hooks.around_handler(attempt, lambda: spec.call(ctx, job.payload))
     except Ignore:
         # The handler replaced itself with a canvas: this step is done.
-        patiently(lambda: store.succeed(job, {"replaced": True}), settings=settings)
+        _succeeded(rt, job, {"replaced": True}, attempt.worker)
         raise
     except JobCancelled:
-        patiently(lambda: store.cancel_running(job), settings=settings)
+        if patiently(lambda: rt.store.cancel_running(job), settings=settings):
+            notify(rt, job, Outcome.CANCELLED, actor=attempt.worker)
         raise Ignore() from None
     except Exception as exc:
-        _fail(task, store, settings, job, exc)
-    if not patiently(lambda: store.succeed(job, result), settings=settings):
+        _fail(rt, task, job, exc, attempt.worker)
+    if not _succeeded(rt, job, result, attempt.worker):
         log.warning("record.lost", job_id=str(job.id), attempt=job.attempt)
         raise Ignore()
     return result
 
 
-def _fail(
-    task: Task[Any, Any], store: Store, settings: Settings, job: Job, exc: Exception
-) -> NoReturn:
+def _succeeded(rt: Runtime, job: Job, result: Any, worker: str) -> bool:
+    done = patiently(lambda: rt.store.succeed(job, result), settings=rt.settings)
+    if done:
+        notify(rt, job, Outcome.SUCCEEDED, actor=worker)
+    return done
+
+
+def _fail(rt: Runtime, task: Task[Any, Any], job: Job, exc: Exception, worker: str) -> NoReturn:
     failure = classify(exc)
+    canvas = canvas_of(task.request, retried=True)
     settled = patiently(
-        lambda: settle_failure(store, settings, job, failure, actor=_node(task)),
-        settings=settings,
+        lambda: settle_failure(rt, job, failure, actor=worker, canvas=canvas),
+        settings=rt.settings,
     )
-    if settled.action == "retry":
-        raise task.retry(countdown=settled.delay, max_retries=None)
-    if settled.action == "dead":
+    if settled.outcome in (Outcome.RETRIED, Outcome.POSTPONED):
+        # Already dispatched; Retry tells Celery (and Flower) the task will run again.
+        raise Retry(exc=exc, when=cast(Any, settled.delay))
+    if settled.outcome is Outcome.DEAD:
         raise exc
     raise Ignore()
 

@@ -11,53 +11,7 @@ from typing import Any
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from pydantic import ValidationError
 
-from jobsys.errors import PayloadError
-
-
-class JobError(Exception):
-    """Raise from a handler to say how the failure should be treated.
-
-    Parameters:
-        message: what went wrong.
-        reason: a short classification (``auth``, ``quota``, ``expired_cursor``, ...).
-        retryable: whether another attempt may succeed.
-        retry_after: seconds to wait before the next attempt, overriding backoff.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str = "error",
-        retryable: bool = True,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-class JobCancelled(Exception):
-    """Raised inside a handler when its job was cancelled."""
-
-
-class JobPostponed(Exception):
-    """Raise from a handler to run the job again later without spending an attempt.
-
-    For a guard that refused before anything was tried (an open circuit
-    breaker, a spent quota): the job is not failing, it is early.
-
-    Parameters:
-        message: why the job waits.
-        delay: seconds until the next try.
-        reason: a short classification (``quota``, ``breaker_open``, ``throttled``).
-    """
-
-    def __init__(self, message: str, *, delay: float, reason: str = "postponed") -> None:
-        super().__init__(message)
-        self.delay = max(0.0, delay)
-        self.reason = reason
+from jobsys.errors import JobPostponed, JobsysError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,19 +51,14 @@ def classify(exc: BaseException, traceback: str | None = None) -> Failure:
 
 
 def _reason(exc: BaseException) -> tuple[str, bool, float | None]:
-    if isinstance(exc, JobError):
+    if isinstance(exc, JobsysError):
         return exc.reason, exc.retryable, exc.retry_after
-    if isinstance(exc, JobPostponed):
-        return exc.reason, True, exc.delay
-    if isinstance(exc, PayloadError | ValidationError):
+    if isinstance(exc, ValidationError):
         return "bad_input", False, None
     if isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):
         return "timeout", True, None
     if isinstance(exc, WorkerLostError | SystemExit):
         return "worker_lost", True, None
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str):
-        return reason, bool(getattr(exc, "retryable", True)), getattr(exc, "retry_after", None)
     return "bug", True, None
 
 

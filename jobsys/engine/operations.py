@@ -1,53 +1,67 @@
-"""Operator actions shared by the CLI and the HTTP API."""
+"""Operator actions shared by the CLI, the HTTP API and the worker (revokes)."""
 
 from __future__ import annotations
 
 import uuid
 
-from jobsys.engine import runtime
-from jobsys.engine.app import app
-from jobsys.engine.publish import publish
+import structlog
+
+from jobsys.engine.dispatch import Dispatch, Why
+from jobsys.engine.hooks import Outcome
+from jobsys.engine.outcome import notify
+from jobsys.engine.runtime import Runtime
 from jobsys.errors import InvalidTransitionError
-from jobsys.store import Status
+from jobsys.store import Job, Status
+
+log = structlog.get_logger("jobsys.engine")
 
 
-def retry_dead_letter(letter_id: int, *, actor: str) -> uuid.UUID:
+def retry_dead_letter(rt: Runtime, letter_id: int, *, actor: str) -> uuid.UUID:
     """Give a dead-lettered job a fresh set of attempts and publish it.
 
     Raises:
         JobNotFoundError: no dead letter has that id.
         InvalidTransitionError: its job is no longer dead (already retried).
     """
-    store = runtime.store()
+    store = rt.store
     letter = store.get_dead_letter(letter_id)
-    row = store.revive(letter, actor=actor)
-    if row is None:
+    job = store.revive(letter, actor=actor)
+    if job is None:
         status = store.get_job(letter.job_id).status
         raise InvalidTransitionError(
             letter.job_id, status.value, "retry from the dead-letter queue"
         )
-    publish(
-        app,
-        job_id=row["id"],
-        user_id=row["user_id"],
-        kind=row["kind"],
-        queue=row["queue"],
-        priority=row["priority"],
-        payload=letter.payload,
-    )
+    rt.dispatcher.send(Dispatch.of_job(job, Why.DLQ))
     return letter.job_id
 
 
-def cancel(job_id: uuid.UUID, *, actor: str) -> Status:
-    """Cancel a queued job, or ask a running one to stop.
+def cancel(rt: Runtime, job_id: uuid.UUID, *, actor: str) -> Status:
+    """Cancel a queued job, or ask a running one to stop at its next heartbeat.
+
+    Returns ``cancelled``, or ``running`` for a job asked to stop.
 
     Raises:
         JobNotFoundError: no such job.
         InvalidTransitionError: the job already finished.
     """
-    store = runtime.store()
-    status = store.request_cancel(job_id, actor=actor)
-    if status is None:
-        job = store.get_job(job_id)
-        raise InvalidTransitionError(job_id, job.status.value, "cancel")
-    return status
+    job = rt.store.request_cancel(job_id, actor=actor)
+    if job is None:
+        found = rt.store.get_job(job_id)
+        raise InvalidTransitionError(job_id, found.status.value, "cancel")
+    _cancelled(rt, job, actor)
+    return job.status
+
+
+def cancel_quietly(rt: Runtime, job_id: uuid.UUID, *, actor: str) -> Job | None:
+    """Cancel if the job is still live; a finished or unknown job is left as it is."""
+    job = rt.store.request_cancel(job_id, actor=actor)
+    if job is not None:
+        log.info("job.cancel", job_id=str(job_id), status=job.status.value, actor=actor)
+        _cancelled(rt, job, actor)
+    return job
+
+
+def _cancelled(rt: Runtime, job: Job, actor: str) -> None:
+    # A queued job is done now; a running one is recorded when it stops.
+    if job.status is Status.CANCELLED:
+        notify(rt, job, Outcome.CANCELLED, actor=actor)

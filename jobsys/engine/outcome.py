@@ -1,24 +1,29 @@
-"""Recording the end of an attempt: success, a retry after backoff, or a dead letter.
+"""Recording the end of an attempt: success, a retry after backoff, a postponement, a
+dead letter or a cancellation; then the hooks hear of it.
 
 Used by the task in the pool child, by the worker's main process when a child
-dies or hits its hard limit, and by the sweeper when a lease expires.
+dies or hits its hard limit, and by the sweeper when a lease expires. A retry
+or postponement is dispatched here, right after its conditional UPDATE: with
+the message's canvas options when the caller has them (a chord member
+retried in its worker stays in its chord), without them otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import structlog
-from celery import Celery
 
 from jobsys.config import Settings
+from jobsys.engine.dispatch import Dispatch, Why
 from jobsys.engine.failures import Failure, backoff
-from jobsys.engine.publish import publish
+from jobsys.engine.hooks import Outcome, Recorded
+from jobsys.engine.runtime import Runtime
 from jobsys.errors import StoreUnavailableError
-from jobsys.store import Job, Store
+from jobsys.store import Job
 
 T = TypeVar("T")
 log = structlog.get_logger("jobsys.engine")
@@ -26,42 +31,60 @@ log = structlog.get_logger("jobsys.engine")
 
 @dataclasses.dataclass(frozen=True)
 class Settled:
-    """What became of a failed attempt: ``retry`` after ``delay``, ``dead``, or ``lost``.
+    """What became of a failed attempt: retried or postponed after ``delay``, dead, or lost.
 
-    ``lost`` means another party had already moved the job on (a late duplicate).
-    The caller publishes the retry, so that each keeps the message's context
-    (a chord member retried in its worker stays in its chord).
+    ``LOST`` means another party had already moved the job on (a late duplicate).
     """
 
-    action: str
+    outcome: Outcome
     delay: float = 0.0
 
 
 def settle_failure(
-    store: Store, settings: Settings, job: Job, failure: Failure, *, actor: str
+    rt: Runtime,
+    job: Job,
+    failure: Failure,
+    *,
+    actor: str,
+    canvas: Mapping[str, Any] | None = None,
 ) -> Settled:
-    """Put the job back after backoff if it may succeed yet, else bury it."""
+    """Put the job back after backoff (or postpone it) if it may succeed yet, else bury it."""
     if failure.postpone:
-        return _postpone(store, job, failure)
+        settled = _postpone(rt, job, failure)
+    elif failure.retryable and job.attempt < job.max_attempts:
+        settled = _retry(rt, job, failure)
+    else:
+        settled = _bury(rt, job, failure, actor)
+    if settled.outcome in (Outcome.RETRIED, Outcome.POSTPONED):
+        why = Why.RETRY if settled.outcome is Outcome.RETRIED else Why.POSTPONE
+        rt.dispatcher.send(Dispatch.of_job(job, why, countdown=settled.delay, canvas=canvas))
+    notify(rt, job, settled.outcome, delay=settled.delay, reason=failure.reason, actor=actor)
+    return settled
+
+
+def _retry(rt: Runtime, job: Job, failure: Failure) -> Settled:
+    settings = rt.settings
     entry = failure.entry(job.attempt, job.started_at, job.worker)
-    if failure.retryable and job.attempt < job.max_attempts:
-        delay = failure.retry_after
-        if delay is None:
-            delay = backoff(job.attempt, base=settings.retry_base, cap=settings.retry_cap)
-        if store.retry(job, delay=delay, error=entry) is None:
-            return Settled("lost")
-        log.info(
-            "job.retry",
-            job_id=str(job.id),
-            attempt=job.attempt,
-            delay=round(delay, 3),
-            reason=failure.reason,
-            error=failure.message,
-        )
-        return Settled("retry", delay)
-    letter = store.bury(
+    delay = failure.retry_after
+    if delay is None:
+        delay = backoff(job.attempt, base=settings.retry_base, cap=settings.retry_cap)
+    if rt.store.requeue(job, delay=delay, error=entry) is None:
+        return Settled(Outcome.LOST)
+    log.info(
+        "job.retry",
+        job_id=str(job.id),
+        attempt=job.attempt,
+        delay=round(delay, 3),
+        reason=failure.reason,
+        error=failure.message,
+    )
+    return Settled(Outcome.RETRIED, delay)
+
+
+def _bury(rt: Runtime, job: Job, failure: Failure, actor: str) -> Settled:
+    letter = rt.store.bury(
         job,
-        error=entry,
+        error=failure.entry(job.attempt, job.started_at, job.worker),
         traceback=failure.traceback,
         reason=failure.reason,
         retryable=failure.retryable,
@@ -75,13 +98,13 @@ def settle_failure(
         reason=failure.reason,
         error=failure.message,
     )
-    return Settled("dead" if letter is not None else "lost")
+    return Settled(Outcome.DEAD if letter is not None else Outcome.LOST)
 
 
-def _postpone(store: Store, job: Job, failure: Failure) -> Settled:
+def _postpone(rt: Runtime, job: Job, failure: Failure) -> Settled:
     delay = failure.retry_after or 0.0
-    if store.postpone(job, delay=delay) is None:
-        return Settled("lost")
+    if rt.store.postpone(job, delay=delay) is None:
+        return Settled(Outcome.LOST)
     log.info(
         "job.postponed",
         job_id=str(job.id),
@@ -90,20 +113,21 @@ def _postpone(store: Store, job: Job, failure: Failure) -> Settled:
         reason=failure.reason,
         why=failure.message,
     )
-    return Settled("retry", delay)
+    return Settled(Outcome.POSTPONED, delay)
 
 
-def republish(app: Celery, job: Job, delay: float) -> None:
-    """Publish a job's next attempt without its original message's context."""
-    publish(
-        app,
-        job_id=job.id,
-        user_id=job.user_id,
-        kind=job.kind,
-        queue=job.queue,
-        priority=job.priority,
-        countdown=delay,
-        payload=job.payload,
+def notify(
+    rt: Runtime,
+    job: Job,
+    outcome: Outcome,
+    *,
+    delay: float = 0.0,
+    reason: str | None = None,
+    actor: str = "",
+) -> None:
+    """Tell the hooks what was recorded (nothing, when the job was lost)."""
+    rt.hooks.after_record(
+        Recorded(job=job, outcome=outcome, delay=delay, reason=reason, actor=actor)
     )
 
 

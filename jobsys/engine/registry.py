@@ -59,6 +59,15 @@ class JobSpec:
     def dump(self, payload: BaseModel | None) -> dict[str, Any]:
         return payload.model_dump(mode="json") if payload is not None else {}
 
+    def call(self, ctx: Any, payload: Mapping[str, Any] | BaseModel | None) -> Any:
+        """Validate the payload and run the handler with it.
+
+        Raises:
+            PayloadError: the payload does not match the kind's schema.
+        """
+        valid = self.validate(payload)
+        return self.handler(ctx, valid) if self.payload is not None else self.handler(ctx)
+
 
 def _problems(error: ValidationError) -> list[str]:
     out = []

@@ -18,8 +18,8 @@ from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
-from jobsys.config import get_settings
 from jobsys.engine import runtime
+from jobsys.engine.dispatch import canvas_of
 from jobsys.engine.failures import Failure
 from jobsys.engine.outcome import settle_failure
 from jobsys.errors import StoreUnavailableError
@@ -58,9 +58,9 @@ class JobRequest(Request):
 
     def _recover(self, exc: BaseException, reason: str, message: str) -> bool:
         """Record the failed attempt; False if the store could not be reached."""
-        settings = get_settings()
+        rt = runtime.current()
         try:
-            store = runtime.store()
+            store = rt.store
             # A child that dies at once may do so before telling us its pid; then
             # the attempt is ours if it runs on this node in a process that is gone.
             pid = int(self.worker_pid) if self.worker_pid else None
@@ -72,14 +72,9 @@ class JobRequest(Request):
             if pid is None and _alive(job.worker_pid):
                 return True  # another live process holds this attempt
             failure = Failure(type(exc).__name__, message, "", reason, True)
-            settled = settle_failure(store, settings, job, failure, actor=str(self.hostname))
-            if settled.action == "retry":
-                # From the request, so a chord member stays in its chord.
-                context = self._context  # type: ignore[attr-defined]
-                retried = self.task.signature_from_request(
-                    context, countdown=settled.delay, retries=context.retries + 1
-                )
-                retried.apply_async()
+            # From the request's canvas options, so a chord member stays in its chord.
+            canvas = canvas_of(self._context, retried=True)  # type: ignore[attr-defined]
+            settle_failure(rt, job, failure, actor=str(self.hostname), canvas=canvas)
             return True
         except StoreUnavailableError:
             log.warning("recover.store_unavailable", job_id=self.id)

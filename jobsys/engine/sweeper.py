@@ -9,38 +9,56 @@ Each pass, under an advisory lock so one runs at a time:
    them when the broker's epoch key is gone (Redis flushed or restarted
    without persistence; workers set the key when they start), else only due
    jobs unclaimed for ``lost_after`` seconds whose queue is empty, so a long
-   queue is never flooded with copies.
+   queue is never flooded with copies;
+4. every hook's ``on_sweep`` (the pipeline repairs its stalled runs there).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import structlog
-from celery import Celery
 
-from jobsys.config import Settings
+from jobsys.engine.dispatch import Dispatch, Why
 from jobsys.engine.failures import Failure
-from jobsys.engine.outcome import republish, settle_failure
-from jobsys.engine.publish import publish
-from jobsys.store import Store
+from jobsys.engine.outcome import settle_failure
+from jobsys.engine.runtime import Runtime
 
 EPOCH_KEY = "jobsys:broker-epoch"
 log = structlog.get_logger("jobsys.sweeper")
 
 
-_REPAIRS: list[Callable[[], int]] = []
+class Epoch(Protocol):
+    """A mark on the broker that vanishes with its messages (a flush, a restart)."""
+
+    def set_if_missing(self) -> bool:
+        """Set the mark; True when it was missing (the broker lost everything)."""
+        ...
 
 
-def register_repair(repair: Callable[[], int]) -> None:
-    """Add a pass to every sweep (e.g. the pipeline's run repair); returns what it fixed."""
-    if repair not in _REPAIRS:
-        _REPAIRS.append(repair)
+class RedisEpoch:
+    """The mark as a Redis key beside the broker's lists."""
+
+    def __init__(self, url: str) -> None:
+        self.redis = redis.Redis.from_url(url, socket_timeout=10)
+
+    def set_if_missing(self) -> bool:
+        return bool(self.redis.set(EPOCH_KEY, datetime.now(UTC).isoformat(), nx=True))
+
+
+class MemoryEpoch:
+    """The mark in this process (for an in-memory broker)."""
+
+    def __init__(self, present: bool = True) -> None:
+        self.present = present
+
+    def set_if_missing(self) -> bool:
+        missing, self.present = not self.present, True
+        return missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,16 +75,32 @@ class SweepReport:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def describe(self) -> str:
+        """One sentence for people."""
+        if not self.ran:
+            return "another sweeper is running; this pass was skipped"
+        parts = [
+            f"{len(self.dead_workers)} dead worker(s)"
+            + (f" ({', '.join(self.dead_workers)})" if self.dead_workers else ""),
+            f"{self.expired} expired lease(s) retried or buried",
+            f"{self.republished} lost message(s) re-published",
+            f"{self.repaired} pipeline run(s) repaired",
+        ]
+        reset = "; the broker had lost its messages" if self.broker_reset else ""
+        return "swept: " + ", ".join(parts) + reset
+
 
 class Sweeper:
-    def __init__(self, app: Celery, store: Store, settings: Settings, broker_url: str) -> None:
-        self.app = app
-        self.store = store
-        self.settings = settings
-        self.redis = redis.Redis.from_url(broker_url, socket_timeout=10)
+    def __init__(self, rt: Runtime, epoch: Epoch | None = None) -> None:
+        self.rt = rt
+        self.app = rt.app
+        self.store = rt.store
+        self.settings = rt.settings
+        self.epoch = epoch if epoch is not None else RedisEpoch(rt.urls.broker)
 
     def run(self) -> SweepReport:
         """One pass; skipped (``ran=False``) while another sweeper holds the lock."""
+        self.rt.load_imports()  # the modules whose hooks repair what they own
         with self.store.sweep_lock() as mine:
             if not mine:
                 return SweepReport(ran=False)
@@ -74,7 +108,7 @@ class Sweeper:
             expired = self._expire_leases()
             reset = self._broker_was_reset()
             republished = self._republish_lost(everything=reset)
-            repaired = sum(repair() for repair in _REPAIRS)
+            repaired = self.rt.hooks.on_sweep(self.rt)
         report = SweepReport(True, tuple(dead), expired, republished, reset, repaired)
         if dead or expired or republished or reset or repaired:
             log.info("sweep", **report.as_dict())
@@ -90,9 +124,7 @@ class Sweeper:
                 "worker_lost",
                 True,
             )
-            settled = settle_failure(self.store, self.settings, job, lost, actor="sweeper")
-            if settled.action == "retry":
-                republish(self.app, job, settled.delay)
+            settle_failure(self.rt, job, lost, actor="sweeper")
         return len(jobs)
 
     def note_broker(self) -> None:
@@ -105,14 +137,14 @@ class Sweeper:
         must publish every queued job (there is nothing there to duplicate).
         """
         if any(self._queue_size(name) > 0 for name in self.app.amqp.queues):
-            self.redis.set(EPOCH_KEY, datetime.now(UTC).isoformat(), nx=True)
+            self.epoch.set_if_missing()
 
     def _broker_was_reset(self) -> bool:
         """True when the epoch key vanished: every message in the broker is gone."""
-        created = self.redis.set(EPOCH_KEY, datetime.now(UTC).isoformat(), nx=True)
+        created = self.epoch.set_if_missing()
         if created:
             self._declare_queues()
-        return bool(created)
+        return created
 
     def _declare_queues(self) -> None:
         # Bindings live in Redis too; without them a publish is undeliverable.
@@ -125,29 +157,18 @@ class Sweeper:
         stale = self.store.stale_queued(
             everything=everything, lost_after=self.settings.lost_after, queues=None
         )
-        by_queue: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_queue: dict[str, list[Dispatch]] = defaultdict(list)
         for row in stale:
-            by_queue[row["queue"]].append(row)
-        count = 0
-        with self.app.producer_or_acquire() as producer:
-            for queue, rows in by_queue.items():
-                if not everything and self._queue_size(queue) > 0:
-                    continue  # messages are waiting: these jobs are behind them, not lost
-                for row in rows:
-                    publish(
-                        self.app,
-                        job_id=row["id"],
-                        user_id=row["user_id"],
-                        kind=row["kind"],
-                        queue=queue,
-                        priority=row["priority"],
-                        countdown=float(row["countdown"]),
-                        # A Celery retry re-sends the message's kwargs as the payload.
-                        payload=row["payload"],
-                        producer=producer,
-                    )
-                    count += 1
-        return count
+            by_queue[row["queue"]].append(Dispatch.of_row(row, Why.SWEEP))
+        lost = [
+            d
+            for queue, found in by_queue.items()
+            # Messages are waiting: these jobs are behind them, not lost.
+            if everything or self._queue_size(queue) == 0
+            for d in found
+        ]
+        self.rt.dispatcher.send_many(lost)
+        return len(lost)
 
     def _queue_size(self, queue: str) -> int:
         with self.app.connection_for_write() as conn:

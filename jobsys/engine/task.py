@@ -1,21 +1,34 @@
 """The Celery task class behind every job kind, and the ``@job`` decorator.
 
 ``.delay(user_id, **payload)`` and ``.apply_async(...)`` go through
-:func:`jobsys.engine.enqueue.submit`: validate, insert the row, then publish.
+:func:`jobsys.engine.enqueue.submit`: validate, insert the row, then dispatch.
+Celery's canvas reaches jobsys the same way: a chain's next step, a chord's
+callback and a group's members are applied through ``apply_async``.
+
+Calling the task itself (``resize("user-1", photo_id=7)``) runs the handler as
+a plain function, as calling a Celery task does: the payload is validated, no
+job is stored, and the handler's context is detached (``heartbeat()`` does
+nothing).
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task
 from kombu import Queue
 from pydantic import BaseModel
 
+from jobsys.engine import runtime
 from jobsys.engine.app import app
+from jobsys.engine.context import JobContext
 from jobsys.engine.executor import execute
 from jobsys.engine.registry import JobSpec, registry
+from jobsys.store import Job, Status
 
 
 class JobTask(Task):  # type: ignore[type-arg]
@@ -45,7 +58,7 @@ class JobTask(Task):  # type: ignore[type-arg]
         from jobsys.engine.enqueue import submit
 
         user_id, payload = _split_call(self.spec.kind, args, kwargs)
-        return submit(self.spec, user_id, payload, task_id=task_id, **options)
+        return submit(runtime.current(), self.spec, user_id, payload, task_id=task_id, **options)
 
 
 def _split_call(
@@ -99,8 +112,10 @@ def job(
         registry.add(spec)
         _ensure_queue(queue)
 
-        def run(self: JobTask, /, user_id: str | None = None, **_shown: Any) -> Any:
-            return execute(self, spec, user_id)
+        def run(self: JobTask, /, user_id: str | None = None, **payload: Any) -> Any:
+            if self.request.called_directly:
+                return call_directly(spec, user_id, payload)
+            return execute(runtime.current(), self, spec, user_id)
 
         run.__doc__ = fn.__doc__
         # Unset limits fall back to task_time_limit / task_soft_time_limit (settings).
@@ -121,8 +136,47 @@ def job(
     return decorate
 
 
+def call_directly(spec: JobSpec, user_id: Any, payload: dict[str, Any]) -> Any:
+    """Run the handler as a plain function call: validated, not stored, detached.
+
+    Raises:
+        PayloadError, OptionError: as at enqueue.
+    """
+    from jobsys.engine.enqueue import new_job
+
+    rt = runtime.current()
+    new = new_job(rt, spec, user_id, payload)
+    now = datetime.now(UTC)
+    job = Job(
+        id=uuid.uuid4(),
+        user_id=new.user_id,
+        kind=spec.kind,
+        queue=new.queue,
+        priority=new.priority,
+        payload=new.payload,
+        status=Status.RUNNING,
+        attempt=1,
+        max_attempts=new.max_attempts,
+        unique_key=None,
+        run_after=now,
+        lease_until=None,
+        worker=None,
+        worker_pid=os.getpid(),
+        cancel_requested=False,
+        result=None,
+        errors=[],
+        created_at=now,
+        started_at=now,
+        finished_at=None,
+    )
+    return spec.call(JobContext(job, rt, 0.0, detached=True), new.payload)
+
+
 def _ensure_queue(name: str) -> None:
     # Before configuration, celeryconfig picks the queue up from the registry;
-    # after it (a worker importing -I modules), the worker must learn it here.
-    if app.configured and name not in app.amqp.queues:  # type: ignore[attr-defined]
-        app.amqp.queues.add(Queue(name, routing_key=name))
+    # after it (a worker importing JOBSYS_IMPORTS), the worker must learn it here.
+    # select_add: a queue added after start-up is consumed by default (unless -Q
+    # narrows the worker later), which a plain add no longer does in Celery 5.7.
+    queues = app.amqp.queues if app.configured else None  # type: ignore[attr-defined]
+    if queues is not None and name not in queues:
+        queues.select_add(Queue(name, routing_key=name))

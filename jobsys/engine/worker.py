@@ -1,9 +1,20 @@
-"""Worker lifecycle: registration, heartbeats and the embedded sweeper.
+"""Worker lifecycle: registration, heartbeats, the embedded sweeper, revokes and unknown kinds.
 
 Each worker node (the Celery main process) is a row in ``workers`` with a
 heartbeat. A background thread beats every ``worker_heartbeat`` seconds and
 runs a sweeper pass every ``sweep_interval`` (one node at a time wins the
 advisory lock), so recovery does not depend on ``celery beat`` running.
+
+Two of Celery's own paths are made to tell PostgreSQL:
+
+- a revoke (``AsyncResult.revoke()``, Flower's Revoke button) only fills the
+  worker's in-memory revoked set; a watcher cancels each newly revoked job in
+  PostgreSQL, so a queued one is never re-published and a running one stops
+  at its next ``ctx.heartbeat()``;
+- a message whose kind this worker does not know is rejected by Celery; the
+  job's row counts the delivery, and after ``unknown_kind_deliveries`` of them
+  the job is dead-lettered (reason ``unknown_kind``, naming the worker)
+  instead of being re-published by every sweep forever.
 """
 
 from __future__ import annotations
@@ -12,22 +23,30 @@ import os
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 import structlog
 from celery import signals
+from celery.worker import state as worker_state
 
-from jobsys.config import get_settings
 from jobsys.engine import runtime
 from jobsys.engine.app import app
+from jobsys.engine.dispatch import Dispatch, Why
+from jobsys.engine.hooks import Outcome
+from jobsys.engine.operations import cancel_quietly
+from jobsys.engine.outcome import notify
+from jobsys.engine.runtime import Runtime
 from jobsys.engine.sweeper import Sweeper
 
 log = structlog.get_logger("jobsys.worker")
+REVOKE_POLL = 0.25  # s between looks at Celery's revoked set
 
 
 class Heart(threading.Thread):
-    def __init__(self, name: str, queues: list[str], concurrency: int) -> None:
+    def __init__(self, rt: Runtime, name: str, queues: list[str], concurrency: int) -> None:
         super().__init__(name="jobsys-heartbeat", daemon=True)
+        self.rt = rt
         self.node = name
         self.queues = queues
         self.concurrency = concurrency
@@ -36,9 +55,9 @@ class Heart(threading.Thread):
         self.last_sweep = 0.0
 
     def run(self) -> None:
-        settings = get_settings()
+        settings = self.rt.settings
         try:
-            sweeper().note_broker()
+            Sweeper(self.rt).note_broker()
         except Exception as e:  # the broker may be down at start; sweeps will tell
             log.warning("worker.broker_unreachable", error=str(e), worker=self.node)
         while not self.stopping.is_set():
@@ -46,13 +65,13 @@ class Heart(threading.Thread):
                 self.beat()
                 if time.monotonic() - self.last_sweep >= settings.sweep_interval:
                     self.last_sweep = time.monotonic()
-                    sweeper().run()
+                    Sweeper(self.rt).run()
             except Exception as e:  # keep beating through database and broker outages
                 log.warning("heartbeat.failed", error=str(e), worker=self.node)
             self.stopping.wait(settings.worker_heartbeat)
 
     def beat(self) -> None:
-        store = runtime.store()
+        store = self.rt.store
         if not self.registered or not store.heartbeat_worker(self.node, os.getpid()):
             store.register_worker(
                 self.node,
@@ -66,40 +85,125 @@ class Heart(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         try:
-            runtime.store().stop_worker(self.node, os.getpid())
+            self.rt.store.stop_worker(self.node, os.getpid())
         except Exception as e:  # a stopping worker must not hang on a dead database
             log.warning("worker.stop_unrecorded", error=str(e))
 
 
-_heart: Heart | None = None
+class RevokeWatcher(threading.Thread):
+    """Cancels in PostgreSQL each job newly added to Celery's revoked set."""
+
+    def __init__(self, rt: Runtime, node: str) -> None:
+        super().__init__(name="jobsys-revokes", daemon=True)
+        self.rt, self.node = rt, node
+        self.stopping = threading.Event()
+        self.seen: set[str] = set()
+
+    def run(self) -> None:
+        while not self.stopping.wait(REVOKE_POLL):
+            try:
+                self.look()
+            except Exception as e:  # the database may be away; the ids wait in the set
+                log.warning("revoke.unrecorded", error=str(e), worker=self.node)
+
+    def look(self) -> None:
+        try:
+            revoked = set(worker_state.revoked)
+        except RuntimeError:  # changed while copied: look again next time
+            return
+        for ident in revoked - self.seen:
+            job_id = _job_id(ident)
+            if job_id is not None:
+                cancel_quietly(self.rt, job_id, actor=f"revoke@{self.node}")
+            self.seen.add(ident)
 
 
-def sweeper() -> Sweeper:
-    return Sweeper(app, runtime.store(), get_settings(), runtime.resolve_urls().broker)
+def _job_id(ident: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(ident))
+    except ValueError:
+        return None
+
+
+def unknown_kind(rt: Runtime, job_id: uuid.UUID, kind: str, node: str) -> None:
+    """A delivery of a job whose kind this worker does not know: count it, bury it at the limit."""
+    limit = rt.settings.unknown_kind_deliveries
+    noted = rt.store.note_unknown_kind(job_id, worker=node, limit=limit)
+    if noted is None:
+        return
+    deliveries, letter = noted
+    if letter is not None:
+        log.error(
+            "job.unknown_kind", job_id=str(job_id), kind=kind, worker=node, dead_letter=letter
+        )
+        notify(rt, rt.store.get_job(job_id), Outcome.DEAD, reason="unknown_kind", actor=node)
+        return
+    # Another worker may know it (a fleet mid-deploy): send it again at once.
+    log.warning(
+        "job.unknown_kind", job_id=str(job_id), kind=kind, worker=node, deliveries=deliveries
+    )
+    rt.dispatcher.send(Dispatch.of_job(rt.store.get_job(job_id), Why.SWEEP))
+
+
+class _Node:
+    heart: Heart | None = None
+    revokes: RevokeWatcher | None = None
+
+
+@signals.worker_init.connect
+def _worker_init(**_: Any) -> None:
+    # Hooks come with the job modules (the pipeline's run repair, say).
+    runtime.current().load_imports()
 
 
 @signals.worker_process_init.connect
 def _child_started(**_: Any) -> None:
-    runtime.reset(inherited=True)
+    runtime.current().forked()
 
 
 @signals.worker_ready.connect
 def _worker_ready(sender: Any = None, **_: Any) -> None:
-    global _heart
+    rt = runtime.current()
     name = str(getattr(sender, "hostname", None) or socket.gethostname())
     queues = sorted(app.amqp.queues.consume_from or app.amqp.queues)
     concurrency = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 0)
-    _heart = Heart(name, queues, concurrency)
-    _heart.start()
+    _Node.heart = Heart(rt, name, queues, concurrency)
+    _Node.heart.start()
+    _Node.revokes = RevokeWatcher(rt, name)
+    _Node.revokes.start()
 
 
 @signals.worker_shutdown.connect
 def _worker_shutdown(**_: Any) -> None:
-    if _heart is not None:
-        _heart.stop()
+    if _Node.revokes is not None:
+        _Node.revokes.stopping.set()
+    if _Node.heart is not None:
+        _Node.heart.stop()
+
+
+@signals.task_revoked.connect
+def _task_revoked(request: Any = None, **_: Any) -> None:
+    # A revoked message discarded on delivery: its queued job is cancelled for good.
+    job_id = _job_id(getattr(request, "id", ""))
+    if job_id is not None:
+        cancel_quietly(
+            runtime.current(), job_id, actor=f"revoke@{getattr(request, 'hostname', '')}"
+        )
+
+
+@signals.task_unknown.connect
+def _task_unknown(sender: Any = None, name: str = "", id: str = "", **_: Any) -> None:
+    job_id = _job_id(id)
+    if job_id is None:
+        return
+    node = str(getattr(sender, "hostname", None) or socket.gethostname())
+    try:
+        unknown_kind(runtime.current(), job_id, name, node)
+    except Exception as e:  # the database may be away; the sweeper re-publishes it later
+        log.warning("unknown_kind.unrecorded", job_id=id, error=str(e))
 
 
 @app.task(name="jobsys.sweep", ignore_result=True, queue="jobsys.control")
 def sweep() -> dict[str, Any]:
     """One sweeper pass, as a periodic task under ``celery beat``."""
-    return sweeper().run().as_dict()
+    return Sweeper(runtime.current()).run().as_dict()

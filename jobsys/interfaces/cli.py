@@ -7,8 +7,8 @@ User mistakes end with one line on stderr and a non-zero exit, never a traceback
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
+import os
 import re
 import sys
 import uuid
@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from jobsys.config import get_settings
+from jobsys.engine import runtime
 from jobsys.errors import JobsysError
 from jobsys.store import Status
 
@@ -49,18 +49,27 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _store() -> Any:
-    from jobsys.engine import runtime
+def _rt() -> runtime.Runtime:
+    """The command's runtime, built from the environment on first use (and installed)."""
+    root = click.get_current_context().find_root()
+    if not isinstance(root.obj, runtime.Runtime):
+        root.obj = runtime.Runtime.from_env()
+        runtime.install(root.obj)
+    return root.obj
 
-    return runtime.store()
+
+def _store() -> Any:
+    return _rt().store
 
 
 def _import_kinds(extra: tuple[str, ...] = ()) -> None:
-    for name in (*get_settings().imports, *extra):
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise click.ClickException(f"cannot import job module {name!r}: {e}") from e
+    # As `celery -I` does: a module in the current directory is found.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        _rt().load_imports(extra)
+    except ImportError as e:
+        raise click.ClickException(f"cannot import job module: {e}") from e
 
 
 @click.group(epilog=ENV_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,10 +86,9 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Migrate the database to the latest schema."""
-    from jobsys.engine.runtime import resolve_urls
     from jobsys.store.migrate import upgrade
 
-    upgrade(resolve_urls().database, revision)
+    upgrade(_rt().urls.database, revision)
     click.echo(f"database at revision {revision}")
 
 
@@ -114,7 +122,13 @@ def enqueue(
         raise click.BadParameter("must be a JSON object", param_hint="--payload")
     _import_kinds(imports)
     result = do_enqueue(
-        kind, user_id=user_id, payload=data, priority=priority, unique_key=unique_key, delay=delay
+        kind,
+        user_id=user_id,
+        payload=data,
+        priority=priority,
+        unique_key=unique_key,
+        delay=delay,
+        runtime=_rt(),
     )
     click.echo(json.dumps({"id": result.id}) if as_json else result.id)
 
@@ -161,7 +175,7 @@ def cancel(job_id: uuid.UUID) -> None:
     """Cancel a queued job, or ask a running one to stop."""
     from jobsys.engine.operations import cancel as do_cancel
 
-    status = do_cancel(job_id, actor="cli")
+    status = do_cancel(_rt(), job_id, actor="cli")
     click.echo(f"job {job_id}: {'cancelled' if status is Status.CANCELLED else 'cancel requested'}")
 
 
@@ -212,7 +226,7 @@ def dlq_retry(letter_id: int, as_json: bool) -> None:
     """Run a dead-lettered job again with a fresh set of attempts."""
     from jobsys.engine.operations import retry_dead_letter
 
-    job_id = retry_dead_letter(letter_id, actor="cli")
+    job_id = retry_dead_letter(_rt(), letter_id, actor="cli")
     click.echo(json.dumps({"job_id": str(job_id)}) if as_json else f"requeued job {job_id}")
 
 
@@ -247,10 +261,10 @@ def workers(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def sweep(as_json: bool) -> None:
     """Run one sweeper pass now (expired leases, dead workers, lost messages)."""
-    from jobsys.engine.worker import sweeper
+    from jobsys.engine.sweeper import Sweeper
 
-    report = sweeper().run().as_dict()
-    click.echo(json.dumps(report) if as_json else " ".join(f"{k}={v}" for k, v in report.items()))
+    report = Sweeper(_rt()).run()
+    click.echo(json.dumps(report.as_dict()) if as_json else report.describe())
 
 
 @cli.command()
@@ -259,11 +273,10 @@ def breakers(as_json: bool) -> None:
     """Show every circuit breaker's shared state and its last transitions."""
     import redis
 
-    from jobsys.engine.runtime import resolve_urls
     from jobsys.guards.breaker import breaker_states
     from jobsys.interfaces import render
 
-    url = resolve_urls().broker
+    url = _rt().urls.broker
     try:
         found = breaker_states(redis.Redis.from_url(url, socket_connect_timeout=5))
     except redis.RedisError as e:
@@ -286,13 +299,13 @@ def _last_change(history: tuple[dict[str, Any], ...]) -> str:
 def _users() -> Any:
     from jobsys.store.users import UserStore
 
-    return UserStore(_store())
+    return UserStore(_rt().postgres)
 
 
 def _cipher() -> Any:
     from jobsys.store.tokens import TokenCipher
 
-    key = get_settings().encryption_key
+    key = _rt().settings.encryption_key
     return TokenCipher(key.get_secret_value() if key else None)
 
 
@@ -355,7 +368,7 @@ def user_reauth(user_ident: str, token_file: str) -> None:
     )
     users.unpark(found.id)
     try:
-        reset_user_breaker(found.id)
+        reset_user_breaker(_rt(), found.id)
     except redis.RedisError as e:
         click.echo(
             f"jobsys: warning: breaker of {found.email} not reset ({e}); "
@@ -419,7 +432,7 @@ def report(user_ident: str, top: int, as_json: bool) -> None:
     from jobsys.store.sync import SyncStore
 
     found = _users().get(user_ident)
-    data = SyncStore(_store()).report(found.id, top=top)
+    data = SyncStore(_rt().postgres).report(found.id, top=top)
     if as_json:
         render.emit_json({"user": found.as_dict(), **data})
         return
@@ -466,6 +479,12 @@ def emulator(port: int, count: int, seed: int) -> None:
     serve(port, count, seed)
 
 
+def _settings() -> Any:
+    from jobsys.config import Settings
+
+    return Settings.from_env()
+
+
 @cli.group()
 def services() -> None:
     """Embedded PostgreSQL and Valkey under .jobsys/ (for machines with nothing configured)."""
@@ -476,7 +495,7 @@ def services_up() -> None:
     """Start the embedded servers (or reuse running ones) and print their URLs."""
     from jobsys import embedded
 
-    found = embedded.up(get_settings().home)
+    found = embedded.up(_settings().home)
     click.echo(f"JOBSYS_DATABASE_URL={found.database_url}")
     click.echo(f"JOBSYS_BROKER_URL={found.broker_url}")
 
@@ -486,7 +505,7 @@ def services_down() -> None:
     """Stop the embedded servers."""
     from jobsys import embedded
 
-    stopped = embedded.down(get_settings().home)
+    stopped = embedded.down(_settings().home)
     click.echo("stopped" if stopped else "no embedded servers recorded")
 
 

@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jobsys import embedded
-from jobsys.config import Settings, get_settings
+from jobsys.config import Settings
+from jobsys.engine import runtime
+from jobsys.engine.runtime import Runtime
 from jobsys.interfaces import render
 from jobsys.store import Status
 
@@ -44,59 +46,71 @@ class DemoOptions:
 
 def run_demo(options: DemoOptions) -> None:
     """Start servers if needed, then the sync pipeline (or the sample jobs), and summarise."""
-    base = Settings()
+    base = Settings.from_env()
     with _servers(base) as (db_url, broker_url):
-        _configure(db_url, broker_url)
         from jobsys.store.migrate import upgrade
 
         upgrade(db_url)
+        env = {"JOBSYS_DATABASE_URL": db_url, "JOBSYS_BROKER_URL": broker_url, **FAST}
         home = base.home.resolve()
         if options.sample:
-            _sample(options, home)
+            _sample(options, home, env)
         else:
-            _sync(options, home)
+            _sync(options, home, env)
 
 
-def _sample(options: DemoOptions, home: Path) -> None:
-    with _workers(options.nodes, home, imports="jobsys.interfaces.demo_kinds") as logs:
+def _runtime(env: dict[str, str]) -> Runtime:
+    """The demo's own runtime, on the settings its workers get (installed for this process)."""
+    rt = Runtime(Settings.from_variables(env))
+    runtime.install(rt)
+    return rt
+
+
+def _sample(options: DemoOptions, home: Path, env: dict[str, str]) -> None:
+    rt = _runtime(env)
+    workers_env = {**env, "JOBSYS_IMPORTS": "jobsys.interfaces.demo_kinds"}
+    with _workers(options.nodes, home, workers_env, rt) as logs:
         console.print(f"[bold]workers[/] {options.nodes} (logs: {', '.join(logs)})")
-        ids, started = _enqueue(options.sample), time.monotonic()
-        _follow(ids, options.timeout)
-        _summary(ids, time.monotonic() - started)
+        ids, started = _enqueue(rt, options.sample), time.monotonic()
+        _follow(rt, ids, options.timeout)
+        _summary(rt, ids, time.monotonic() - started)
 
 
-def _sync(options: DemoOptions, home: Path) -> None:
+def _sync(options: DemoOptions, home: Path, env: dict[str, str]) -> None:
     from jobsys.connectors.google.emulator import running
     from jobsys.interfaces import demo_sync
     from jobsys.store.tokens import TokenCipher, generate_key
 
-    key = os.environ.setdefault("APP_ENCRYPTION_KEY", generate_key())
+    key = os.environ.get("APP_ENCRYPTION_KEY") or generate_key()
     config: dict[str, Any] = {
         "messages_per_user": options.messages,
         "events_per_user": options.events,
     }
     with running(users=options.users, seed=7, port=0, **config) as emulator:
         console.print(f"[bold]Google emulator[/] at {emulator.base_url}")
-        os.environ.update(
-            JOBSYS_GOOGLE_API_ENDPOINT=emulator.base_url,
-            JOBSYS_GOOGLE_TOKEN_URI=emulator.token_uri,
-        )
-        get_settings.cache_clear()
-        user_ids = demo_sync.provision(emulator, TokenCipher(key))
+        env = {
+            **env,
+            "APP_ENCRYPTION_KEY": key,
+            "JOBSYS_GOOGLE_API_ENDPOINT": emulator.base_url,
+            "JOBSYS_GOOGLE_TOKEN_URI": emulator.token_uri,
+            "JOBSYS_IMPORTS": "jobsys.tasks",
+        }
+        rt = _runtime(env)
+        user_ids = demo_sync.provision(rt, emulator, TokenCipher(key))
         if options.fault_rate:
             emulator.set_faults(error_rate=options.fault_rate)
-        with _workers(options.nodes, home) as logs:
+        with _workers(options.nodes, home, env, rt) as logs:
             console.print(f"[bold]workers[/] {options.nodes} (logs: {', '.join(logs)})")
             # Full: cursors left by an earlier demo belong to another emulator's history.
             first = demo_sync.sync_round(
-                "full sync", user_ids, emulator, options.timeout, full=True
+                rt, "full sync", user_ids, emulator, options.timeout, full=True
             )
             rounds = [first]
             demo_sync.change_world(emulator, [u.email for u in emulator.users()])
             rounds.append(
-                demo_sync.sync_round("incremental sync", user_ids, emulator, options.timeout)
+                demo_sync.sync_round(rt, "incremental sync", user_ids, emulator, options.timeout)
             )
-        demo_sync.summarise(rounds, user_ids)
+        demo_sync.summarise(rt, rounds, user_ids)
 
 
 @contextlib.contextmanager
@@ -111,17 +125,9 @@ def _servers(base: Settings) -> Iterator[tuple[str, str]]:
         yield base.database_url or found.database_url, base.broker_url or found.broker_url
 
 
-def _configure(db_url: str, broker_url: str) -> None:
-    os.environ.update(JOBSYS_DATABASE_URL=db_url, JOBSYS_BROKER_URL=broker_url, **FAST)
-    get_settings.cache_clear()
-    from jobsys.engine import runtime
-
-    runtime.reset()
-
-
 @contextlib.contextmanager
-def _workers(nodes: int, home: Path, imports: str = "") -> Iterator[list[str]]:
-    env = {**os.environ, "JOBSYS_IMPORTS": imports}
+def _workers(nodes: int, home: Path, env: dict[str, str], rt: Runtime) -> Iterator[list[str]]:
+    environ = {**os.environ, **env}
     procs, logs = [], []
     try:
         for i in range(nodes):
@@ -146,23 +152,25 @@ def _workers(nodes: int, home: Path, imports: str = "") -> Iterator[list[str]]:
             with open(log, "w") as out:
                 procs.append(
                     subprocess.Popen(
-                        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                        cmd,
+                        env=environ,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
                     )
                 )
-        _wait_ready(nodes, procs)
+        _wait_ready(rt, nodes, procs)
         yield logs
     finally:
         _stop(procs)
 
 
-def _wait_ready(nodes: int, procs: list[subprocess.Popen[bytes]]) -> None:
-    from jobsys.engine import runtime
-
+def _wait_ready(rt: Runtime, nodes: int, procs: list[subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
             raise RuntimeError("a demo worker exited at start; see its log under .jobsys/")
-        alive = [w for w in runtime.store().list_workers() if w.status == "alive"]
+        alive = [w for w in rt.store.list_workers() if w.status == "alive"]
         if len([w for w in alive if w.name.startswith("demo")]) >= nodes:
             return
         time.sleep(0.3)
@@ -182,7 +190,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait(timeout=5)
 
 
-def _enqueue(count: int) -> list[uuid.UUID]:
+def _enqueue(rt: Runtime, count: int) -> list[uuid.UUID]:
     import jobsys.interfaces.demo_kinds  # noqa: F401  (registers demo.work)
     from jobsys.engine.enqueue import enqueue_many
 
@@ -192,15 +200,13 @@ def _enqueue(count: int) -> list[uuid.UUID]:
         return 2 if n % 25 == 0 else 1 if n % 10 == 0 else 0
 
     items = [(f"user-{n % 20}", {"n": n, "fail_times": fails(n)}) for n in range(count)]
-    ids = enqueue_many("demo.work", items)
+    ids = [r.job_id for r in enqueue_many("demo.work", items, runtime=rt)]
     console.print(f"[bold]enqueued[/] {len(ids)} jobs of demo.work for 20 users")
     return ids
 
 
-def _follow(ids: list[uuid.UUID], timeout: float) -> None:
-    from jobsys.engine import runtime
-
-    store, deadline = runtime.store(), time.monotonic() + timeout
+def _follow(rt: Runtime, ids: list[uuid.UUID], timeout: float) -> None:
+    store, deadline = rt.store, time.monotonic() + timeout
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -219,10 +225,8 @@ def _follow(ids: list[uuid.UUID], timeout: float) -> None:
     raise RuntimeError(f"demo jobs did not finish within {timeout:.0f} s")
 
 
-def _summary(ids: list[uuid.UUID], elapsed: float) -> None:
-    from jobsys.engine import runtime
-
-    store = runtime.store()
+def _summary(rt: Runtime, ids: list[uuid.UUID], elapsed: float) -> None:
+    store = rt.store
     counts = store.count_by_status(ids)
     jobs = store.list_jobs(kind="demo.work", limit=len(ids))
     retries = sum(max(0, j.attempt - 1) for j in jobs if j.status is Status.SUCCEEDED)

@@ -8,8 +8,8 @@ import time
 from pydantic import BaseModel, Field
 
 from jobsys.engine.context import JobContext
-from jobsys.engine.failures import JobError
 from jobsys.engine.task import job
+from jobsys.errors import JobError
 
 
 class Work(BaseModel):

@@ -18,12 +18,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jobsys.engine import runtime
+from jobsys.engine.runtime import Runtime
+from jobsys.errors import DuplicateUserError
 from jobsys.interfaces import render
 from jobsys.store import Status
 from jobsys.store.sync import SyncStore, phase_stats, run_states
 from jobsys.store.tokens import TokenCipher
-from jobsys.store.users import DuplicateUserError, UserStore
+from jobsys.store.users import UserStore
 
 console = Console()
 PHASES = (
@@ -44,9 +45,9 @@ class Round:
     items: dict[str, int]
 
 
-def provision(emulator: Any, cipher: TokenCipher) -> list[str]:
+def provision(rt: Runtime, emulator: Any, cipher: TokenCipher) -> list[str]:
     """Users for every emulator mailbox, with encrypted tokens; returns their ids."""
-    users = UserStore(runtime.store())
+    users = UserStore(rt.postgres)
     ids = []
     for creds in emulator.users():
         try:
@@ -64,23 +65,29 @@ def provision(emulator: Any, cipher: TokenCipher) -> list[str]:
 
 
 def sync_round(
-    name: str, user_ids: list[str], emulator: Any, timeout: float, *, full: bool = False
+    rt: Runtime,
+    name: str,
+    user_ids: list[str],
+    emulator: Any,
+    timeout: float,
+    *,
+    full: bool = False,
 ) -> Round:
     from jobsys.tasks import sync_user
 
     emulator.reset_stats()
     started = time.monotonic()
     jobs = [uuid.UUID(sync_user.delay(uid, full=full).id) for uid in user_ids]
-    runs = _run_ids(jobs, timeout)
-    _follow(name, runs, len(user_ids), timeout)
+    runs = _run_ids(rt, jobs, timeout)
+    _follow(rt, name, runs, len(user_ids), timeout)
     elapsed = time.monotonic() - started
-    store = runtime.store()
+    store = rt.postgres
     states = run_states(store, runs)
     return Round(name, elapsed, phase_stats(store, runs), emulator.stats(), states, _items(states))
 
 
-def _run_ids(jobs: list[uuid.UUID], timeout: float) -> list[uuid.UUID]:
-    store, deadline = runtime.store(), time.monotonic() + timeout
+def _run_ids(rt: Runtime, jobs: list[uuid.UUID], timeout: float) -> list[uuid.UUID]:
+    store, deadline = rt.store, time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = [store.get_job(j) for j in jobs]
         if all(j.status is Status.SUCCEEDED for j in found):
@@ -91,8 +98,8 @@ def _run_ids(jobs: list[uuid.UUID], timeout: float) -> list[uuid.UUID]:
     raise RuntimeError("sync jobs did not start in time")
 
 
-def _follow(name: str, runs: list[uuid.UUID], users: int, timeout: float) -> None:
-    store, deadline = runtime.store(), time.monotonic() + timeout
+def _follow(rt: Runtime, name: str, runs: list[uuid.UUID], users: int, timeout: float) -> None:
+    store, deadline = rt.postgres, time.monotonic() + timeout
     columns = (
         TextColumn("{task.description:<14}"),
         BarColumn(),
@@ -158,7 +165,7 @@ def _mail(to: str, n: int, k: int) -> bytes:
     return bytes(msg)
 
 
-def summarise(rounds: list[Round], user_ids: list[str]) -> None:
+def summarise(rt: Runtime, rounds: list[Round], user_ids: list[str]) -> None:
     for r in rounds:
         rows = []
         for phase, kinds in PHASES:
@@ -183,7 +190,7 @@ def summarise(rounds: list[Round], user_ids: list[str]) -> None:
             rows,
         )
         _quota(r)
-    _top(user_ids[0])
+    _top(rt, user_ids[0])
 
 
 def _span(stats: list[dict[str, Any]]) -> float:
@@ -222,9 +229,9 @@ def _quota(r: Round) -> None:
     )
 
 
-def _top(user_id: str) -> None:
-    user = UserStore(runtime.store()).get(user_id)
-    data = SyncStore(runtime.store()).report(user_id, top=5)
+def _top(rt: Runtime, user_id: str) -> None:
+    user = UserStore(rt.postgres).get(user_id)
+    data = SyncStore(rt.postgres).report(user_id, top=5)
     rows = [
         (
             c["rank"],

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from jobsys.config import get_settings
+from jobsys.config import Settings
 from jobsys.connectors.google.clients import (
     UNGUARDED,
     Guard,
@@ -18,8 +18,8 @@ from jobsys.connectors.google.clients import (
     make_credentials,
 )
 from jobsys.connectors.google.errors import AuthError
-from jobsys.engine import runtime
-from jobsys.engine.failures import JobError
+from jobsys.engine.runtime import Runtime
+from jobsys.errors import JobError
 from jobsys.pipeline.guarding import BatchSizer, GoogleGuard, guards
 from jobsys.store.tokens import TokenCipher
 from jobsys.store.users import UserStore
@@ -36,18 +36,19 @@ class Session:
     batches: BatchSizer
 
 
-def cipher() -> TokenCipher:
-    key = get_settings().encryption_key
+def cipher(settings: Settings) -> TokenCipher:
+    key = settings.encryption_key
     return TokenCipher(key.get_secret_value() if key else None)
 
 
-def session(user_id: str) -> Session:
+def session(rt: Runtime, user_id: str) -> Session:
     """Gmail and Calendar for ``user_id``; a refreshed token is stored encrypted.
 
     Raises:
         JobError: the user's credentials are known to be invalid (reason ``auth``).
     """
-    settings, users, tokens = get_settings(), UserStore(runtime.store()), cipher()
+    settings, users = rt.settings, UserStore(rt.postgres)
+    tokens = cipher(settings)
     stored = users.credential(user_id, PROVIDER)
     if stored.status != "valid":
         raise JobError(
@@ -73,7 +74,7 @@ def session(user_id: str) -> Session:
         on_refresh=keep,
     )
     endpoint = settings.google_api_endpoint
-    shared = guards() if settings.guards else None
+    shared = guards(rt) if settings.guards else None
     return Session(
         build_gmail(creds, endpoint=endpoint),
         build_calendar(creds, endpoint=endpoint),
@@ -84,10 +85,10 @@ def session(user_id: str) -> Session:
 
 
 @contextlib.contextmanager
-def parking_on_auth_failure(user_id: str) -> Iterator[None]:
+def parking_on_auth_failure(rt: Runtime, user_id: str) -> Iterator[None]:
     """An auth failure parks the user (credentials invalid, user paused), then propagates."""
     try:
         yield
     except AuthError as e:
-        UserStore(runtime.store()).park(user_id, PROVIDER, str(e))
+        UserStore(rt.postgres).park(user_id, PROVIDER, str(e))
         raise

@@ -28,11 +28,11 @@ import structlog
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from jobsys.config import Settings, get_settings
+from jobsys.config import Settings
 from jobsys.connectors.google.costs import api_of, units
 from jobsys.connectors.google.errors import AuthError, GoogleError, QuotaError, TransientError
-from jobsys.engine.failures import JobPostponed
-from jobsys.engine.runtime import resolve_urls
+from jobsys.engine.runtime import Runtime
+from jobsys.errors import JobPostponed
 from jobsys.guards import Refused
 from jobsys.guards.batching import AdaptiveBatch, Observation
 from jobsys.guards.breaker import SharedBreaker
@@ -135,44 +135,33 @@ def _batch_bounds(s: Settings) -> dict[str, Any]:
     }
 
 
-_guards: dict[int, Guards] = {}
-_guards_lock = threading.Lock()
+def guards(rt: Runtime) -> Guards:
+    """The runtime's guards in this process, built on first use (never across a fork)."""
+    return rt.state(Guards, _build_guards)
 
 
-def guards() -> Guards:
-    """This process's guards, built on first use (never across a fork)."""
-    pid = os.getpid()
-    with _guards_lock:
-        if pid not in _guards:
-            _guards.clear()
-            # Short timeouts, one quick retry and a fuse: a guard that cannot reach Redis
-            # fails safe at once rather than stalling the call it guards (redis-py's
-            # default retries take seconds).
-            client = FusedRedis.from_url(
-                resolve_urls().broker,
-                socket_timeout=0.5,
-                socket_connect_timeout=0.5,
-                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
-            )
-            _guards[pid] = Guards(get_settings(), client)
-        return _guards[pid]
+def _build_guards(rt: Runtime) -> Guards:
+    # Short timeouts, one quick retry and a fuse: a guard that cannot reach Redis
+    # fails safe at once rather than stalling the call it guards (redis-py's
+    # default retries take seconds).
+    client = FusedRedis.from_url(
+        rt.urls.broker,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+    )
+    return Guards(rt.settings, client)
 
 
-def reset_user_breaker(user_id: str) -> None:
+def reset_user_breaker(rt: Runtime, user_id: str) -> None:
     """Close the user's breaker: their credentials were renewed.
 
     Raises:
         redis.exceptions.RedisError: Redis cannot be reached.
     """
-    shared = guards()
+    shared = guards(rt)
     shared.redis.ping()  # a breaker fails safe on its own; here the caller must know it failed
     shared.user_breaker(user_id).reset()
-
-
-def reset() -> None:
-    """Forget this process's guards (their settings or Redis changed)."""
-    with _guards_lock:
-        _guards.clear()
 
 
 class GoogleGuard:
@@ -274,17 +263,17 @@ class BatchSizer:
 
 
 @contextlib.contextmanager
-def ingesting(user_id: str) -> Iterator[None]:
+def ingesting(rt: Runtime, user_id: str) -> Iterator[None]:
     """Hold a per-user and a per-provider ingestion slot; guards' refusals postpone the job.
 
     Raises:
         JobPostponed: a slot, the quota or a breaker said not yet.
     """
-    if not get_settings().guards:
+    if not rt.settings.guards:
         yield
         return
     with postponing():
-        g, holder = guards(), _holder()
+        g, holder = guards(rt), _holder()
         with (
             g.provider_slots.slot(PROVIDER, holder),
             g.user_slots.slot(f"{PROVIDER}:user:{user_id}", holder),
@@ -303,7 +292,7 @@ def postponing() -> Iterator[None]:
     try:
         yield
     except Refused as e:
-        raise JobPostponed(str(e), delay=_jitter(e.retry_after), reason=e.reason) from e
+        raise JobPostponed(str(e), delay=_jitter(e.retry_after or 0.0), reason=e.reason) from e
     except QuotaError as e:
         # No Retry-After (e.g. a daily limit): come back in a while, not in a second.
         delay = _jitter(e.retry_after if e.retry_after is not None else QUOTA_DEFAULT_WAIT)

@@ -8,93 +8,95 @@ from typing import Any
 from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext
-from jobsys.engine.sweeper import register_repair
 from jobsys.engine.task import job
 from jobsys.pipeline import canvas, ingest, transform
 from jobsys.pipeline.google import parking_on_auth_failure, session
 from jobsys.pipeline.guarding import ingesting
 from jobsys.pipeline.payloads import Batch, Step, SyncRequest
-from jobsys.pipeline.repair import repair_runs
+from jobsys.store.status import RunStatus
 from jobsys.store.sync import SyncStore
 from jobsys.store.users import UserStore
 
 
-def _sync() -> SyncStore:
-    return SyncStore(runtime.store())
+def _sync(ctx: JobContext) -> SyncStore:
+    return SyncStore(ctx.runtime.postgres)
 
 
-def _email(user_id: str) -> str:
-    return UserStore(runtime.store()).get(user_id).email
+def _email(ctx: JobContext) -> str:
+    return UserStore(ctx.runtime.postgres).get(ctx.user_id).email
 
 
 @job(kind="sync.user", payload=SyncRequest, queue="default", max_attempts=5)
 def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
     """Start one pipeline run for the user (or join the one already running)."""
-    user = UserStore(runtime.store()).get(ctx.user_id)  # an unknown user fails here, clearly
+    user = UserStore(ctx.runtime.postgres).get(ctx.user_id)  # an unknown user fails here, clearly
     if user.paused:
         # Parked (e.g. revoked token): syncing would only dead-letter its steps again.
         return {"run_id": None, "started": False, "paused": user.paused_reason}
-    run_id, started = _sync().start_run(ctx.user_id, full=payload.full)
+    run_id, started = _sync(ctx).start_run(ctx.user_id, full=payload.full)
     if started:
-        canvas.sync_canvas(app.tasks, ctx.user_id, run_id, full=payload.full).apply_async()
+        tasks = ctx.runtime.app.tasks
+        canvas.sync_canvas(tasks, ctx.user_id, run_id, full=payload.full).apply_async()
     return {"run_id": str(run_id), "started": started}
 
 
 @job(kind="sync.ingest_gmail", payload=Step, queue="ingest", results=True, max_attempts=8)
 def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
-    with ingesting(ctx.user_id), parking_on_auth_failure(ctx.user_id):
-        done = ingest.sync_gmail(_sync(), session(ctx.user_id), ctx.user_id, full=payload.full)
-    _sync().step(payload.run_id, "ingest_gmail", **done)
+    rt = ctx.runtime
+    with ingesting(rt, ctx.user_id), parking_on_auth_failure(rt, ctx.user_id):
+        google = session(rt, ctx.user_id)
+        done = ingest.sync_gmail(_sync(ctx), google, ctx.user_id, full=payload.full)
+    _sync(ctx).step(payload.run_id, "ingest_gmail", **done)
     return done
 
 
 @job(kind="sync.ingest_calendar", payload=Step, queue="ingest", results=True, max_attempts=8)
 def ingest_calendar(ctx: JobContext, payload: Step) -> dict[str, Any]:
-    with ingesting(ctx.user_id), parking_on_auth_failure(ctx.user_id):
-        google = session(ctx.user_id)
-        done = ingest.sync_calendar(_sync(), google, ctx.user_id, full=payload.full)
-    _sync().step(payload.run_id, "ingest_calendar", **done)
+    rt = ctx.runtime
+    with ingesting(rt, ctx.user_id), parking_on_auth_failure(rt, ctx.user_id):
+        google = session(rt, ctx.user_id)
+        done = ingest.sync_calendar(_sync(ctx), google, ctx.user_id, full=payload.full)
+    _sync(ctx).step(payload.run_id, "ingest_calendar", **done)
     return done
 
 
 @job(kind="sync.plan", payload=Step, queue="cpu", results=True)
 def plan(ctx: JobContext, payload: Step) -> None:
     """Fan out over what ingestion stored: replaced by chord(normalize..., extract)."""
-    sync = _sync()
+    sync = _sync(ctx)
     message_ids, event_ids = sync.pending(ctx.user_id)
     parts = canvas.batches(message_ids, event_ids)
     sync.step(payload.run_id, "normalize", batches=len(parts), done=0)
     mark_sig = mark.si(str(payload.run_id))
-    ctx.replace(canvas.fan_out(app.tasks, ctx.user_id, payload.run_id, parts, mark_sig))
+    tasks = ctx.runtime.app.tasks
+    ctx.replace(canvas.fan_out(tasks, ctx.user_id, payload.run_id, parts, mark_sig))
 
 
 @job(kind="sync.normalize", payload=Batch, queue="cpu", results=True)
 def normalize(ctx: JobContext, payload: Batch) -> dict[str, int]:
-    counts = transform.normalize_batch(_sync(), ctx.user_id, payload.message_ids, payload.event_ids)
-    _sync().count_step(payload.run_id, "normalize", "done", 1)
+    sync = _sync(ctx)
+    counts = transform.normalize_batch(sync, ctx.user_id, payload.message_ids, payload.event_ids)
+    sync.count_step(payload.run_id, "normalize", "done", 1)
     return counts
 
 
 @job(kind="sync.extract", payload=Step, queue="cpu", results=True)
 def extract(ctx: JobContext, payload: Step) -> dict[str, int]:
-    done = transform.extract_user(_sync(), ctx.user_id, _email(ctx.user_id))
-    _sync().step(payload.run_id, "extract", **done)
+    done = transform.extract_user(_sync(ctx), ctx.user_id, _email(ctx))
+    _sync(ctx).step(payload.run_id, "extract", **done)
     return done
 
 
 @job(kind="sync.process", payload=Step, queue="cpu", results=True)
 def process(ctx: JobContext, payload: Step) -> dict[str, int]:
-    sync = _sync()
-    done = transform.process_user(sync, ctx.user_id, _email(ctx.user_id))
+    sync = _sync(ctx)
+    done = transform.process_user(sync, ctx.user_id, _email(ctx))
     sync.step(payload.run_id, "process", **done)
-    sync.finish_run(payload.run_id, "succeeded")
+    sync.finish_run(payload.run_id, RunStatus.SUCCEEDED)
     return done
 
 
 @app.task(name="jobsys.pipeline.mark", ignore_result=True)
 def mark(run_id: str) -> None:
     """End of the fan-out; holds the planner's task id (see ``canvas``)."""
-    _sync().step(uuid.UUID(run_id), "fan_out", finished=True)
-
-
-register_repair(repair_runs)
+    SyncStore(runtime.current().postgres).step(uuid.UUID(run_id), "fan_out", finished=True)

@@ -15,29 +15,36 @@ from typing import Any
 import structlog
 from celery import chain
 
-from jobsys.config import get_settings
-from jobsys.engine import runtime
-from jobsys.engine.app import app
+from jobsys.engine.hooks import Hook
+from jobsys.engine.runtime import Runtime
+from jobsys.store.status import RunStatus
 from jobsys.store.sync import SyncStore
 
 log = structlog.get_logger("jobsys.pipeline")
 _LIVE = {"queued", "running"}
 
 
-def repair_runs() -> int:
+class RunRepair(Hook):
+    """The sweeper's pass over the pipeline's runs (registered by ``jobsys.tasks``)."""
+
+    def on_sweep(self, runtime: Runtime) -> int:
+        return repair_runs(runtime)
+
+
+def repair_runs(rt: Runtime) -> int:
     """One pass over running runs; returns how many it failed or restarted."""
-    quiet = get_settings().pipeline_repair_after
-    sync = SyncStore(runtime.store())
+    quiet = rt.settings.pipeline_repair_after
+    sync = SyncStore(rt.postgres)
     fixed = 0
     # A dead step fails its run at the next sweep; only resuming waits for quiet.
     for run in sync.running_runs(idle_for=min(quiet, 5.0)):
-        jobs = sync.jobs_of_run(run["id"])
+        jobs = sync.jobs_of_run(run["user_id"], run["id"])
         if any(j["status"] == "dead" for j in jobs):
             kinds = sorted({j["kind"] for j in jobs if j["status"] == "dead"})
-            sync.finish_run(run["id"], "failed", f"dead step(s): {', '.join(kinds)}")
+            sync.finish_run(run["id"], RunStatus.FAILED, f"dead step(s): {', '.join(kinds)}")
             fixed += 1
         elif _stalled(jobs, quiet):
-            _resume(run, jobs)
+            _resume(rt, run, jobs)
             fixed += 1
     return fixed
 
@@ -49,18 +56,19 @@ def _stalled(jobs: list[dict[str, Any]], quiet: float) -> bool:
     return last is None or last < datetime.now(UTC) - timedelta(seconds=quiet)
 
 
-def _resume(run: dict[str, Any], jobs: list[dict[str, Any]]) -> None:
+def _resume(rt: Runtime, run: dict[str, Any], jobs: list[dict[str, Any]]) -> None:
+    tasks = rt.app.tasks
     done = {j["kind"] for j in jobs if j["status"] == "succeeded"}
     user, step = run["user_id"], {"run_id": str(run["id"]), "full": run["full_sync"]}
     missing = [k for k in ("sync.ingest_gmail", "sync.ingest_calendar") if k not in done]
     if missing:
-        steps = [app.tasks[k].si(user, **step) for k in missing]
-        steps.append(app.tasks["sync.plan"].si(user, **step))
+        steps = [tasks[k].si(user, **step) for k in missing]
+        steps.append(tasks["sync.plan"].si(user, **step))
     elif "sync.extract" not in done:
-        steps = [app.tasks["sync.plan"].si(user, **step)]
+        steps = [tasks["sync.plan"].si(user, **step)]
     else:
         steps = []
-    steps.append(app.tasks["sync.process"].si(user, **step))
+    steps.append(tasks["sync.process"].si(user, **step))
     log.warning(
         "pipeline.resume", run_id=str(run["id"]), user_id=user, steps=[s.task for s in steps]
     )

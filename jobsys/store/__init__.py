@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from jobsys.store.gateway import Store
+from jobsys.store.protocol import JobStore
 from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow
 from jobsys.store.status import Status
 
-__all__ = ["DeadLetter", "Job", "NewJob", "Status", "Store", "WorkerRow"]
+__all__ = ["DeadLetter", "Job", "JobStore", "NewJob", "Status", "Store", "WorkerRow"]

@@ -23,7 +23,7 @@ from jobsys.errors import DuplicateJobError, JobNotFoundError, StoreUnavailableE
 from jobsys.store import queries as q
 from jobsys.store.db import make_engine
 from jobsys.store.fastpath import FastPath, compiled
-from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow
+from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow, unknown_kind_entry
 from jobsys.store.status import Status
 
 _SWEEP_LOCK_KEY = 0x6A6F6273  # "jobs"
@@ -35,7 +35,7 @@ _SQL = {
     "claim_by_user": compiled(q.CLAIM_BY_USER),
     "job_state": compiled(q.JOB_STATE),
     "succeed": compiled(q.SUCCEED),
-    "retry": compiled(q.RETRY),
+    "requeue": compiled(q.REQUEUE),
     "postpone": compiled(q.POSTPONE),
     "cancel_running": compiled(q.CANCEL_RUNNING),
     "heartbeat_job": compiled(q.HEARTBEAT_JOB),
@@ -174,10 +174,10 @@ class Store:
         params = {**_key(job), "result": json.dumps(result)}
         return self.hot.one(_SQL["succeed"], params) is not None
 
-    def retry(self, job: Job, *, delay: float, error: dict[str, Any]) -> datetime | None:
+    def requeue(self, job: Job, *, delay: float, error: dict[str, Any]) -> datetime | None:
         """Put a failed attempt back in the queue after ``delay`` seconds."""
         params = {**_key(job), "delay": delay, "error": json.dumps([error])}
-        row = self.hot.one(_SQL["retry"], params)
+        row = self.hot.one(_SQL["requeue"], params)
         return row["run_after"] if row else None
 
     def postpone(self, job: Job, *, delay: float) -> datetime | None:
@@ -195,20 +195,35 @@ class Store:
         retryable: bool,
         actor: str,
     ) -> int | None:
-        """Mark the job dead and write its dead letter; returns the letter's id."""
-        params = {
-            **_key(job),
-            "error": json.dumps([error]),
-            "exc_type": error["type"],
-            "message": error["message"],
-            "traceback": traceback,
-            "reason": reason,
-            "retryable": retryable,
-            "actor": actor,
-        }
+        """Mark the running job dead and write its dead letter; returns the letter's id."""
+        params = _bury_params(error, traceback, reason, retryable, actor)
         with self.transaction() as conn:
-            row = conn.execute(q.BURY, params).first()
+            row = conn.execute(q.BURY, {**_key(job), **params}).first()
         return int(row[0]) if row else None
+
+    def note_unknown_kind(
+        self, job_id: uuid.UUID, *, worker: str, limit: int
+    ) -> tuple[int, int | None] | None:
+        """Record a delivery to a worker that does not know the job's kind.
+
+        After ``limit`` such deliveries the queued job is dead-lettered with
+        reason ``unknown_kind``. Returns ``(deliveries, dead letter id or None)``,
+        or None when the job is not queued (unknown, or already moved on).
+        """
+        error = unknown_kind_entry(worker)
+        with self.transaction() as conn:
+            row = conn.execute(
+                q.NOTE_UNKNOWN_KIND, {"id": job_id, "error": json.dumps([error])}
+            ).first()
+            if row is None:
+                return None
+            user_id, deliveries = row[0], int(row[1])
+            if deliveries < limit:
+                return deliveries, None
+            params = _bury_params(error, "", "unknown_kind", False, worker)
+            params |= {"id": job_id, "user_id": user_id, "error": "[]"}
+            letter = conn.execute(q.BURY_QUEUED, params).scalar()
+        return deliveries, int(letter) if letter is not None else None
 
     def cancel_running(self, job: Job) -> bool:
         return self.hot.one(_SQL["cancel_running"], _key(job)) is not None
@@ -262,13 +277,18 @@ class Store:
             rows = conn.execute(sa.text(sql + " GROUP BY status"), params).all()
         return {Status(r[0]): int(r[1]) for r in rows}
 
-    def request_cancel(self, job_id: uuid.UUID, *, actor: str) -> Status | None:
-        """Cancel a queued job at once, or flag a running one; ``None`` if finished."""
+    def request_cancel(self, job_id: uuid.UUID, *, actor: str) -> Job | None:
+        """Cancel a queued job at once, or flag a running one; ``None`` if it finished.
+
+        Returns the job as it is now: ``cancelled``, or still ``running`` with
+        ``cancel_requested`` set (it stops at its next heartbeat).
+        """
         with self.transaction() as conn:
-            row = conn.execute(q.REQUEST_CANCEL, {"id": job_id}).first()
+            row = conn.execute(q.REQUEST_CANCEL, {"id": job_id}).mappings().first()
             if row is not None:
-                _audit(conn, actor, "job.cancel", job_id, None, {"status": row[0]})
-        return Status(row[0]) if row else None
+                detail = {"status": str(row["status"])}
+                _audit(conn, actor, "job.cancel", job_id, row["user_id"], detail)
+        return Job.from_row(row) if row else None
 
     # -- recovery ----------------------------------------------------------
 
@@ -357,7 +377,7 @@ class Store:
             rows = conn.execute(q.LIST_DEAD_LETTERS, params).mappings().all()
         return [DeadLetter.from_row(r) for r in rows]
 
-    def revive(self, letter: DeadLetter, *, actor: str) -> dict[str, Any] | None:
+    def revive(self, letter: DeadLetter, *, actor: str) -> Job | None:
         """Give a dead job a fresh set of attempts; ``None`` if it is no longer dead."""
         with self.transaction() as conn:
             row = conn.execute(q.REVIVE, {"id": letter.job_id}).mappings().first()
@@ -365,7 +385,13 @@ class Store:
                 return None
             conn.execute(q.MARK_LETTER_RETRIED, {"id": letter.id})
             _audit(conn, actor, "dlq.retry", letter.job_id, letter.user_id, {"letter": letter.id})
-        return dict(row)
+        return Job.from_row(row)
+
+    def dead_letter_of(self, job_id: uuid.UUID) -> DeadLetter | None:
+        """The newest dead letter of a job, if it has one."""
+        with self.transaction() as conn:
+            row = conn.execute(q.DEAD_LETTER_OF_JOB, {"job_id": job_id}).mappings().first()
+        return DeadLetter.from_row(row) if row else None
 
     def purge_dead_letters(self, older_than: float, *, actor: str) -> int:
         with self.transaction() as conn:
@@ -388,6 +414,20 @@ class Store:
 
 def _key(job: Job) -> dict[str, Any]:
     return {"id": job.id, "user_id": job.user_id, "attempt": job.attempt}
+
+
+def _bury_params(
+    error: dict[str, Any], traceback: str, reason: str, retryable: bool, actor: str
+) -> dict[str, Any]:
+    return {
+        "error": json.dumps([error]),
+        "exc_type": error["type"],
+        "message": error["message"],
+        "traceback": traceback,
+        "reason": reason,
+        "retryable": retryable,
+        "actor": actor,
+    }
 
 
 def _insert_params(job: NewJob) -> dict[str, Any]:

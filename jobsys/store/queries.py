@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from jobsys.store.status import MOVES
+
+# Each transition's SET and WHERE clauses come from the one table of legal moves.
+_CLAIM, _SUCCEED, _REQUEUE = MOVES["claim"], MOVES["succeed"], MOVES["requeue"]
+_POSTPONE, _BURY, _BURY_QUEUED = MOVES["postpone"], MOVES["bury"], MOVES["bury_queued"]
+_CANCEL_RUNNING, _CANCEL_QUEUED = MOVES["cancel_running"], MOVES["cancel_queued"]
+_REVIVE = MOVES["revive"]
+
 JOB_COLUMNS = (
     "id, user_id, kind, queue, priority, payload, status, attempt, max_attempts, unique_key,"
     " run_after, lease_until, worker, worker_pid, cancel_requested, result, errors,"
@@ -37,73 +45,74 @@ SELECT id FROM jobs WHERE user_id = :user_id AND kind = :kind AND unique_key = :
 # Claim: the one transition a duplicate delivery must lose.
 CLAIM = sa.text(
     f"""
-UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
+UPDATE jobs SET {_CLAIM.set()}, attempt = attempt + 1, started_at = now(),
   lease_until = now() + make_interval(secs => :lease), worker = :worker, worker_pid = :pid
-WHERE id = :id AND status = 'queued' AND run_after <= now() AND NOT cancel_requested
+WHERE id = :id AND {_CLAIM.where()} AND run_after <= now() AND NOT cancel_requested
 RETURNING {JOB_COLUMNS}
 """
 )
 
 CLAIM_BY_USER = sa.text(
     f"""
-UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
+UPDATE jobs SET {_CLAIM.set()}, attempt = attempt + 1, started_at = now(),
   lease_until = now() + make_interval(secs => :lease), worker = :worker, worker_pid = :pid
-WHERE user_id = :user_id AND id = :id AND status = 'queued' AND run_after <= now()
+WHERE user_id = :user_id AND id = :id AND {_CLAIM.where()} AND run_after <= now()
   AND NOT cancel_requested
 RETURNING {JOB_COLUMNS}
 """
 )
 
 SUCCEED = sa.text(
-    """
-UPDATE jobs SET status = 'succeeded', result = CAST(:result AS jsonb), finished_at = now(),
+    f"""
+UPDATE jobs SET {_SUCCEED.set()}, result = CAST(:result AS jsonb), finished_at = now(),
   lease_until = NULL
-WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+WHERE user_id = :user_id AND id = :id AND {_SUCCEED.where()} AND attempt = :attempt
 RETURNING id
 """
 )
 
-RETRY = sa.text(
-    """
-UPDATE jobs SET status = 'queued', run_after = now() + make_interval(secs => :delay),
+REQUEUE = sa.text(
+    f"""
+UPDATE jobs SET {_REQUEUE.set()}, run_after = now() + make_interval(secs => :delay),
   lease_until = NULL, worker = NULL, worker_pid = NULL,
   errors = errors || CAST(:error AS jsonb)
-WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+WHERE user_id = :user_id AND id = :id AND {_REQUEUE.where()} AND attempt = :attempt
 RETURNING run_after
 """
 )
 
 # Postponed: back in the queue with the attempt handed back, since nothing was tried.
 POSTPONE = sa.text(
-    """
-UPDATE jobs SET status = 'queued', run_after = now() + make_interval(secs => :delay),
+    f"""
+UPDATE jobs SET {_POSTPONE.set()}, run_after = now() + make_interval(secs => :delay),
   attempt = attempt - 1, lease_until = NULL, worker = NULL, worker_pid = NULL
-WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+WHERE user_id = :user_id AND id = :id AND {_POSTPONE.where()} AND attempt = :attempt
 RETURNING run_after
 """
 )
 
 CANCEL_RUNNING = sa.text(
-    """
-UPDATE jobs SET status = 'cancelled', finished_at = now(), lease_until = NULL
-WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+    f"""
+UPDATE jobs SET {_CANCEL_RUNNING.set()}, finished_at = now(), lease_until = NULL
+WHERE user_id = :user_id AND id = :id AND {_CANCEL_RUNNING.where()} AND attempt = :attempt
 RETURNING id
 """
 )
 
-# Dead: the job's final state and its dead letter in one statement.
-BURY = sa.text(
-    """
+
+def _bury(move_where: str, attempt: str) -> str:
+    # Dead: the job's final state, its dead letter and the audit event in one statement.
+    return f"""
 WITH dead AS (
-  UPDATE jobs SET status = 'dead', finished_at = now(), lease_until = NULL,
+  UPDATE jobs SET {_BURY.set()}, finished_at = now(), lease_until = NULL,
     errors = errors || CAST(:error AS jsonb)
-  WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+  WHERE user_id = :user_id AND id = :id AND {move_where} {attempt}
   RETURNING id, user_id, kind, queue, payload, errors, worker
 ), letter AS (
   INSERT INTO dead_letters (job_id, user_id, kind, queue, payload, exc_type, message, traceback,
     reason, retryable, attempts, worker, first_attempt_at)
   SELECT id, user_id, kind, queue, payload, :exc_type, :message, :traceback, :reason,
-    :retryable, errors, worker, CAST(errors -> 0 ->> 'started_at' AS timestamptz)
+    :retryable, errors, COALESCE(worker, :actor), CAST(errors -> 0 ->> 'started_at' AS timestamptz)
   FROM dead
   RETURNING id, job_id, user_id
 )
@@ -113,6 +122,21 @@ SELECT :actor, 'job.dead', job_id, user_id,
 FROM letter
 RETURNING (detail ->> 'dead_letter')::bigint
 """
+
+
+BURY = sa.text(_bury(_BURY.where(), "AND attempt = :attempt"))
+
+# A queued job no worker could run (its kind unknown where it was delivered).
+BURY_QUEUED = sa.text(_bury(_BURY_QUEUED.where(), ""))
+
+# One more delivery of a job to a worker that does not know its kind.
+NOTE_UNKNOWN_KIND = sa.text(
+    f"""
+UPDATE jobs SET errors = errors || CAST(:error AS jsonb)
+WHERE id = :id AND {_BURY_QUEUED.where()}
+RETURNING user_id, (SELECT count(*) FROM jsonb_array_elements(errors) e
+                    WHERE e ->> 'reason' = 'unknown_kind') AS deliveries
+"""
 )
 
 GET_JOB = sa.text(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :id")
@@ -121,13 +145,15 @@ LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs"
 
 JOB_STATE = sa.text("SELECT status, run_after, kind, queue FROM jobs WHERE id = :id")
 
+# A queued job is cancelled at once; a running one is asked to stop at its next heartbeat.
 REQUEST_CANCEL = sa.text(
-    """
+    f"""
 UPDATE jobs SET cancel_requested = true,
-  status = CASE WHEN status = 'queued' THEN 'cancelled'::job_status ELSE status END,
-  finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END
+  status = CASE WHEN {_CANCEL_QUEUED.where()} THEN '{_CANCEL_QUEUED.dst.value}'::job_status
+           ELSE status END,
+  finished_at = CASE WHEN {_CANCEL_QUEUED.where()} THEN now() ELSE finished_at END
 WHERE id = :id AND status IN ('queued', 'running')
-RETURNING status
+RETURNING {JOB_COLUMNS}
 """
 )
 
@@ -218,12 +244,16 @@ ORDER BY id DESC LIMIT :limit
 
 # Retry from the DLQ: a fresh budget of attempts, the old history kept in the letter.
 REVIVE = sa.text(
-    """
-UPDATE jobs SET status = 'queued', attempt = 0, run_after = now(), finished_at = NULL,
+    f"""
+UPDATE jobs SET {_REVIVE.set()}, attempt = 0, run_after = now(), finished_at = NULL,
   errors = '[]'::jsonb, cancel_requested = false, worker = NULL, worker_pid = NULL
-WHERE id = :id AND status = 'dead'
-RETURNING id, user_id, kind, queue, priority
+WHERE id = :id AND {_REVIVE.where()}
+RETURNING {JOB_COLUMNS}
 """
+)
+
+DEAD_LETTER_OF_JOB = sa.text(
+    "SELECT * FROM dead_letters WHERE job_id = :job_id ORDER BY id DESC LIMIT 1"
 )
 
 MARK_LETTER_RETRIED = sa.text("UPDATE dead_letters SET retried_at = now() WHERE id = :id")

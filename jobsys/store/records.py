@@ -117,6 +117,19 @@ class WorkerRow:
         return data
 
 
+def unknown_kind_entry(worker: str) -> dict[str, Any]:
+    """A job's error entry for one delivery to a worker that does not know its kind."""
+    return {
+        "attempt": 0,
+        "type": "UnknownKind",
+        "message": f"worker {worker} does not know this job's kind",
+        "reason": "unknown_kind",
+        "worker": worker,
+        "started_at": None,
+        "failed_at": None,
+    }
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}

@@ -27,8 +27,7 @@ from jobsys.store.models import (
     RawEventRow,
     RawMessageRow,
 )
-
-_RUNNING = "running"
+from jobsys.store.status import RunStatus
 
 
 class SyncStore:
@@ -85,14 +84,14 @@ class SyncStore:
                 {"id": run_id, "name": name, "key": key, "n": amount},
             )
 
-    def finish_run(self, run_id: uuid.UUID, status: str, error: str | None = None) -> None:
+    def finish_run(self, run_id: uuid.UUID, status: RunStatus, error: str | None = None) -> None:
         with self._tx() as conn:
             conn.execute(
                 sa.text(
                     "UPDATE pipeline_runs SET status = :s, error = :e, finished_at = now()"
                     " WHERE id = :id AND status = 'running'"
                 ),
-                {"id": run_id, "s": status, "e": error},
+                {"id": run_id, "s": status.value, "e": error},
             )
 
     def get_run(self, run_id: uuid.UUID) -> dict[str, Any] | None:
@@ -116,14 +115,18 @@ class SyncStore:
             ).mappings()
             return [dict(r) for r in rows]
 
-    def jobs_of_run(self, run_id: uuid.UUID) -> list[dict[str, Any]]:
-        """Kind, status and id of every job whose payload names the run."""
+    def jobs_of_run(self, user_id: str, run_id: uuid.UUID) -> list[dict[str, Any]]:
+        """Kind, status and id of every job of the user whose payload names the run.
+
+        Served by ``jobs_run_idx`` (user, payload's run id) in the user's partition.
+        """
         with self._tx() as conn:
             rows = conn.execute(
                 sa.text(
-                    "SELECT id, kind, status, finished_at FROM jobs WHERE payload ->> 'run_id' = :r"
+                    "SELECT id, kind, status, finished_at FROM jobs"
+                    " WHERE user_id = :u AND payload ->> 'run_id' = :r AND payload ? 'run_id'"
                 ),
-                {"r": str(run_id)},
+                {"u": user_id, "r": str(run_id)},
             ).mappings()
             return [dict(r) for r in rows]
 

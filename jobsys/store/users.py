@@ -9,18 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jobsys.errors import JobNotFoundError, JobsysError
+from jobsys.errors import DuplicateUserError, JobNotFoundError
 from jobsys.store.gateway import Store
 
 _USER_COLUMNS = "id, email, region, created_at, paused, paused_reason"
-
-
-class DuplicateUserError(JobsysError, ValueError):
-    """A user with that email already exists."""
-
-    def __init__(self, email: str) -> None:
-        self.email = email
-        super().__init__(f"a user with email {email!r} already exists")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 import redis
 
-from jobsys.config import get_settings
 from jobsys.connectors.google import gmail
 from jobsys.guards.breaker import breaker_states
-from jobsys.pipeline import guarding, ingest
+from jobsys.pipeline import ingest
 from jobsys.pipeline.google import session
 from jobsys.store import Status
 from jobsys.tasks import ingest_gmail
@@ -172,20 +171,13 @@ def test_a_revoked_token_opens_only_that_users_breaker(
 
 
 @pytest.fixture
-def in_process(
-    jobsys_env: Env, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[Pipeline, dict[str, str]], None]]:
+def in_process(jobsys_env: Env) -> Iterator[Callable[[Pipeline, dict[str, str]], None]]:
     """Point this process's pipeline (settings, guards) at a pipeline's emulator."""
 
     def point(p: Pipeline, env: dict[str, str]) -> None:
-        for key, value in {**p.worker_env, **env}.items():
-            monkeypatch.setenv(key, value)
-        get_settings.cache_clear()
-        guarding.reset()
+        jobsys_env.reconfigure(**p.worker_env, **env)
 
     yield point
-    get_settings.cache_clear()
-    guarding.reset()
 
 
 def test_the_batch_size_rises_when_clean_and_halves_on_429s(
@@ -204,7 +196,7 @@ def test_the_batch_size_rises_when_clean_and_halves_on_429s(
     )
     in_process(p, {**quota_env(5000, 10000), "JOBSYS_BATCH_LATENCY_TARGET": "60"})
     ((email, user_id),) = p.users.items()
-    google = session(user_id)
+    google = session(jobsys_env.runtime, user_id)
     try:
         fetch_twice(p, google, email, user_id)
     finally:

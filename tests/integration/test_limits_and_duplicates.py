@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from jobsys import Status, app
-from jobsys.engine.publish import publish
+from jobsys import Status
+from jobsys.engine.dispatch import Dispatch, Why
 from tests.conftest import Env, StartWorkers
 from tests.support import kinds
 from tests.support.wait import wait_until
@@ -54,7 +54,10 @@ def test_the_same_message_published_twice_runs_the_handler_once(
 ) -> None:
     # Given a queued job whose message was published a second time
     job_id = uuid.UUID(kinds.slow.delay("user-1", key="dup", seconds=0.5).id)
-    publish(app, job_id=job_id, user_id="user-1", kind="test.slow", queue="default")
+    again = Dispatch(
+        job_id=job_id, user_id="user-1", kind="test.slow", queue="default", why=Why.SWEEP
+    )
+    jobsys_env.runtime.dispatcher.send(again)
     assert jobsys_env.queue_length() == 2
 
     # When two worker processes consume both messages

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from jobsys import Status, StoreUnavailableError, enqueue_many
-from jobsys.engine.worker import sweeper
+from jobsys.engine.sweeper import Sweeper
 from tests.conftest import Env, Servers, StartWorkers
+from tests.support.ids import job_ids
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -22,11 +23,11 @@ pytestmark = pytest.mark.integration
 
 def test_queued_jobs_survive_a_redis_flush(jobsys_env: Env, start_workers: StartWorkers) -> None:
     # Given a broker that a sweeper has seen (its epoch key is set)
-    assert sweeper().run().broker_reset is True
-    assert sweeper().run().broker_reset is False
+    assert Sweeper(jobsys_env.runtime).run().broker_reset is True
+    assert Sweeper(jobsys_env.runtime).run().broker_reset is False
 
     # And 1,000 jobs queued with no worker running
-    ids = enqueue_many("test.noop", [(f"user-{n % 50}", None) for n in range(1000)])
+    ids = job_ids(enqueue_many("test.noop", [(f"user-{n % 50}", None) for n in range(1000)]))
     assert jobsys_env.queue_length() == 1000
 
     # When Redis loses everything (FLUSHDB on the test's db: the epoch key is per db)
@@ -56,7 +57,7 @@ def test_workers_ride_out_a_postgres_restart(
     # Given two workers busy with 60 jobs of 0.25 s each (about 4 s of work for 4 processes)
     nodes = start_workers(2, concurrency=2)
     batch = [(f"user-{n % 20}", {"key": f"pg{n}", "seconds": 0.25}) for n in range(60)]
-    ids = enqueue_many("test.slow", batch)
+    ids = job_ids(enqueue_many("test.slow", batch))
     wait_until(lambda: jobsys_env.redis.exists("pg0:runs"), timeout=30, what="work to start")
 
     # When PostgreSQL restarts: the embedded server really restarts (pg_ctl restart -m
@@ -123,7 +124,9 @@ def _terminate_backends(servers: Servers, database_url: str, *, seconds: float) 
 
 def _enqueue_echoes(count: int) -> list[uuid.UUID] | None:
     try:
-        return enqueue_many("test.echo", [(f"user-{n}", {"value": n}) for n in range(count)])
+        return job_ids(
+            enqueue_many("test.echo", [(f"user-{n}", {"value": n}) for n in range(count)])
+        )
     except StoreUnavailableError:
         return None
 

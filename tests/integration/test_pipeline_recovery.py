@@ -96,7 +96,7 @@ def test_two_concurrent_syncs_of_one_user_share_one_run_and_duplicate_nothing(
     assert p.wait_run(run_id)["status"] == "succeeded"
 
     # And the run's steps ran once each
-    kinds = Counter(j["kind"] for j in p.sync.jobs_of_run(run_id))
+    kinds = Counter(j["kind"] for j in p.sync.jobs_of_run(user_id, run_id))
     assert kinds == {
         "sync.ingest_gmail": 1,
         "sync.ingest_calendar": 1,

@@ -11,6 +11,7 @@ import pytest
 from jobsys import Status, enqueue_many
 from tests.conftest import Env, StartWorkers
 from tests.support import kinds
+from tests.support.ids import job_ids
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -79,7 +80,7 @@ def test_a_handler_that_exits_its_process_is_dead_lettered_and_the_worker_keeps_
 
     # When a poison job that calls os._exit(1) runs among ordinary jobs
     poison = uuid.UUID(kinds.exits.delay("user-1", key="poison").id)
-    ordinary = enqueue_many("test.echo", [(f"user-{n}", {"value": n}) for n in range(20)])
+    ordinary = job_ids(enqueue_many("test.echo", [(f"user-{n}", {"value": n}) for n in range(20)]))
 
     # Then the poison job is dead-lettered after max_attempts as worker_lost
     job = wait_until(lambda: jobsys_env.finished(poison), timeout=40, what="the poison job to die")

@@ -26,7 +26,7 @@ def counters() -> redis.Redis:
     pid = os.getpid()
     if pid not in _clients:
         _clients.clear()
-        _clients[pid] = redis.Redis.from_url(runtime.resolve_urls().broker)
+        _clients[pid] = redis.Redis.from_url(runtime.current().urls.broker)
     return _clients[pid]
 
 

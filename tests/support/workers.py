@@ -15,6 +15,9 @@ from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
+# Workers run the test kinds beside the sync pipeline.
+WORKER_IMPORTS = "jobsys.tasks,tests.support.kinds"
+
 # Short periods so that recovery paths run in seconds (see design §3.3).
 FAST_SETTINGS = {
     "JOBSYS_RETRY_BASE": "0.2",

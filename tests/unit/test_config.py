@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from jobsys import ConfigError
-from jobsys.config import Settings, get_settings
+from jobsys.config import Settings
 
 
 @pytest.mark.parametrize(
@@ -20,13 +20,9 @@ def test_malformed_values_name_the_variable(
 ) -> None:
     # Given a malformed environment variable
     monkeypatch.setenv(variable, value)
-    get_settings.cache_clear()
-    try:
-        # When settings are read
-        with pytest.raises(ConfigError) as caught:
-            get_settings()
-    finally:
-        get_settings.cache_clear()
+    # When settings are read
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env()
     # Then the error names the variable and the value
     assert variable in str(caught.value)
     assert value in str(caught.value)

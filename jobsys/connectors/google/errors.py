@@ -1,7 +1,8 @@
 """Errors from Google calls, classified for jobsys's retry logic.
 
-Every error has ``reason``, ``retryable`` and ``retry_after``, the attributes
-the engine reads to decide whether and when to retry::
+Every error is a :class:`~jobsys.errors.JobsysError` with ``reason``, ``retryable``
+and ``retry_after``, the fields the engine reads to decide whether and when to
+retry::
 
     GoogleError            base; ``status`` is the HTTP status when there was one
     ├── AuthError          401; 403 other than rate limits; refresh refused  (auth)
@@ -21,12 +22,14 @@ import google.auth.exceptions
 import httplib2  # type: ignore[import-untyped]
 from googleapiclient.errors import HttpError  # type: ignore[import-untyped]
 
+from jobsys.errors import JobsysError
+
 _RATE_REASONS = frozenset(
     {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
 )
 
 
-class GoogleError(Exception):
+class GoogleError(JobsysError):
     """Base of every classified Google error.
 
     Parameters:
