@@ -47,8 +47,13 @@ def settle_failure(
     *,
     actor: str,
     canvas: Mapping[str, Any] | None = None,
+    why: Why = Why.RETRY,
 ) -> Settled:
-    """Put the job back after backoff (or postpone it) if it may succeed yet, else bury it."""
+    """Put the job back after backoff (or postpone it) if it may succeed yet, else bury it.
+
+    ``why`` names the retry's dispatch path (a worker's retry, the main process's
+    recovery of a lost child, the sweeper's expired lease).
+    """
     if failure.postpone:
         settled = _postpone(rt, job, failure)
     elif failure.retryable and job.attempt < job.max_attempts:
@@ -56,8 +61,8 @@ def settle_failure(
     else:
         settled = _bury(rt, job, failure, actor)
     if settled.outcome in (Outcome.RETRIED, Outcome.POSTPONED):
-        why = Why.RETRY if settled.outcome is Outcome.RETRIED else Why.POSTPONE
-        rt.dispatcher.send(Dispatch.of_job(job, why, countdown=settled.delay, canvas=canvas))
+        path = why if settled.outcome is Outcome.RETRIED else Why.POSTPONE
+        rt.dispatcher.send(Dispatch.of_job(job, path, countdown=settled.delay, canvas=canvas))
     notify(rt, job, settled.outcome, delay=settled.delay, reason=failure.reason, actor=actor)
     return settled
 

@@ -19,7 +19,7 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 
 from jobsys.engine import runtime
-from jobsys.engine.dispatch import canvas_of
+from jobsys.engine.dispatch import Why, canvas_of
 from jobsys.engine.failures import Failure
 from jobsys.engine.outcome import settle_failure
 from jobsys.errors import StoreUnavailableError
@@ -74,7 +74,9 @@ class JobRequest(Request):
             failure = Failure(type(exc).__name__, message, "", reason, True)
             # From the request's canvas options, so a chord member stays in its chord.
             canvas = canvas_of(self._context, retried=True)  # type: ignore[attr-defined]
-            settle_failure(rt, job, failure, actor=str(self.hostname), canvas=canvas)
+            settle_failure(
+                rt, job, failure, actor=str(self.hostname), canvas=canvas, why=Why.RECOVER
+            )
             return True
         except StoreUnavailableError:
             log.warning("recover.store_unavailable", job_id=self.id)

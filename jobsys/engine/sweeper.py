@@ -124,7 +124,7 @@ class Sweeper:
                 "worker_lost",
                 True,
             )
-            settle_failure(self.rt, job, lost, actor="sweeper")
+            settle_failure(self.rt, job, lost, actor="sweeper", why=Why.EXPIRED)
         return len(jobs)
 
     def note_broker(self) -> None:

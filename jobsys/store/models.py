@@ -34,6 +34,12 @@ class JobRow(Base):
         sa.Index("jobs_due_idx", "status", "run_after"),
         sa.Index("jobs_kind_created_idx", "kind", "created_at"),
         sa.Index(
+            "jobs_run_idx",
+            "user_id",
+            sa.text("(payload ->> 'run_id')"),
+            postgresql_where=sa.text("payload ? 'run_id'"),
+        ),
+        sa.Index(
             "jobs_unique_live_idx",
             "user_id",
             "kind",
