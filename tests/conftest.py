@@ -224,12 +224,13 @@ class Env:
         """Messages delivered to a worker and not yet acknowledged."""
         return int(self.redis.hlen("unacked"))
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         """Run the ``jobsys`` command against this test's servers."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSYS_")}
         env.update(self.environ)
+        env["PYTHONPATH"] = str(REPO)  # JOBSYS_IMPORTS names tests.support.kinds
         command = [str(Path(sys.executable).with_name("jobsys")), *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, cwd=cwd)
 
     def finished(self, job_id: uuid.UUID) -> Job | None:
         """The job once it reached a final status, else None (a probe for wait_until)."""

@@ -60,10 +60,10 @@ def settle_failure(
         settled = _retry(rt, job, failure)
     else:
         settled = _bury(rt, job, failure, actor)
+    notify(rt, job, settled.outcome, delay=settled.delay, reason=failure.reason, actor=actor)
     if settled.outcome in (Outcome.RETRIED, Outcome.POSTPONED):
         path = why if settled.outcome is Outcome.RETRIED else Why.POSTPONE
         rt.dispatcher.send(Dispatch.of_job(job, path, countdown=settled.delay, canvas=canvas))
-    notify(rt, job, settled.outcome, delay=settled.delay, reason=failure.reason, actor=actor)
     return settled
 
 

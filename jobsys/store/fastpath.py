@@ -32,9 +32,12 @@ def compiled(statement: sa.TextClause) -> str:
 class FastPath:
     """Per-thread autocommit connections to one database."""
 
-    def __init__(self, url: str, *, synchronous_commit: bool) -> None:
+    def __init__(
+        self, url: str, *, synchronous_commit: bool, connection_factory: Any = None
+    ) -> None:
         self._dsn = sa.engine.make_url(normalize_url(url)).set(drivername="postgresql")
         self._options = "" if synchronous_commit else "-c synchronous_commit=off"
+        self._factory = connection_factory  # psycopg2's, e.g. a LoggingConnection
         self._local = threading.local()
 
     def one(self, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -64,6 +67,7 @@ class FastPath:
                     options=self._options,
                     connect_timeout=5,
                     application_name="jobsys",
+                    connection_factory=self._factory,
                 )
             except psycopg2.OperationalError as e:
                 raise StoreUnavailableError(f"PostgreSQL unavailable: {e}") from e

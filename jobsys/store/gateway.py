@@ -55,11 +55,12 @@ class Store:
     commits accepted enqueues synchronously.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, connection_factory: Any = None) -> None:
         self.url = url
         self.durable = make_engine(url, pool_size=pool_size)
-        self.hot = FastPath(url, synchronous_commit=False)
-        self.hot_durable = FastPath(url, synchronous_commit=True)
+        hot = {"connection_factory": connection_factory}
+        self.hot = FastPath(url, synchronous_commit=False, **hot)
+        self.hot_durable = FastPath(url, synchronous_commit=True, **hot)
 
     def dispose(self, *, close: bool = True) -> None:
         self.durable.dispose(close=close)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis
 from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, Field
 
-from jobsys import JobContext, JobError, job
+from jobsys import Attempt, Hook, JobContext, JobError, Recorded, Runtime, job
 from jobsys.engine import runtime
+from jobsys.engine.dispatch import Dispatch
 
 _clients: dict[int, redis.Redis] = {}
 
@@ -100,3 +103,59 @@ def slow(ctx: JobContext, payload: Slow) -> dict[str, Any]:
         time.sleep(0.05)
     counters().incr(f"{payload.key}:successes")
     return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+class Patient(Keyed):
+    seconds: float = Field(gt=0, le=60)
+
+
+@job(kind="test.patient", payload=Patient, max_attempts=3, timeout=90, soft_timeout=80)
+def patient(ctx: JobContext, payload: Patient) -> dict[str, Any]:
+    """Heartbeats every 50 ms for ``seconds``; records its start and each beat in Redis."""
+    counters().rpush(f"{payload.key}:started", ctx.attempt)
+    deadline = time.monotonic() + payload.seconds
+    while time.monotonic() < deadline:
+        ctx.heartbeat()  # raises JobCancelled once the job is cancelled or revoked
+        counters().incr(f"{payload.key}:beats")
+        time.sleep(0.05)
+    counters().incr(f"{payload.key}:finished")
+    return {"beats": int(counters().get(f"{payload.key}:beats") or 0)}
+
+
+HOOK_LOG = "test-hooks:events"  # a Redis list of what the recording hook saw, in order
+
+
+class RecordingHook(Hook):
+    """Appends every engine event about a job to :data:`HOOK_LOG` (in the test's Redis db)."""
+
+    def before_dispatch(self, dispatch: Dispatch) -> Dispatch:
+        self._log(dispatch.job_id, f"dispatch:{dispatch.why.value}")
+        return dispatch
+
+    def after_claim(self, attempt: Attempt) -> None:
+        self._log(attempt.job.id, f"claim:{attempt.job.attempt}")
+
+    def around_handler(self, attempt: Attempt, call: Callable[[], Any]) -> Any:
+        self._log(attempt.job.id, f"run:{attempt.job.attempt}")
+        return call()
+
+    def after_record(self, recorded: Recorded) -> None:
+        self._log(recorded.job.id, f"record:{recorded.outcome.value}:{recorded.job.attempt}")
+
+    def _log(self, job_id: uuid.UUID, event: str) -> None:
+        counters().rpush(HOOK_LOG, f"{job_id} {os.getpid()} {event}")
+
+
+def jobsys_hooks(runtime: Runtime) -> list[Hook]:
+    """Workers started with ``JOBSYS_TEST_HOOKS=1`` record engine events (see RecordingHook)."""
+    return [RecordingHook()] if os.environ.get("JOBSYS_TEST_HOOKS") == "1" else []
+
+
+def hook_events(client: redis.Redis, job_id: uuid.UUID) -> list[tuple[int, str]]:
+    """(pid, event) of every recorded event about ``job_id``, in the order they happened."""
+    out = []
+    for line in client.lrange(HOOK_LOG, 0, -1):
+        ident, pid, event = line.decode().split(" ", 2)
+        if ident == str(job_id):
+            out.append((int(pid), event))
+    return out

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jobsys
 
 
@@ -41,3 +44,15 @@ def test_public_names_are_pinned() -> None:
 def test_celery_finds_the_app() -> None:
     # `celery -A jobsys` looks up jobsys.app
     assert jobsys.app.main == "jobsys"
+
+
+def test_importing_jobsys_loads_the_engine_only() -> None:
+    # When a fresh interpreter imports jobsys
+    code = (
+        "import jobsys, sys; print('googleapiclient' in sys.modules, 'jobsys.tasks' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+    # Then neither the Google client nor the sync pipeline came with it
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
