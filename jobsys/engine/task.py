@@ -111,29 +111,34 @@ def job(
         )
         registry.add(spec)
         _ensure_queue(queue)
-
-        def run(self: JobTask, /, user_id: str | None = None, **payload: Any) -> Any:
-            if self.request.called_directly:
-                return call_directly(spec, user_id, payload)
-            return execute(runtime.current(), self, spec, user_id)
-
-        run.__doc__ = fn.__doc__
-        # Unset limits fall back to task_time_limit / task_soft_time_limit (settings).
-        limits: dict[str, Any] = {"time_limit": timeout, "soft_time_limit": soft_timeout}
-        limits = {k: v for k, v in limits.items() if v is not None}
-        make: Any = app.task  # the typed overloads cannot see through **limits
-        task: JobTask = make(
-            bind=True,
-            base=JobTask,
-            name=kind,
-            queue=queue,
-            **limits,
-            ignore_result=not results,
-            spec=spec,
-        )(run)
-        return task
+        return _task(spec, fn, results=results)
 
     return decorate
+
+
+def _task(spec: JobSpec, fn: Callable[..., Any], *, results: bool) -> JobTask:
+    """The kind's Celery task on jobsys's app."""
+
+    def run(self: JobTask, /, user_id: str | None = None, **payload: Any) -> Any:
+        if self.request.called_directly:
+            return call_directly(spec, user_id, payload)
+        return execute(runtime.current(), self, spec, user_id)
+
+    run.__doc__ = fn.__doc__
+    # Unset limits fall back to task_time_limit / task_soft_time_limit (settings).
+    limits: dict[str, Any] = {"time_limit": spec.timeout, "soft_time_limit": spec.soft_timeout}
+    limits = {k: v for k, v in limits.items() if v is not None}
+    make: Any = app.task  # the typed overloads cannot see through **limits
+    task: JobTask = make(
+        bind=True,
+        base=JobTask,
+        name=spec.kind,
+        queue=spec.queue,
+        **limits,
+        ignore_result=not results,
+        spec=spec,
+    )(run)
+    return task
 
 
 def call_directly(spec: JobSpec, user_id: Any, payload: dict[str, Any]) -> Any:

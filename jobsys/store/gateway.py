@@ -23,7 +23,8 @@ from jobsys.errors import DuplicateJobError, JobNotFoundError, StoreUnavailableE
 from jobsys.store import queries as q
 from jobsys.store.db import make_engine
 from jobsys.store.fastpath import FastPath, compiled
-from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow, unknown_kind_entry
+from jobsys.store.fleet import FleetSql, audit_event
+from jobsys.store.records import Job, NewJob, unknown_kind_entry
 from jobsys.store.status import Status
 
 _SWEEP_LOCK_KEY = 0x6A6F6273  # "jobs"
@@ -40,11 +41,10 @@ _SQL = {
     "cancel_running": compiled(q.CANCEL_RUNNING),
     "heartbeat_job": compiled(q.HEARTBEAT_JOB),
     "running_on": compiled(q.FAIL_LOST),
-    "heartbeat_worker": compiled(q.HEARTBEAT_WORKER),
 }
 
 
-class Store:
+class Store(FleetSql):
     """Gateway to PostgreSQL.
 
     ``durable`` is a SQLAlchemy engine for everything that is not on a job's
@@ -288,7 +288,7 @@ class Store:
             row = conn.execute(q.REQUEST_CANCEL, {"id": job_id}).mappings().first()
             if row is not None:
                 detail = {"status": str(row["status"])}
-                _audit(conn, actor, "job.cancel", job_id, row["user_id"], detail)
+                audit_event(conn, actor, "job.cancel", job_id, row["user_id"], detail)
         return Job.from_row(row) if row else None
 
     # -- recovery ----------------------------------------------------------
@@ -322,95 +322,6 @@ class Store:
         """Hold a transaction-scoped advisory lock so one sweeper runs at a time."""
         with self.transaction() as conn:
             yield bool(conn.execute(q.SWEEP_LOCK, {"key": _SWEEP_LOCK_KEY}).scalar())
-
-    # -- workers -----------------------------------------------------------
-
-    def register_worker(
-        self, name: str, *, hostname: str, pid: int, queues: list[str], concurrency: int
-    ) -> None:
-        params = {
-            "name": name,
-            "hostname": hostname,
-            "pid": pid,
-            "queues": json.dumps(queues),
-            "concurrency": concurrency,
-        }
-        with self.transaction() as conn:
-            conn.execute(q.UPSERT_WORKER, params)
-            _audit(conn, name, "worker.start", None, None, {"pid": pid, "queues": queues})
-
-    def heartbeat_worker(self, name: str, pid: int) -> bool:
-        return self.hot.one(_SQL["heartbeat_worker"], {"name": name, "pid": pid}) is not None
-
-    def stop_worker(self, name: str, pid: int) -> None:
-        with self.transaction() as conn:
-            conn.execute(q.STOP_WORKER, {"name": name, "pid": pid})
-
-    def mark_dead_workers(self, dead_after: float) -> list[str]:
-        with self.transaction() as conn:
-            names = [r[0] for r in conn.execute(q.MARK_DEAD_WORKERS, {"dead_after": dead_after})]
-            for name in names:
-                _audit(conn, "sweeper", "worker.dead", None, None, {"worker": name})
-        return names
-
-    def dead_worker_names(self) -> list[str]:
-        with self.transaction() as conn:
-            return [r[0] for r in conn.execute(q.DEAD_WORKER_NAMES)]
-
-    def list_workers(self) -> list[WorkerRow]:
-        with self.transaction() as conn:
-            return [WorkerRow.from_row(r) for r in conn.execute(q.LIST_WORKERS).mappings()]
-
-    # -- dead letters ------------------------------------------------------
-
-    def get_dead_letter(self, letter_id: int) -> DeadLetter:
-        with self.transaction() as conn:
-            row = conn.execute(q.GET_DEAD_LETTER, {"id": letter_id}).mappings().first()
-        if row is None:
-            raise JobNotFoundError("dead letter", letter_id)
-        return DeadLetter.from_row(row)
-
-    def list_dead_letters(
-        self, *, kind: str | None = None, user_id: str | None = None, limit: int = 100
-    ) -> list[DeadLetter]:
-        params = {"kind": kind, "user_id": user_id, "limit": limit}
-        with self.transaction() as conn:
-            rows = conn.execute(q.LIST_DEAD_LETTERS, params).mappings().all()
-        return [DeadLetter.from_row(r) for r in rows]
-
-    def revive(self, letter: DeadLetter, *, actor: str) -> Job | None:
-        """Give a dead job a fresh set of attempts; ``None`` if it is no longer dead."""
-        with self.transaction() as conn:
-            row = conn.execute(q.REVIVE, {"id": letter.job_id}).mappings().first()
-            if row is None:
-                return None
-            conn.execute(q.MARK_LETTER_RETRIED, {"id": letter.id})
-            _audit(conn, actor, "dlq.retry", letter.job_id, letter.user_id, {"letter": letter.id})
-        return Job.from_row(row)
-
-    def dead_letter_of(self, job_id: uuid.UUID) -> DeadLetter | None:
-        """The newest dead letter of a job, if it has one."""
-        with self.transaction() as conn:
-            row = conn.execute(q.DEAD_LETTER_OF_JOB, {"job_id": job_id}).mappings().first()
-        return DeadLetter.from_row(row) if row else None
-
-    def purge_dead_letters(self, older_than: float, *, actor: str) -> int:
-        with self.transaction() as conn:
-            ids = [r[0] for r in conn.execute(q.PURGE_LETTERS, {"older_than": older_than})]
-            _audit(conn, actor, "dlq.purge", None, None, {"count": len(ids)})
-        return len(ids)
-
-    def audit(
-        self,
-        actor: str,
-        action: str,
-        *,
-        job_id: uuid.UUID | None = None,
-        user_id: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        with self.transaction() as conn:
-            _audit(conn, actor, action, job_id, user_id, detail or {})
 
 
 def _key(job: Job) -> dict[str, Any]:
@@ -451,24 +362,6 @@ def _duplicate(conn: sa.Connection, job: NewJob) -> DuplicateJobError:
     params = {"user_id": job.user_id, "kind": job.kind, "unique_key": key}
     existing = conn.execute(q.FIND_LIVE_UNIQUE, params).scalar()
     return DuplicateJobError(job.kind, job.user_id, key, existing)
-
-
-def _audit(
-    conn: sa.Connection,
-    actor: str,
-    action: str,
-    job_id: uuid.UUID | None,
-    user_id: str | None,
-    detail: dict[str, Any],
-) -> None:
-    params = {
-        "actor": actor,
-        "action": action,
-        "job_id": job_id,
-        "user_id": user_id,
-        "detail": json.dumps(detail),
-    }
-    conn.execute(q.AUDIT, params)
 
 
 def _is_connectivity(e: sa.exc.DBAPIError) -> bool:
