@@ -28,7 +28,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from celery import Celery
 from celery._state import get_current_worker_task
@@ -116,11 +116,19 @@ class Dispatch:
             countdown=countdown,
             payload=job.payload,
             canvas=canvas or {},
-            parent_id=_parent_job(besides=job.id),
+            parent_id=parent_job(besides=job.id),
         )
 
     @classmethod
-    def of_new(cls, new: NewJob, why: Why, *, canvas: Mapping[str, Any] | None = None) -> Dispatch:
+    def of_new(
+        cls,
+        new: NewJob,
+        why: Why,
+        *,
+        canvas: Mapping[str, Any] | None = None,
+        parent_id: uuid.UUID | Literal[False] | None = False,
+    ) -> Dispatch:
+        """``parent_id``: the publishing job, when the caller knows it (else looked up)."""
         return cls(
             job_id=new.id,
             user_id=new.user_id,
@@ -131,7 +139,7 @@ class Dispatch:
             countdown=new.delay,
             payload=new.payload,
             canvas=canvas or {},
-            parent_id=_parent_job(),
+            parent_id=parent_job() if parent_id is False else parent_id,
         )
 
     @classmethod
@@ -269,7 +277,7 @@ class Prepared:
     bulk: list[Dispatch]
 
 
-def _parent_job(besides: uuid.UUID | None = None) -> uuid.UUID | None:
+def parent_job(besides: uuid.UUID | None = None) -> uuid.UUID | None:
     """The job whose attempt runs in this thread, when one does (and is not ``besides``)."""
     task = get_current_worker_task()
     if task is None or getattr(task, "spec", None) is None:

@@ -13,7 +13,7 @@ from celery.result import AsyncResult
 from pydantic import BaseModel
 
 from jobsys.engine import runtime as _runtime
-from jobsys.engine.dispatch import MAX_PRIORITY, Dispatch, Why
+from jobsys.engine.dispatch import MAX_PRIORITY, Dispatch, Why, parent_job
 from jobsys.engine.registry import JobSpec, registry
 from jobsys.engine.results import JobResult
 from jobsys.engine.runtime import Runtime
@@ -133,7 +133,9 @@ def enqueue_many(
     # meanwhile. They are pushed only once the rows are committed.
     with ThreadPoolExecutor(max_workers=1) as pool:
         inserted = pool.submit(rt.store.insert_many, batch)
-        prepared = rt.dispatcher.prepare([Dispatch.of_new(new, Why.BULK) for new in batch])
+        parent = parent_job()
+        bulk = [Dispatch.of_new(new, Why.BULK, parent_id=parent) for new in batch]
+        prepared = rt.dispatcher.prepare(bulk)
         inserted.result()
     rt.dispatcher.push(prepared)
     return [JobResult(str(new.id), runtime=rt) for new in batch]
