@@ -3,25 +3,30 @@
 It follows the same state machine (``status.MOVES``) and passes the same
 contract suite as the PostgreSQL gateway. Time comes from ``clock`` so a test
 can move it on; one lock makes every call atomic, as each of the gateway's
-transitions is one statement.
+transitions is one statement. What goes in is stored as JSON would hold it
+(tuples become lists, keys strings; anything else raises ``TypeError``), and
+what comes out is a copy, as rows read from PostgreSQL are.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import itertools
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from jobsys.errors import DuplicateJobError, JobNotFoundError
+from jobsys.errors import DuplicateJobError, JobNotFoundError, OptionError
 from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow, unknown_kind_entry
 from jobsys.store.status import LIVE, MOVES, Status
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -53,6 +58,8 @@ class MemoryStore:
     def insert(self, job: NewJob) -> datetime:
         with self._lock:
             found = self.jobs.get(job.id)
+            if found is not None and found.user_id != job.user_id:
+                raise OptionError("task_id", str(job.id), "is the id of another user's job")
             if found is not None:
                 return found.run_after
             holder = self._unique_holder(job)
@@ -89,7 +96,7 @@ class MemoryStore:
             ok = job.status in MOVES["claim"].src and job.run_after <= now
             if not ok or job.cancel_requested:
                 return None
-            return self._put(
+            claimed = self._put(
                 job,
                 status=MOVES["claim"].dst,
                 attempt=job.attempt + 1,
@@ -98,6 +105,7 @@ class MemoryStore:
                 worker=worker,
                 worker_pid=pid,
             )
+            return _copy(claimed)
 
     def job_state(self, job_id: uuid.UUID) -> tuple[Status, datetime] | None:
         with self._lock:
@@ -109,7 +117,7 @@ class MemoryStore:
             found = self._holding(job, "succeed")
             if found is None:
                 return False
-            done = {"result": result, "finished_at": self.clock(), "lease_until": None}
+            done = {"result": _json(result), "finished_at": self.clock(), "lease_until": None}
             self._put(found, status=Status.SUCCEEDED, **done)
             return True
 
@@ -118,7 +126,7 @@ class MemoryStore:
             found = self._holding(job, "requeue")
             if found is None:
                 return None
-            back = self._put(found, errors=[*found.errors, error], **self._back(delay))
+            back = self._put(found, errors=[*found.errors, _json(error)], **self._back(delay))
             return back.run_after
 
     def postpone(self, job: Job, *, delay: float) -> datetime | None:
@@ -147,6 +155,7 @@ class MemoryStore:
             found = self._holding(job, "bury")
             if found is None:
                 return None
+            error = _json(error)
             return self._bury(
                 found, [*found.errors, error], error, traceback, reason, retryable, actor
             )
@@ -208,7 +217,7 @@ class MemoryStore:
             job = self.jobs.get(job_id)
             if job is None or job.status is not Status.RUNNING or job.worker != worker:
                 return None
-            return job if pid is None or job.worker_pid == pid else None
+            return _copy(job) if pid is None or job.worker_pid == pid else None
 
     def note_unknown_kind(
         self, job_id: uuid.UUID, *, worker: str, limit: int
@@ -243,7 +252,7 @@ class MemoryStore:
             job = self.jobs.get(job_id)
         if job is None:
             raise JobNotFoundError("job", job_id)
-        return job
+        return _copy(job)
 
     def list_jobs(
         self,
@@ -261,7 +270,7 @@ class MemoryStore:
                 and (status is None or j.status is status)
                 and (kind is None or j.kind == kind)
             ]
-        return sorted(found, key=lambda j: j.created_at, reverse=True)[:limit]
+        return _copy(sorted(found, key=lambda j: j.created_at, reverse=True)[:limit])
 
     def count_by_status(self, job_ids: Sequence[uuid.UUID] | None = None) -> dict[Status, int]:
         with self._lock:
@@ -284,7 +293,7 @@ class MemoryStore:
             else:
                 job = self._put(job, cancel_requested=True)
             self._audit(actor, "job.cancel", job_id, job.user_id, {"status": job.status.value})
-            return job
+            return _copy(job)
 
     # -- recovery ---------------------------------------------------------------
 
@@ -298,7 +307,7 @@ class MemoryStore:
                 and ((j.lease_until is not None and j.lease_until < now) or j.worker in dead)
             ]
         far = datetime.max.replace(tzinfo=UTC)
-        return sorted(found, key=lambda j: j.lease_until or far)[:limit]
+        return _copy(sorted(found, key=lambda j: j.lease_until or far)[:limit])
 
     def stale_queued(
         self,
@@ -320,7 +329,7 @@ class MemoryStore:
                 and (queues is None or j.queue in queues)
             ]
         found.sort(key=lambda j: (-j.priority, j.run_after))
-        return [_stale_row(j, now) for j in found[:limit]]
+        return _copy([_stale_row(j, now) for j in found[:limit]])
 
     @contextlib.contextmanager
     def sweep_lock(self) -> Iterator[bool]:
@@ -342,13 +351,13 @@ class MemoryStore:
                 name=name,
                 hostname=hostname,
                 pid=pid,
-                queues=list(queues),
+                queues=_json(list(queues)),
                 concurrency=concurrency,
                 status="alive",
                 started_at=now,
                 heartbeat_at=now,
             )
-            self._audit(name, "worker.start", None, None, {"pid": pid, "queues": queues})
+            self._audit(name, "worker.start", None, None, {"pid": pid, "queues": list(queues)})
 
     def heartbeat_worker(self, name: str, pid: int) -> bool:
         with self._lock:
@@ -383,7 +392,7 @@ class MemoryStore:
 
     def list_workers(self) -> list[WorkerRow]:
         with self._lock:
-            return sorted(self.workers.values(), key=lambda w: w.name)
+            return _copy(sorted(self.workers.values(), key=lambda w: w.name))
 
     # -- dead letters and audit -------------------------------------------------
 
@@ -392,7 +401,7 @@ class MemoryStore:
             letter = self.letters.get(letter_id)
         if letter is None:
             raise JobNotFoundError("dead letter", letter_id)
-        return letter
+        return _copy(letter)
 
     def list_dead_letters(
         self, *, kind: str | None = None, user_id: str | None = None, limit: int = 100
@@ -403,12 +412,12 @@ class MemoryStore:
                 for d in self.letters.values()
                 if (kind is None or d.kind == kind) and (user_id is None or d.user_id == user_id)
             ]
-        return sorted(found, key=lambda d: d.id, reverse=True)[:limit]
+        return _copy(sorted(found, key=lambda d: d.id, reverse=True)[:limit])
 
     def dead_letter_of(self, job_id: uuid.UUID) -> DeadLetter | None:
         with self._lock:
             found = [d for d in self.letters.values() if d.job_id == job_id]
-        return max(found, key=lambda d: d.id) if found else None
+        return _copy(max(found, key=lambda d: d.id)) if found else None
 
     def revive(self, letter: DeadLetter, *, actor: str) -> Job | None:
         with self._lock:
@@ -419,9 +428,11 @@ class MemoryStore:
             fresh = {"attempt": 0, "run_after": now, "finished_at": None, "errors": []}
             clear = {"cancel_requested": False, "worker": None, "worker_pid": None}
             job = self._put(job, status=Status.QUEUED, **fresh, **clear)
-            self.letters[letter.id] = dataclasses.replace(self.letters[letter.id], retried_at=now)
+            kept = self.letters.get(letter.id)  # purged meanwhile: the job is revived all the same
+            if kept is not None:
+                self.letters[letter.id] = dataclasses.replace(kept, retried_at=now)
             self._audit(actor, "dlq.retry", job.id, job.user_id, {"letter": letter.id})
-            return job
+            return _copy(job)
 
     def purge_dead_letters(self, older_than: float, *, actor: str) -> int:
         with self._lock:
@@ -442,7 +453,7 @@ class MemoryStore:
         detail: dict[str, Any] | None = None,
     ) -> None:
         with self._lock:
-            self._audit(actor, action, job_id, user_id, detail or {})
+            self._audit(actor, action, job_id, user_id, _json(detail or {}))
 
     def _audit(
         self,
@@ -463,7 +474,7 @@ def _job(new: NewJob, now: datetime, run_after: datetime) -> Job:
         kind=new.kind,
         queue=new.queue,
         priority=new.priority,
-        payload=dict(new.payload),
+        payload=_json(dict(new.payload)),
         status=Status.QUEUED,
         attempt=0,
         max_attempts=new.max_attempts,
@@ -479,6 +490,17 @@ def _job(new: NewJob, now: datetime, run_after: datetime) -> Job:
         started_at=None,
         finished_at=None,
     )
+
+
+def _json(value: T) -> T:
+    """The value as PostgreSQL's JSONB gives it back (``TypeError`` if JSON cannot hold it)."""
+    result: T = json.loads(json.dumps(value))
+    return result
+
+
+def _copy(value: T) -> T:
+    # Rows read from PostgreSQL share nothing with the store; neither do these.
+    return copy.deepcopy(value)
 
 
 def _first_start(errors: list[dict[str, Any]]) -> datetime | None:
