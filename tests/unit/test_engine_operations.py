@@ -1,0 +1,109 @@
+"""Operator actions: retrying a dead letter, cancelling a job."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from jobsys.engine import operations
+from jobsys.engine.dispatch import Why
+from jobsys.engine.hooks import Outcome
+from jobsys.engine.results import JobResult
+from jobsys.errors import InvalidTransitionError, JobNotFoundError
+from jobsys.store import Status
+from tests.support.engine import URGENT, Engine
+
+
+def buried(engine: Engine) -> tuple[uuid.UUID, int]:
+    """A job of the urgent kind (queue cpu, priority 6) buried on its first attempt."""
+    new = engine.put(URGENT)
+    job = engine.store.claim(new.id, "u1", lease=60.0, worker="node-1", pid=1)
+    assert job is not None
+    error = {"attempt": 1, "type": "RuntimeError", "message": "boom", "reason": "bug"}
+    letter = engine.store.bury(
+        job, error=error, traceback="", reason="bug", retryable=True, actor="node-1"
+    )
+    assert letter is not None
+    engine.forget()
+    return new.id, letter
+
+
+def test_retrying_a_dead_letter_revives_the_job_and_publishes_it(engine: Engine) -> None:
+    # Given a dead-lettered job
+    job_id, letter = buried(engine)
+
+    # When an operator retries it from the dead-letter queue
+    retried = operations.retry_dead_letter(engine.rt, letter, actor="op")
+
+    # Then it is queued with a fresh set of attempts and published on the DLQ path
+    assert retried == job_id
+    job = engine.store.get_job(job_id)
+    assert (job.status, job.attempt, job.errors) == (Status.QUEUED, 0, [])
+    assert [(d.why, d.job_id, d.queue, d.priority) for d in engine.hook.dispatched] == [
+        (Why.DLQ, job_id, "cpu", 6)
+    ]
+    assert engine.hook.names() == ["before_dispatch", "after_dispatch"]
+    (message,) = engine.broker.take("cpu")
+    assert (message.task_id, message.priority) == (str(job_id), 3)
+
+
+def test_a_second_retry_of_the_same_letter_is_refused(engine: Engine) -> None:
+    # Given a dead letter already retried
+    job_id, letter = buried(engine)
+    operations.retry_dead_letter(engine.rt, letter, actor="op")
+    engine.broker.take_all()
+    engine.forget()
+
+    # When it is retried again
+    with pytest.raises(InvalidTransitionError) as caught:
+        operations.retry_dead_letter(engine.rt, letter, actor="op")
+
+    # Then the error names the job and its status, and nothing is published
+    assert (caught.value.job_id, caught.value.status) == (job_id, "queued")
+    assert engine.hook.dispatched == []
+    assert engine.broker.take_all() == []
+
+
+def test_retrying_an_unknown_letter_is_not_found(engine: Engine) -> None:
+    with pytest.raises(JobNotFoundError):
+        operations.retry_dead_letter(engine.rt, 999, actor="op")
+
+
+def test_cancel_a_queued_job_records_it_cancelled(engine: Engine) -> None:
+    # Given a queued job
+    new = engine.put()
+
+    # When an operator cancels it
+    status = operations.cancel(engine.rt, new.id, actor="op")
+
+    # Then it is cancelled at once and the hooks hear of it
+    assert status is Status.CANCELLED
+    assert engine.hook.events == [("after_record", Outcome.CANCELLED, 0)]
+    assert engine.hook.recorded[0].actor == "op"
+
+
+def test_cancel_of_a_finished_job_is_refused(engine: Engine) -> None:
+    # Given a job cancelled already
+    new = engine.put()
+    operations.cancel(engine.rt, new.id, actor="op")
+
+    # When it is cancelled again
+    with pytest.raises(InvalidTransitionError) as caught:
+        operations.cancel(engine.rt, new.id, actor="op")
+
+    # Then the error says it is cancelled already
+    assert caught.value.status == "cancelled"
+
+
+def test_revoking_a_result_cancels_the_job_in_the_store(engine: Engine) -> None:
+    # Given a queued job's result
+    new = engine.put()
+    result = JobResult(str(new.id), runtime=engine.rt)
+
+    # When it is revoked, as Flower's Revoke button does
+    result.revoke()
+
+    # Then the job is cancelled in the store
+    assert result.state == "REVOKED"
+    assert engine.store.get_job(new.id).status is Status.CANCELLED
