@@ -65,6 +65,17 @@ def test_a_canvas_member_is_dispatched_with_its_celery_options(engine: Engine) -
     assert (message.task_id, message.headers["group"]) == (result.id, "g1")
 
 
+def test_a_plain_job_with_celery_options_is_a_first_dispatch(engine: Engine) -> None:
+    # When a job that is in no canvas is applied with one of Celery's options
+    result = submit(engine.rt, ECHO, "u1", {"value": 1}, expires=600)
+
+    # Then it is dispatched as a first publish (not a canvas member), the option honoured
+    assert isinstance(result, JobResult)
+    assert engine.hook.whys() == [Why.FIRST]
+    (message,) = engine.broker.take("default")
+    assert message.headers["expires"] is not None
+
+
 def test_enqueue_of_an_unknown_kind_names_it(engine: Engine) -> None:
     with pytest.raises(UnknownKindError, match=r"unit\.nope"):
         enqueue("unit.nope", user_id="u1", runtime=engine.rt)

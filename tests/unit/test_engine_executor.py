@@ -15,7 +15,7 @@ from celery.exceptions import Ignore, Retry
 
 from jobsys.engine import operations
 from jobsys.engine.dispatch import Why
-from jobsys.engine.hooks import Outcome
+from jobsys.engine.hooks import Hook, Outcome
 from jobsys.errors import JobError, JobPostponed, PayloadError
 from jobsys.store import Status
 from tests.support.engine import CALLBACK, ECHO, TASKS, Engine
@@ -29,8 +29,9 @@ def test_a_successful_attempt_is_recorded_with_the_hooks_in_order(engine: Engine
     # Given a queued job
     new = engine.put(payload={"value": 7})
 
-    # When its message is delivered, carrying trace headers
-    result = engine.deliver(new, headers={"traceparent": "00-abc-01"})
+    # When its message is delivered, carrying a trace header (Celery gives the request's
+    # custom headers to the task as request.headers)
+    result = engine.deliver(new, traceparent="00-abc-01")
 
     # Then the handler's result is returned and stored
     assert result == {"echo": 7, "attempt": 1}
@@ -212,6 +213,58 @@ def test_a_job_cancelled_while_running_stops_at_its_heartbeat(engine: Engine) ->
     # And the hooks heard of it once recorded; nothing was published
     assert engine.hook.events[-1] == ("after_record", Outcome.CANCELLED, 1)
     assert engine.broker.take_all() == []
+
+
+def test_a_heartbeat_that_finds_its_lease_lost_stops_the_attempt_quietly(
+    engine: Engine,
+) -> None:
+    # Given a job whose attempt overran: the sweeper requeued it while it still ran
+    def overran(ctx: Any, payload: Any) -> None:
+        ctx.runtime.store.requeue(ctx.job, delay=0.0, error={"type": "LeaseExpired"})
+        ctx.heartbeat()
+
+    new = engine.put()
+
+    # When it is delivered and its handler beats
+    with pytest.raises(Ignore):
+        engine.deliver(new, handled_by(overran))
+
+    # Then the attempt stops without recording anything: the job waits for its next one
+    job = engine.store.get_job(new.id)
+    assert (job.status, job.attempt, job.cancel_requested) == (Status.QUEUED, 1, False)
+    assert "after_record" not in engine.hook.names()
+    assert engine.broker.take_all() == []
+
+
+def test_handler_hooks_nest_the_first_outermost(engine: Engine) -> None:
+    # Given two hooks that note when they enter and leave the handler
+    trail: list[str] = []
+
+    class Around(Hook):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def around_handler(self, attempt: Any, call: Any) -> Any:
+            trail.append(f"{self.name}>")
+            try:
+                return call()
+            finally:
+                trail.append(f"<{self.name}")
+
+    engine.rt.hooks.add(Around("outer"))
+    engine.rt.hooks.add(Around("inner"))
+
+    def handler(ctx: Any, payload: Any) -> str:
+        trail.append("handler")
+        return "ok"
+
+    new = engine.put()
+
+    # When a job is delivered
+    assert engine.deliver(new, handled_by(handler)) == "ok"
+
+    # Then the first hook wraps the second, which wraps the handler
+    assert trail == ["outer>", "inner>", "handler", "<inner", "<outer"]
 
 
 def test_a_duplicate_delivery_of_a_running_job_is_ignored(engine: Engine) -> None:

@@ -10,6 +10,7 @@ from jobsys.engine import operations
 from jobsys.engine.dispatch import Why
 from jobsys.engine.hooks import Outcome
 from jobsys.engine.results import JobResult
+from jobsys.engine.worker import unknown_kind
 from jobsys.errors import InvalidTransitionError, JobNotFoundError
 from jobsys.store import Status
 from tests.support.engine import URGENT, Engine
@@ -94,6 +95,29 @@ def test_cancel_of_a_finished_job_is_refused(engine: Engine) -> None:
 
     # Then the error says it is cancelled already
     assert caught.value.status == "cancelled"
+
+
+def test_a_job_no_worker_knows_is_sent_again_then_buried_at_the_limit(engine: Engine) -> None:
+    # Given a queued job whose kind this worker lacks (unknown_kind_deliveries is 3)
+    new = engine.put()
+
+    # When it is delivered here three times
+    for _ in range(3):
+        unknown_kind(engine.rt, new.id, new.kind, "node-9")
+
+    # Then the first two deliveries send it again at once, and the third buries it
+    assert [(d.why, d.job_id, d.countdown) for d in engine.hook.dispatched] == [
+        (Why.SWEEP, new.id, 0.0)
+    ] * 2
+    assert len(engine.broker.take("default")) == 2
+    letter = engine.store.dead_letter_of(new.id)
+    assert letter is not None and (letter.reason, letter.worker) == ("unknown_kind", "node-9")
+    (recorded,) = engine.hook.recorded
+    assert (recorded.outcome, recorded.reason, recorded.actor) == (
+        Outcome.DEAD,
+        "unknown_kind",
+        "node-9",
+    )
 
 
 def test_revoking_a_result_cancels_the_job_in_the_store(engine: Engine) -> None:
