@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import uuid
 from typing import Any
 
@@ -183,7 +185,7 @@ def test_a_dispatch_from_inside_a_job_is_a_follow_up_for_the_hooks(engine: Engin
     assert engine.hook.events[1] == ("on_follow_up", parent, d.job_id)
 
 
-def test_hooks_are_called_outermost_first_and_may_each_evolve_the_dispatch() -> None:
+def test_hooks_run_in_order_each_evolving_the_dispatch() -> None:
     # Given two hooks adding headers, the second overriding one of the first's
     first, second = Recorder(headers={"a": 1, "b": 1}), Recorder(headers={"b": 2})
     hooks = Hooks([first, second, first])  # the same hook twice counts once
@@ -253,3 +255,36 @@ def test_dispatch_values_are_frozen_and_evolve() -> None:
     assert (d.countdown, d.why) == (0.0, Why.FIRST)
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.countdown = 1.0  # type: ignore[misc]
+
+
+def test_the_bulk_paths_redis_envelopes_carry_what_celery_would(engine: Engine) -> None:
+    # Given a hook adding a header, and bulk dispatches at priorities 0 and 5, one with a
+    # payload too long to show whole
+    engine.rt.hooks.add(Recorder(headers={"traceparent": "t"}))
+    low = dispatch(why=Why.BULK, payload={"value": 1})
+    high = dispatch(why=Why.BULK, priority=5, payload={"blob": "x" * 5000})
+
+    # When they are prepared for the Redis transport
+    prepared = engine.rt.dispatcher.prepare([low, high])
+
+    # Then each goes to its priority's list (the queue itself only for the most urgent), as an
+    # envelope whose body is Celery's: (user_id,), the payload, an empty canvas
+    assert set(prepared.lists) == {"default:9", "default:4"}
+    for key, d in (("default:9", low), ("default:4", high)):
+        (raw,) = prepared.lists[key]
+        envelope = json.loads(raw)
+        args, kwargs, embed = json.loads(base64.b64decode(envelope["body"]))
+        assert (args, kwargs) == (["u1"], dict(d.payload))
+        assert embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+        headers = envelope["headers"]
+        assert (headers["id"], headers["root_id"], headers["task"]) == (
+            str(d.job_id),
+            str(d.job_id),
+            ECHO.kind,
+        )
+        assert (headers["traceparent"], headers["argsrepr"]) == ("t", "('u1',)")
+        assert envelope["properties"]["priority"] == 9 - d.priority
+        assert envelope["properties"]["delivery_info"]["routing_key"] == "default"
+    # And Flower's view of a long payload is cut short
+    shown = json.loads(prepared.lists["default:4"][0])["headers"]["kwargsrepr"]
+    assert len(shown) == 1024 and shown.endswith("...")

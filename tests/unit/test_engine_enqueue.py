@@ -10,8 +10,9 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
 from jobsys import enqueue, enqueue_many
-from jobsys.engine.dispatch import Why
+from jobsys.engine.dispatch import Dispatch, Why
 from jobsys.engine.enqueue import submit
+from jobsys.engine.hooks import Hook
 from jobsys.engine.results import JobResult
 from jobsys.errors import (
     JobCancelled,
@@ -26,6 +27,16 @@ from tests.support.engine import ECHO, URGENT, Engine
 
 
 def test_enqueue_stores_the_job_then_publishes_it(engine: Engine) -> None:
+    # Given a hook that notes what the store was asked before each dispatch
+    asked: list[list[str]] = []
+
+    class Witness(Hook):
+        def before_dispatch(self, dispatch: Dispatch) -> Dispatch:
+            asked.append(list(engine.store.calls))
+            return dispatch
+
+    engine.rt.hooks.add(Witness())
+
     # When a job is enqueued with a priority and a delay
     result = enqueue(
         ECHO.kind, user_id="u1", payload={"value": 2}, priority=3, delay=30.0, runtime=engine.rt
@@ -36,7 +47,7 @@ def test_enqueue_stores_the_job_then_publishes_it(engine: Engine) -> None:
     job = engine.store.get_job(result.job_id)
     assert (job.user_id, job.payload, job.priority, job.max_attempts) == ("u1", {"value": 2}, 3, 3)
     assert job.run_after - job.created_at == timedelta(seconds=30)
-    assert engine.store.calls[0] == "insert"
+    assert asked == [["insert"]]  # the row exists before its message
     assert [(d.why, d.job_id, d.countdown) for d in engine.hook.dispatched] == [
         (Why.FIRST, job.id, 30.0)
     ]
