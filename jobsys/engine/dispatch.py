@@ -126,6 +126,7 @@ class Dispatch:
         why: Why,
         *,
         canvas: Mapping[str, Any] | None = None,
+        headers: Mapping[str, Any] | None = None,
         parent_id: uuid.UUID | Literal[False] | None = False,
     ) -> Dispatch:
         """``parent_id``: the publishing job, when the caller knows it (else looked up)."""
@@ -139,6 +140,7 @@ class Dispatch:
             countdown=new.delay,
             payload=new.payload,
             canvas=canvas or {},
+            headers=headers or {},
             parent_id=parent_job() if parent_id is False else parent_id,
         )
 

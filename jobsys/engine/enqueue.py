@@ -100,8 +100,10 @@ def submit(
     new = new_job(rt, spec, user_id, payload, task_id=task_id, **ours)
     rt.store.insert(new)
     headers = canvas.pop("headers", None) or {}
-    dispatch = Dispatch.of_new(new, Why.CANVAS if canvas else Why.FIRST, canvas=canvas)
-    rt.dispatcher.send(dispatch.evolve(headers=headers) if headers else dispatch)
+    dispatch = Dispatch.of_new(new, Why.FIRST, canvas=canvas, headers=headers)
+    if dispatch.in_canvas:
+        dispatch = dispatch.evolve(why=Why.CANVAS)
+    rt.dispatcher.send(dispatch)
     if dispatch.in_canvas:
         return AsyncResult(str(new.id), app=rt.app)
     return JobResult(str(new.id), runtime=rt)

@@ -20,7 +20,7 @@ from celery import Task
 from celery.exceptions import Ignore, Retry
 
 from jobsys.engine.context import JobContext
-from jobsys.engine.dispatch import Dispatch, Why, canvas_of
+from jobsys.engine.dispatch import MAX_PRIORITY, Dispatch, Why, canvas_of
 from jobsys.engine.failures import classify
 from jobsys.engine.hooks import Attempt, Outcome
 from jobsys.engine.outcome import notify, patiently, settle_failure
@@ -86,18 +86,28 @@ def _again(
     if user_id is None:
         return
     request = task.request
+    queue, priority = _placed(request, spec)
     dispatch = Dispatch(
         job_id=job_id,
         user_id=user_id,
         kind=spec.kind,
-        queue=spec.queue,
+        queue=queue,
         why=why,
-        priority=spec.priority,
+        priority=priority,
         countdown=wait,
         payload=dict(request.kwargs or {}),
         canvas=canvas_of(request),
     )
     rt.dispatcher.send(dispatch)
+
+
+def _placed(request: Any, spec: JobSpec) -> tuple[str, int]:
+    """The queue and jobsys priority the message was delivered with (the kind's if unknown)."""
+    info = request.delivery_info or {}
+    queue = info.get("routing_key") if info.get("exchange") == "" else None
+    broker = info.get("priority")
+    priority = MAX_PRIORITY - int(broker) if isinstance(broker, int) else spec.priority
+    return queue or spec.queue, priority
 
 
 def run_and_record(rt: Runtime, task: Task[Any, Any], spec: JobSpec, attempt: Attempt) -> Any:

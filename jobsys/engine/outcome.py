@@ -74,7 +74,7 @@ def _retry(rt: Runtime, job: Job, failure: Failure) -> Settled:
     if delay is None:
         delay = backoff(job.attempt, base=settings.retry_base, cap=settings.retry_cap)
     if rt.store.requeue(job, delay=delay, error=entry) is None:
-        return Settled(Outcome.LOST)
+        return _stopped_or_lost(rt, job)
     log.info(
         "job.retry",
         job_id=str(job.id),
@@ -84,6 +84,15 @@ def _retry(rt: Runtime, job: Job, failure: Failure) -> Settled:
         error=failure.message,
     )
     return Settled(Outcome.RETRIED, delay)
+
+
+def _stopped_or_lost(rt: Runtime, job: Job) -> Settled:
+    # A job asked to stop is not put back (the store refused): it ends cancelled.
+    # Else another party moved it on meanwhile, a late duplicate's record.
+    if rt.store.cancel_running(job):
+        log.info("job.cancelled", job_id=str(job.id), attempt=job.attempt)
+        return Settled(Outcome.CANCELLED)
+    return Settled(Outcome.LOST)
 
 
 def _bury(rt: Runtime, job: Job, failure: Failure, actor: str) -> Settled:
@@ -109,7 +118,7 @@ def _bury(rt: Runtime, job: Job, failure: Failure, actor: str) -> Settled:
 def _postpone(rt: Runtime, job: Job, failure: Failure) -> Settled:
     delay = failure.retry_after or 0.0
     if rt.store.postpone(job, delay=delay) is None:
-        return Settled(Outcome.LOST)
+        return _stopped_or_lost(rt, job)
     log.info(
         "job.postponed",
         job_id=str(job.id),

@@ -19,7 +19,12 @@ from typing import Any
 import psycopg2
 import sqlalchemy as sa
 
-from jobsys.errors import DuplicateJobError, JobNotFoundError, StoreUnavailableError
+from jobsys.errors import (
+    DuplicateJobError,
+    JobNotFoundError,
+    OptionError,
+    StoreUnavailableError,
+)
 from jobsys.store import queries as q
 from jobsys.store.db import make_engine
 from jobsys.store.fastpath import FastPath, compiled
@@ -110,6 +115,8 @@ class Store(FleetSql):
         if row is None:
             row = self.hot_durable.one(_SQL["run_after"], {"user_id": job.user_id, "id": job.id})
         if row is None:
+            if self.job_state(job.id) is not None:
+                raise OptionError("task_id", str(job.id), "is the id of another user's job")
             with self.transaction() as conn:
                 raise _duplicate(conn, job)
         return row["run_after"]  # type: ignore[no-any-return]

@@ -124,7 +124,7 @@ class MemoryStore:
     def requeue(self, job: Job, *, delay: float, error: dict[str, Any]) -> datetime | None:
         with self._lock:
             found = self._holding(job, "requeue")
-            if found is None:
+            if found is None or found.cancel_requested:
                 return None
             back = self._put(found, errors=[*found.errors, _json(error)], **self._back(delay))
             return back.run_after
@@ -132,7 +132,7 @@ class MemoryStore:
     def postpone(self, job: Job, *, delay: float) -> datetime | None:
         with self._lock:
             found = self._holding(job, "postpone")
-            if found is None:
+            if found is None or found.cancel_requested:
                 return None
             return self._put(found, attempt=found.attempt - 1, **self._back(delay)).run_after
 

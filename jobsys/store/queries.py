@@ -21,8 +21,10 @@ JOB_COLUMNS = (
 INSERT_JOB = sa.text(
     """
 INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key, run_after)
-VALUES (:id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
-        :unique_key, now() + make_interval(secs => :delay))
+SELECT :id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
+       :unique_key, now() + make_interval(secs => :delay)
+-- An id is one job's: the key is (user_id, id) since jobs is partitioned by user.
+WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = :id AND user_id <> :user_id)
 ON CONFLICT DO NOTHING
 RETURNING run_after
 """
@@ -77,6 +79,8 @@ UPDATE jobs SET {_REQUEUE.set()}, run_after = now() + make_interval(secs => :del
   lease_until = NULL, worker = NULL, worker_pid = NULL,
   errors = errors || CAST(:error AS jsonb)
 WHERE user_id = :user_id AND id = :id AND {_REQUEUE.where()} AND attempt = :attempt
+  -- A job asked to stop is not put back: the caller cancels it instead.
+  AND NOT cancel_requested
 RETURNING run_after
 """
 )
@@ -87,6 +91,7 @@ POSTPONE = sa.text(
 UPDATE jobs SET {_POSTPONE.set()}, run_after = now() + make_interval(secs => :delay),
   attempt = attempt - 1, lease_until = NULL, worker = NULL, worker_pid = NULL
 WHERE user_id = :user_id AND id = :id AND {_POSTPONE.where()} AND attempt = :attempt
+  AND NOT cancel_requested
 RETURNING run_after
 """
 )

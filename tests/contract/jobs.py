@@ -205,19 +205,22 @@ class JobsContract(ContractBase):
     def test_claim_loses_on_unknown_finished_and_cancel_requested_jobs(
         self, store: JobStore
     ) -> None:
-        # Given a succeeded job, and a job asked to stop while running then requeued
+        # Given a succeeded job, and a job asked to stop while running whose attempt
+        # failed: it is not put back in the queue, it is cancelled
         done = running(store)
         assert store.succeed(done, 1)
         flagged = running(store)
         store.request_cancel(flagged.id, actor="op")
-        assert store.requeue(flagged, delay=0.0, error=error_entry(flagged)) is not None
+        assert store.requeue(flagged, delay=0.0, error=error_entry(flagged)) is None
+        assert store.postpone(flagged, delay=0.0) is None
+        assert store.cancel_running(flagged)
 
         # When each, and an unknown id, are claimed
         claims = [claim(store, i) for i in (done.id, flagged.id, uuid.uuid4())]
 
         # Then every claim loses and the jobs stay as they were
         assert claims == [None, None, None]
-        assert store.get_job(flagged.id).status is Status.QUEUED
+        assert store.get_job(flagged.id).status is Status.CANCELLED
         assert store.get_job(done.id).status is Status.SUCCEEDED
 
     def test_job_state_is_status_and_run_after(self, store: JobStore) -> None:
