@@ -101,7 +101,9 @@ def submit(
     rt.store.insert(new)
     headers = canvas.pop("headers", None) or {}
     dispatch = Dispatch.of_new(new, Why.FIRST, canvas=canvas, headers=headers)
-    if dispatch.in_canvas:
+    # Celery's canvas applies its members with their place (chord, link...) or, for
+    # a chain's next step, with the parent and root it continues.
+    if dispatch.in_canvas or "root_id" in canvas or "parent_id" in canvas:
         dispatch = dispatch.evolve(why=Why.CANVAS)
     rt.dispatcher.send(dispatch)
     if dispatch.in_canvas:
