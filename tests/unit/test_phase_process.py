@@ -57,11 +57,15 @@ def test_meeting_counts_as_reciprocal_for_an_outbound_contact() -> None:
 
 
 def test_half_life_parameter() -> None:
-    # Given one outbound message ten days old
-    interactions = [Interaction("a@x.org", "message", "outbound", NOW - 10 * DAY, "m1")]
+    # Given one outbound message ten days older than the user's latest activity
+    interactions = [
+        Interaction("a@x.org", "message", "outbound", NOW - 10 * DAY, "m1"),
+        Interaction("b@x.org", "message", "outbound", NOW, "m2"),
+    ]
 
     # When / Then: with a 10-day half-life it is worth one half
-    assert rank(interactions, NOW, half_life_days=10)[0].score == 0.5
+    assert rank(interactions, NOW, half_life_days=10)[0].score == 1.0
+    assert rank(interactions, NOW, half_life_days=10)[1].score == 0.5
 
 
 def test_duplicates_count_once() -> None:
@@ -187,3 +191,19 @@ def test_digest_counts_top_contacts_and_upcoming_meetings() -> None:
 def test_digest_of_nothing() -> None:
     # When / Then
     assert digest(ME, [], [], [], NOW)["top_contacts"] == []
+
+
+# -- issue 13 item 11: rankings that make sense ----------------------------------
+
+
+def test_scores_are_measured_from_the_latest_activity() -> None:
+    # Given a mailbox whose latest activity is 400 days before now
+    last = NOW - 400 * DAY
+    interactions = [
+        Interaction("a@x.org", "message", "outbound", last, "m1"),
+        Interaction("b@x.org", "message", "inbound", last - 30 * DAY, "m2"),
+    ]
+
+    # When / Then: one message the user sent at that moment is worth one point
+    scores = rank(interactions, NOW)
+    assert [(s.addr, s.score) for s in scores] == [("a@x.org", 1.0), ("b@x.org", 0.25)]
