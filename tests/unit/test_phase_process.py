@@ -11,8 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobsys.connectors.phases.extract import Interaction
-from jobsys.connectors.phases.normalize import Address, Attendee, NormalizedEvent
+from jobsys.connectors.google.emulator.settings import EmulatorConfig
+from jobsys.connectors.google.emulator.world import World
+from jobsys.connectors.phases.extract import Interaction, extract
+from jobsys.connectors.phases.normalize import (
+    Address,
+    Attendee,
+    NormalizedEvent,
+    NormalizedMessage,
+    normalize_event,
+    normalize_message,
+)
 from jobsys.connectors.phases.process import ContactScore, digest, rank
 from tests.unit.test_phase_extract import ME, attendee, event, message
 
@@ -207,3 +216,34 @@ def test_scores_are_measured_from_the_latest_activity() -> None:
     # When / Then: one message the user sent at that moment is worth one point
     scores = rank(interactions, NOW)
     assert [(s.addr, s.score) for s in scores] == [("a@x.org", 1.0), ("b@x.org", 0.25)]
+
+
+def test_an_active_long_term_contact_outranks_a_one_off_sender() -> None:
+    # Given a generated mailbox and calendar dated as the emulator dates them by default,
+    # and one message from a new sender arriving now
+    world = World(EmulatorConfig(users=1, seed=7, messages_per_user=150, events_per_user=30))
+    state = world.user(world.users()[0].email)
+    messages = [
+        normalize_message(m.id, m.thread_id, m.raw, m.labels, m.facts.sent_at)
+        for m in state.mailbox.messages.values()
+    ]
+    now = datetime.now(UTC)
+    one_off = b"From: New Colleague <new@partner.example>\r\nTo: user1@example.com\r\n\r\nhi"
+    messages.append(normalize_message("new", "new", one_off, ["INBOX"], now))
+    events = [normalize_event(e) for e in state.calendar.events.values()]
+
+    # When the user's contacts are ranked now
+    found = extract(
+        state.email,
+        [m for m in messages if isinstance(m, NormalizedMessage)],
+        [e for e in events if isinstance(e, NormalizedEvent)],
+    )
+    scores = {s.addr: s for s in rank(found.interactions, now)}
+
+    # Then the contact the user exchanged most with ranks first, far above the newcomer,
+    # and the scores are numbers a person can read (points, not 1e-06)
+    busiest = max(scores.values(), key=lambda s: s.messages_out + s.messages_in + s.meetings)
+    assert busiest.messages_out >= 5 and busiest.messages_in >= 5
+    assert busiest.rank < scores["new@partner.example"].rank
+    assert busiest.score > 10 * scores["new@partner.example"].score
+    assert 1 <= busiest.score <= 1000
