@@ -6,6 +6,7 @@ import itertools
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 from hypothesis import given, settings
@@ -224,12 +225,15 @@ def test_an_active_long_term_contact_outranks_a_one_off_sender() -> None:
     world = World(EmulatorConfig(users=1, seed=7, messages_per_user=150, events_per_user=30))
     state = world.user(world.users()[0].email)
     messages = [
-        normalize_message(m.id, m.thread_id, m.raw, m.labels, m.facts.sent_at)
+        normalize_message(m.id, m.thread_id, m.raw, m.labels)
         for m in state.mailbox.messages.values()
     ]
     now = datetime.now(UTC)
-    one_off = b"From: New Colleague <new@partner.example>\r\nTo: user1@example.com\r\n\r\nhi"
-    messages.append(normalize_message("new", "new", one_off, ["INBOX"], now))
+    one_off = (
+        "From: New Colleague <new@partner.example>\r\nTo: user1@example.com\r\n"
+        f"Date: {format_datetime(now)}\r\n\r\nhi"
+    )
+    messages.append(normalize_message("new", "new", one_off.encode(), ["INBOX"]))
     events = [normalize_event(e) for e in state.calendar.events.values()]
 
     # When the user's contacts are ranked now
