@@ -9,11 +9,13 @@ from email.errors import InvalidHeaderDefect
 from email.headerregistry import Address as StdAddress
 from email.message import EmailMessage
 from email.parser import BytesParser
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from jobsys.connectors.phases import addresses
 from jobsys.connectors.phases.normalize import Address, NormalizedMessage, normalize_message
 
 DATE = b"Date: Tue, 04 Feb 2025 09:30:00 +0100\r\n"
@@ -180,3 +182,26 @@ def test_messages_from_email_generator_read_as_the_standard_parser_reads_them(
         for people in (message.senders, message.to, message.cc)
     ]
     assert (message.subject, got) == _standard(raw)
+
+
+def test_the_standard_parser_reads_a_bounded_share_of_a_hostile_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a count of what the standard parser is asked to read (its cost grows
+    # faster than linearly on such input: 8,000 parentheses take about a second)
+    read: list[int] = []
+
+    class Counting:
+        def header_factory(self, name: str, value: str) -> Any:
+            read.append(len(value))
+            return email.policy.default.header_factory(name, value)
+
+    monkeypatch.setattr(addresses, "_STANDARD", Counting())
+    hostile = ", ".join(["(" * 200 + "x" + ")" * 200] * 150)
+
+    # When a message with that To field is normalized
+    message = _ok(f"From: a@example.com\r\nTo: {hostile}\r\n\r\nx".encode())
+
+    # Then the parser saw at most its budget, and the field yields nothing
+    assert sum(read) <= addresses.STANDARD_BUDGET
+    assert message.to == ()

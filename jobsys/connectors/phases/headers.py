@@ -45,6 +45,7 @@ from email.utils import parsedate_to_datetime
 from jobsys.connectors.phases import mime
 
 MAX_HEADER_CHARS = 65_536
+MAX_STANDARD_TEXT = 4_096
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _MSG_ID = re.compile(r"<[^<>\s]+>")
@@ -157,14 +158,22 @@ def decode_text(name: str, value: str, defects: list[str]) -> str:
     """Decode an unstructured value (Subject) as ``email.policy.default`` does, squashed."""
     if not mime.has_encoded_word(value):
         return mime.squash(value)
-    try:
-        text = str(_STANDARD.header_factory(name, value))
-    except Exception:  # the standard header parser has undocumented failure modes
-        text = "\ufffd"
-    if "\ufffd" in text and "\ufffd" not in value:
+    text = _standard_text(name, value)
+    if text is None or ("\ufffd" in text and "\ufffd" not in value):
         text, word_defects = mime.decode_words(value)
         defects.extend(f"{name}: {d}" for d in word_defects)
     return mime.squash(text)
+
+
+def _standard_text(name: str, value: str) -> str | None:
+    # Past a few thousand characters the standard parser's cost grows quadratically on
+    # hostile input; mime.decode_words reads the same words in linear time.
+    if len(value) > MAX_STANDARD_TEXT:
+        return None
+    try:
+        return str(_STANDARD.header_factory(name, value))
+    except Exception:  # the standard header parser has undocumented failure modes
+        return None
 
 
 def subject(msg: Message, defects: list[str]) -> str:
