@@ -179,3 +179,21 @@ def test_unflow_respects_quote_depth_and_delsp() -> None:
     # When / Then
     assert unflow(quoted) == "> one two\nmine end"
     assert unflow(delsp, delete_space=True) == "日本語"
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        # a non-text codec named as charset
+        (HEAD + b"Content-Type: text/plain; charset=quopri\r\n\r\ncaf\xe9\r\n", "café"),
+        # 8-bit bytes in a boundary-less multipart's type and first line; its one part
+        # has no header fields (and a Message without fields is falsy)
+        (
+            HEAD + b"Content-Type: multipart/mixed\xe9\r\n\r\n--b\xe9\r\n\r\ntext\r\n--b\xe9--\r\n",
+            "text",
+        ),
+    ],
+)
+def test_odd_bodies_found_by_fuzzing_are_read(raw: bytes, text: str) -> None:
+    # When / Then: the text, not an internal error
+    assert _ok(raw).text_body == text

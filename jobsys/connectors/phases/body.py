@@ -138,9 +138,10 @@ def _recovered(leaves: list[Message], defects: list[str]) -> Message | None:
             continue
         maintype, subtype = leaf.get_content_type().split("/")
         if maintype == "multipart":
-            leaf = _reparsed(leaf, defects) or leaf
-            inner = find_body(leaf) if leaf.is_multipart() else None
-            ranked.append((0, position, inner or leaf))
+            # Explicit None tests: a Message without fields is falsy (len() counts fields).
+            again = _reparsed(leaf, defects)
+            inner = find_body(again) if again is not None else None
+            ranked.append((0, position, inner if inner is not None else leaf))
         elif maintype == "text" and subtype != "calendar":
             rank = PREFERENCES.index(subtype) if subtype in PREFERENCES else len(PREFERENCES)
             ranked.append((rank, position, leaf))
@@ -161,7 +162,8 @@ def _reparsed(part: Message, defects: list[str]) -> Message | None:
         return None
     boundary = found.group(1)
     head = f'Content-Type: {part.get_content_type()}; boundary="{boundary}"\r\n\r\n'
-    data = head.encode() + payload.encode("ascii", "surrogateescape")
+    # Surrogates are the bytes the parser could not decode; anything else is text.
+    data = (head + payload).encode("utf-8", "surrogateescape")
     again = headers.RAW_PARSER.parsebytes(data)
     if not again.is_multipart():
         return None

@@ -29,6 +29,7 @@ language model, which this module does not guess at.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from dataclasses import dataclass
 from email.header import decode_header
@@ -70,6 +71,7 @@ class Decoded:
     defect: str | None = None
 
 
+@functools.lru_cache(maxsize=256)
 def lookup_codec(charset: str | None) -> str | None:
     """Return the canonical codec name for a MIME charset label, or None if unknown."""
     if not charset:
@@ -79,9 +81,16 @@ def lookup_codec(charset: str | None) -> str | None:
     if label in ("unknown-8bit", "x-unknown", ""):
         return None
     try:
-        return codecs.lookup(label).name
+        name = codecs.lookup(label).name
     except (LookupError, ValueError):
         return None
+    try:
+        b"a".decode(name)  # "quopri", "base64"... are codecs, but not of text
+    except LookupError:
+        return None
+    except UnicodeDecodeError:
+        pass  # a text codec that needs more than one byte (UTF-16...)
+    return name
 
 
 def decode_bytes(data: bytes, charset: str | None) -> Decoded:
