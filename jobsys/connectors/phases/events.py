@@ -62,7 +62,7 @@ class NormalizedEvent:
     recurrence: tuple[str, ...]
     original_start_at: datetime | None = None
     defects: tuple[str, ...] = ()
-    ical_uid: str | None = None
+    ical_uid: str | None = None  # iCalendar UID: what mailed invitations of it carry
 
 
 @dataclass(frozen=True)
