@@ -10,6 +10,9 @@ on one in-process emulator whose Gmail quota is scaled down (``--quota`` units/s
 (``demo_sync.sync_round``: one ``sync_user`` job per user). The workers' guards
 get the emulator's per-user quota as their limits (``limiter_env``).
 
+The mail is the emulator's generated mix (``emulator/mime.py``: encoded words,
+8-bit headers, the MIME shapes and charsets of issue 13, invitations), dated up to today.
+
 Printed per phase (ingest, normalize, extract, process): jobs, retries, dead,
 wall time from the first start (of a job's first attempt) to the last finish of
 that phase's jobs, and items (messages + events) per second over that time. The
@@ -374,12 +377,15 @@ def normalize_alone(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dic
         jobs = [dict(j) for j in rows.mappings()]
     done = [_items(j["result"]) for j in jobs]
     n = sum(m + e for m, e in done)
+    messages = sum(m for m, _ in done)
     seconds, busy = _span(jobs), _busy(jobs)
     return {
         "jobs": len(jobs),
         "items": n,
         "seconds": seconds,
         "rate": n / seconds if seconds else 0.0,
+        # Messages over the whole wall time, events included in it: the conservative figure.
+        "msg_rate": messages / seconds if seconds else 0.0,
         "busy": busy,
         "busy_rate": n / busy if busy else 0.0,
     }
@@ -439,8 +445,8 @@ def print_run(n: int, res: dict[str, Any]) -> None:
         print(
             f"normalize alone (all {alone['jobs']:.0f} batches enqueued at once, idle workers): "
             f"{alone['items']:.0f} items in {alone['seconds']:.2f} s -> {alone['rate']:,.0f} "
-            f"items/s; busy {alone['busy']:.2f} s -> {alone['busy_rate']:,.0f} per busy "
-            f"process-second"
+            f"items/s ({alone['msg_rate']:,.0f} messages/s); busy {alone['busy']:.2f} s -> "
+            f"{alone['busy_rate']:,.0f} per busy process-second"
         )
     print()
     print_quota_table(res["quota"])
@@ -481,8 +487,9 @@ def summary(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     alone = [r["alone"] for r in results if r["alone"]]
     if alone:
         rate = statistics.median(a["rate"] for a in alone)
+        msg_rate = statistics.median(a["msg_rate"] for a in alone)
         print(f"  normalize alone {statistics.median(a['seconds'] for a in alone):>7.2f} s", end="")
-        print(f"  {rate:>23,.0f} items/s")
+        print(f"  {msg_rate:>8,.0f} msg/s  {rate:>8,.0f} items/s")
     dead = [r["phases"]["ingest"]["dead"] for r in results]
     print(f"  dead ingest jobs per run: {', '.join(f'{d:.0f}' for d in dead)} (of {args.users})")
     print("\ntargets:")
@@ -498,8 +505,16 @@ def summary(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     ]
     if alone:
         rate = statistics.median(a["rate"] for a in alone)
+        msg_rate = statistics.median(a["msg_rate"] for a in alone)
         checks.append(
             ("normalization >= 1,000 items/s (alone, wall)", f"{rate:,.0f}/s", rate >= 1000)
+        )
+        checks.append(
+            (
+                "normalization >= 1,000 messages/s (alone, wall)",
+                f"{msg_rate:,.0f}/s",
+                msg_rate >= 1000,
+            )
         )
     for what, value, ok in checks:
         print(f"  {what:<52}{value:>10}  {'MET' if ok else 'MISSED'}")

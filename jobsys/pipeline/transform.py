@@ -11,6 +11,7 @@ from jobsys.connectors.phases.normalize import (
     Address,
     Attendee,
     EventError,
+    Invite,
     MessageError,
     NormalizedEvent,
     NormalizedMessage,
@@ -35,7 +36,9 @@ def normalize_batch(
 
 
 def _message_row(raw: dict[str, Any]) -> dict[str, Any]:
-    parsed = normalize_message(raw["gmail_id"], raw["thread_id"], raw["raw"], raw["label_ids"])
+    parsed = normalize_message(
+        raw["gmail_id"], raw["thread_id"], raw["raw"], raw["label_ids"], raw.get("internal_date")
+    )
     if isinstance(parsed, MessageError):
         return {
             "gmail_id": parsed.gmail_id,
@@ -43,6 +46,7 @@ def _message_row(raw: dict[str, Any]) -> dict[str, Any]:
             "subject": None,
             "from_addr": None,
             "from_name": None,
+            "from_addrs": [],
             "to_addrs": [],
             "cc_addrs": [],
             "sent_at": None,
@@ -50,6 +54,7 @@ def _message_row(raw: dict[str, Any]) -> dict[str, Any]:
             "text_body": None,
             "error": parsed.error,
             "defects": [],
+            "invites": [],
         }
     return {
         "gmail_id": parsed.gmail_id,
@@ -57,14 +62,74 @@ def _message_row(raw: dict[str, Any]) -> dict[str, Any]:
         "subject": parsed.subject,
         "from_addr": parsed.from_addr,
         "from_name": parsed.from_name,
-        "to_addrs": [{"addr": a.addr, "name": a.name} for a in parsed.to],
-        "cc_addrs": [{"addr": a.addr, "name": a.name} for a in parsed.cc],
+        "from_addrs": _addresses_json(parsed.senders),
+        "to_addrs": _addresses_json(parsed.to),
+        "cc_addrs": _addresses_json(parsed.cc),
         "sent_at": parsed.sent_at,
         "labels": list(parsed.labels),
         "text_body": parsed.text_body,
         "error": None,
         "defects": list(parsed.defects),
+        "invites": [_invite_json(i) for i in parsed.invites],
     }
+
+
+def _addresses_json(found: tuple[Address, ...]) -> list[dict[str, str]]:
+    return [{"addr": a.addr, "name": a.name} for a in found]
+
+
+def _addresses(rows: list[dict[str, str]]) -> tuple[Address, ...]:
+    return tuple(Address(a["addr"], a["name"]) for a in rows)
+
+
+def _attendee_json(a: Attendee) -> dict[str, Any]:
+    return {
+        "addr": a.addr,
+        "name": a.name,
+        "response_status": a.response_status,
+        "organizer": a.organizer,
+        "self": a.self,
+        "resource": a.resource,
+    }
+
+
+def _invite_json(invite: Invite) -> dict[str, Any]:
+    # jsonb holds no datetimes: times travel as ISO 8601 strings.
+    return {
+        "uid": invite.uid,
+        "method": invite.method,
+        "status": invite.status,
+        "sequence": invite.sequence,
+        "summary": invite.summary,
+        "start_at": _iso(invite.start_at),
+        "end_at": _iso(invite.end_at),
+        "all_day": invite.all_day,
+        "organizer": invite.organizer,
+        "attendees": [_attendee_json(a) for a in invite.attendees],
+    }
+
+
+def _invite(row: dict[str, Any]) -> Invite:
+    return Invite(
+        uid=row["uid"],
+        method=row["method"],
+        status=row["status"],
+        sequence=row["sequence"],
+        summary=row["summary"],
+        start_at=_from_iso(row["start_at"]),
+        end_at=_from_iso(row["end_at"]),
+        all_day=row["all_day"],
+        organizer=row["organizer"],
+        attendees=tuple(Attendee(**a) for a in row["attendees"]),
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _event_row(body: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +146,7 @@ def _event_row(body: dict[str, Any]) -> dict[str, Any]:
             "organizer": None,
             "recurring_event_id": None,
             "error": parsed.error,
+            "ical_uid": None,
         }
     return {
         "event_id": parsed.event_id,
@@ -89,20 +155,11 @@ def _event_row(body: dict[str, Any]) -> dict[str, Any]:
         "start_at": parsed.start_at,
         "end_at": parsed.end_at,
         "all_day": parsed.all_day,
-        "attendees": [
-            {
-                "addr": a.addr,
-                "name": a.name,
-                "response_status": a.response_status,
-                "organizer": a.organizer,
-                "self": a.self,
-                "resource": a.resource,
-            }
-            for a in parsed.attendees
-        ],
+        "attendees": [_attendee_json(a) for a in parsed.attendees],
         "organizer": parsed.organizer,
         "recurring_event_id": parsed.recurring_event_id,
         "error": None,
+        "ical_uid": parsed.ical_uid,
     }
 
 
@@ -114,14 +171,16 @@ def _messages(sync: SyncStore, user_id: str) -> list[NormalizedMessage]:
             subject=r["subject"] or "",
             from_addr=r["from_addr"] or "",
             from_name=r["from_name"] or "",
-            to=tuple(Address(a["addr"], a["name"]) for a in r["to_addrs"]),
-            cc=tuple(Address(a["addr"], a["name"]) for a in r["cc_addrs"]),
+            senders=_addresses(r["from_addrs"]),
+            to=_addresses(r["to_addrs"]),
+            cc=_addresses(r["cc_addrs"]),
             sent_at=r["sent_at"],
             labels=tuple(r["labels"]),
             text_body=r["text_body"] or "",
             message_id=None,
             in_reply_to=None,
             references=(),
+            invites=tuple(_invite(i) for i in r["invites"]),
         )
         for r in sync.messages(user_id)
         if not r["error"]
@@ -141,6 +200,7 @@ def _events(sync: SyncStore, user_id: str) -> list[NormalizedEvent]:
             organizer=r["organizer"],
             recurring_event_id=r["recurring_event_id"],
             recurrence=(),
+            ical_uid=r["ical_uid"],
         )
         for r in sync.events(user_id)
         if not r["error"]

@@ -194,6 +194,9 @@ class MessageRow(Base):
     text_body: Mapped[str | None] = mapped_column(sa.Text)
     error: Mapped[str | None] = mapped_column(sa.Text)
     defects: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+    # Every From mailbox ({"addr", "name"}); from_addr/from_name repeat the first.
+    from_addrs: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+    invites: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
 
 
 class EventRow(Base):
@@ -210,6 +213,7 @@ class EventRow(Base):
     organizer: Mapped[str | None] = mapped_column(sa.Text)
     recurring_event_id: Mapped[str | None] = mapped_column(sa.Text)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    ical_uid: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class ContactRow(Base):

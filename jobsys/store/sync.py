@@ -264,7 +264,7 @@ class SyncStore:
         with self._tx() as conn:
             rows = conn.execute(
                 sa.text(
-                    "SELECT gmail_id, thread_id, label_ids, raw FROM raw_messages"
+                    "SELECT gmail_id, thread_id, label_ids, raw, internal_date FROM raw_messages"
                     " WHERE user_id = :u AND gmail_id = ANY(:ids)"
                 ),
                 {"u": user_id, "ids": list(ids)},

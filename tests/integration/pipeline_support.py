@@ -161,12 +161,12 @@ def pipeline_factory(
 
 
 def message_facts(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
-    """gmail id -> (thread, subject, from, to, cc, sent_at, labels) of synced messages."""
+    """gmail id -> (thread, subject, senders, to, cc, sent_at, labels) of synced messages."""
     return {
         r["gmail_id"]: (
             r["thread_id"],
             r["subject"],
-            r["from_addr"] or None,
+            [a["addr"] for a in r["from_addrs"]],
             [a["addr"] for a in r["to_addrs"]],
             [a["addr"] for a in r["cc_addrs"]],
             r["sent_at"],
@@ -182,7 +182,7 @@ def truth_message_facts(truth: list[TruthMessage]) -> dict[str, tuple[Any, ...]]
         t["id"]: (
             t["thread_id"],
             t["subject"],
-            t["sender"].lower() if t["sender"] else None,
+            [a.lower() for a in t["senders"]],
             [a.lower() for a in t["to"]],
             [a.lower() for a in t["cc"]],
             t["sent_at"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +13,7 @@ from jobsys.connectors.phases.normalize import (
     Attendee,
     NormalizedEvent,
     NormalizedMessage,
+    normalize_message,
 )
 
 ME = "me@example.com"
@@ -195,3 +197,42 @@ def test_empty_user_is_rejected() -> None:
     # When / Then
     with pytest.raises(ValueError, match="user_email"):
         extract("  ", [], [])
+
+
+def test_only_contactable_addresses_become_contacts() -> None:
+    # Given messages keeping mailboxes without "@" or a dotted domain, as the headers had them
+    received = message("m1", Address("foo", ""), (Address(ME, ""),))
+    sent = message(
+        "m2",
+        Address(ME, ""),
+        (Address("xx", ""), Address("mikel@lindsaar", ""), Address("bob@example.org", "Bob")),
+        labels=("SENT",),
+    )
+
+    # When / Then: extraction leaves them out; the real recipient is kept
+    found = extract(ME, [received, sent], [])
+    assert [c.addr for c in found.contacts] == ["bob@example.org"]
+
+
+def test_every_from_mailbox_is_an_inbound_interaction() -> None:
+    # Given a message with two From mailboxes
+    ann, bob = Address("ann@example.org", "Ann"), Address("bob@example.org", "Bob")
+    mail = replace(message("m1", ann, (Address(ME, ""),)), senders=(ann, bob))
+
+    # When / Then
+    assert extract(ME, [mail], []).interactions == (
+        Interaction("ann@example.org", "message", "inbound", T1, "m1"),
+        Interaction("bob@example.org", "message", "inbound", T1, "m1"),
+    )
+
+
+def test_a_message_dated_only_by_gmail_counts() -> None:
+    # Given a message without a Date header, normalized with its internalDate
+    raw = b"From: Ann <ann@example.org>\r\nTo: me@example.com\r\nSubject: undated\r\n\r\nx"
+    mail = normalize_message("g1", "t1", raw, ["INBOX"], T2)
+    assert isinstance(mail, NormalizedMessage)
+
+    # When / Then: it is an interaction at that time
+    assert extract(ME, [mail], []).interactions == (
+        Interaction("ann@example.org", "message", "inbound", T2, "g1"),
+    )

@@ -6,13 +6,23 @@ import itertools
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobsys.connectors.phases.extract import Interaction
-from jobsys.connectors.phases.normalize import Address, Attendee, NormalizedEvent
+from jobsys.connectors.google.emulator.settings import EmulatorConfig
+from jobsys.connectors.google.emulator.world import World
+from jobsys.connectors.phases.extract import Interaction, extract
+from jobsys.connectors.phases.normalize import (
+    Address,
+    Attendee,
+    NormalizedEvent,
+    NormalizedMessage,
+    normalize_event,
+    normalize_message,
+)
 from jobsys.connectors.phases.process import ContactScore, digest, rank
 from tests.unit.test_phase_extract import ME, attendee, event, message
 
@@ -57,11 +67,15 @@ def test_meeting_counts_as_reciprocal_for_an_outbound_contact() -> None:
 
 
 def test_half_life_parameter() -> None:
-    # Given one outbound message ten days old
-    interactions = [Interaction("a@x.org", "message", "outbound", NOW - 10 * DAY, "m1")]
+    # Given one outbound message ten days older than the user's latest activity
+    interactions = [
+        Interaction("a@x.org", "message", "outbound", NOW - 10 * DAY, "m1"),
+        Interaction("b@x.org", "message", "outbound", NOW, "m2"),
+    ]
 
     # When / Then: with a 10-day half-life it is worth one half
-    assert rank(interactions, NOW, half_life_days=10)[0].score == 0.5
+    assert rank(interactions, NOW, half_life_days=10)[0].score == 1.0
+    assert rank(interactions, NOW, half_life_days=10)[1].score == 0.5
 
 
 def test_duplicates_count_once() -> None:
@@ -187,3 +201,53 @@ def test_digest_counts_top_contacts_and_upcoming_meetings() -> None:
 def test_digest_of_nothing() -> None:
     # When / Then
     assert digest(ME, [], [], [], NOW)["top_contacts"] == []
+
+
+# -- issue 13 item 11: rankings that make sense ----------------------------------
+
+
+def test_scores_are_measured_from_the_latest_activity() -> None:
+    # Given a mailbox whose latest activity is 400 days before now
+    last = NOW - 400 * DAY
+    interactions = [
+        Interaction("a@x.org", "message", "outbound", last, "m1"),
+        Interaction("b@x.org", "message", "inbound", last - 30 * DAY, "m2"),
+    ]
+
+    # When / Then: one message the user sent at that moment is worth one point
+    scores = rank(interactions, NOW)
+    assert [(s.addr, s.score) for s in scores] == [("a@x.org", 1.0), ("b@x.org", 0.25)]
+
+
+def test_an_active_long_term_contact_outranks_a_one_off_sender() -> None:
+    # Given a generated mailbox and calendar dated as the emulator dates them by default,
+    # and one message from a new sender arriving now
+    world = World(EmulatorConfig(users=1, seed=7, messages_per_user=150, events_per_user=30))
+    state = world.user(world.users()[0].email)
+    messages = [
+        normalize_message(m.id, m.thread_id, m.raw, m.labels)
+        for m in state.mailbox.messages.values()
+    ]
+    now = datetime.now(UTC)
+    one_off = (
+        "From: New Colleague <new@partner.example>\r\nTo: user1@example.com\r\n"
+        f"Date: {format_datetime(now)}\r\n\r\nhi"
+    )
+    messages.append(normalize_message("new", "new", one_off.encode(), ["INBOX"]))
+    events = [normalize_event(e) for e in state.calendar.events.values()]
+
+    # When the user's contacts are ranked now
+    found = extract(
+        state.email,
+        [m for m in messages if isinstance(m, NormalizedMessage)],
+        [e for e in events if isinstance(e, NormalizedEvent)],
+    )
+    scores = {s.addr: s for s in rank(found.interactions, now)}
+
+    # Then the contact the user exchanged most with ranks first, far above the newcomer,
+    # and the scores are numbers a person can read (points, not 1e-06)
+    busiest = max(scores.values(), key=lambda s: s.messages_out + s.messages_in + s.meetings)
+    assert busiest.messages_out >= 5 and busiest.messages_in >= 5
+    assert busiest.rank < scores["new@partner.example"].rank
+    assert busiest.score > 10 * scores["new@partner.example"].score
+    assert 1 <= busiest.score <= 1000

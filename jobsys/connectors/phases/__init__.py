@@ -1,7 +1,10 @@
 """The pipeline phases after ingestion, as pure functions over frozen dataclasses.
 
-* :mod:`.normalize` — raw RFC 822 bytes → :class:`NormalizedMessage`
-  (with :mod:`.mime` helpers); :mod:`.events` — Calendar resources →
+* :mod:`.normalize` — raw RFC 822 bytes → :class:`NormalizedMessage`, read as
+  Python's ``email`` package reads them: :mod:`.headers` (parse, repair,
+  unfold, decode), :mod:`.addresses` (mailboxes), :mod:`.body` (the text
+  body), :mod:`.invites` (``text/calendar`` parts), :mod:`.mime` (charsets,
+  encoded words, HTML); :mod:`.events` — Calendar resources →
   :class:`NormalizedEvent`.
 * :mod:`.extract` — contacts and interactions from normalized data.
 * :mod:`.process` — relationship scores, ranks and the per-user digest.

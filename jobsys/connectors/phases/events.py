@@ -62,6 +62,7 @@ class NormalizedEvent:
     recurrence: tuple[str, ...]
     original_start_at: datetime | None = None
     defects: tuple[str, ...] = ()
+    ical_uid: str | None = None  # iCalendar UID: what mailed invitations of it carry
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def _normalize(
         recurrence=tuple(line for line in item.get("recurrence") or () if isinstance(line, str)),
         original_start_at=original.at if original else None,
         defects=tuple(dict.fromkeys(defects)),
+        ical_uid=_optional_str(item.get("iCalUID")),
     )
 
 

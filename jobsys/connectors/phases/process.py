@@ -2,10 +2,11 @@
 
 Score (``rank``), for contact *c* at time ``now``, over *c*'s interactions that
 are unique by natural key (see ``extract.unique_interactions``) and not in the
-future (``at <= now``)::
+future (``at <= now``), measured from the user's latest activity ``ref`` —
+the latest ``at`` of any of the user's interactions up to ``now``::
 
-    age(i)   = (now - i.at) in days
-    decay(i) = 2 ** (-age(i) / half_life_days)            # 1 today, 1/2 after one half-life
+    age(i)   = (ref - i.at) in days
+    decay(i) = 2 ** (-age(i) / half_life_days)            # 1 at ref, 1/2 a half-life before
     w(i)     = 1.0 outbound message | 0.5 inbound message | 2.0 meeting
     base(c)  = Σ w(i) · decay(i)                          # math.fsum: order-independent
     score(c) = base(c) · (1 + 0.5 · reciprocal(c))
@@ -16,6 +17,14 @@ or met them — and 0 otherwise, so newsletters (inbound only) and cold outreach
 (outbound only) earn no bonus. Future interactions (upcoming meetings) score
 nothing and are not counted; a contact known only from them ranks with score 0.
 Ranks run 1..n by score descending, ties broken by address ascending.
+
+Scale: one point is what one message the user sent at ``ref`` earns, so a
+score reads as "worth N fresh messages from the user": an inbound message is
+worth 0.5, a meeting 2, and each halves per ``half_life_days`` of age before
+``ref``. Decaying from ``ref`` rather than from ``now`` multiplies every score
+of a user by the same factor, so ranks are the same either way; what it
+changes is that a mailbox that went quiet months ago (or a demo mailbox)
+keeps readable scores instead of ones like ``9e-06``.
 """
 
 from __future__ import annotations
@@ -77,7 +86,8 @@ def rank(
 
     Parameters:
         interactions: interactions of one user, any order, duplicates allowed.
-        now: the moment scores are computed for; must be timezone-aware.
+        now: the moment scores are computed for (later interactions do not
+            count; decay runs from the latest one up to it); timezone-aware.
         half_life_days: days after which an interaction's weight halves.
 
     Raises:
@@ -90,12 +100,15 @@ def rank(
     _require_aware(now, "now")
     if not (math.isfinite(half_life_days) and half_life_days > 0):
         raise ValueError(f"half_life_days must be positive and finite, got {half_life_days!r}")
-    tallies: dict[str, _Tally] = {}
-    for interaction in unique_interactions(interactions).values():
+    unique = list(unique_interactions(interactions).values())
+    for interaction in unique:
         _require_aware(interaction.at, "interaction.at")
+    reference = latest_activity(unique, now)
+    tallies: dict[str, _Tally] = {}
+    for interaction in unique:
         tally = tallies.setdefault(interaction.addr, _Tally(terms=[]))
         if interaction.at <= now:
-            _add(tally, interaction, now, half_life_days)
+            _add(tally, interaction, reference, half_life_days)
     scored = sorted(
         ((addr, _score(tally), tally) for addr, tally in tallies.items()),
         key=lambda row: (-row[1], row[0]),
@@ -114,13 +127,20 @@ def rank(
     )
 
 
+def latest_activity(interactions: Iterable[Interaction], now: datetime) -> datetime:
+    """The latest ``at`` up to ``now`` (the moment scores are measured from), else ``now``."""
+    return max((i.at for i in interactions if i.at <= now), default=now)
+
+
 def _require_aware(moment: datetime, what: str) -> None:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got {moment!r}")
 
 
-def _add(tally: _Tally, interaction: Interaction, now: datetime, half_life_days: float) -> None:
-    age_days = (now - interaction.at).total_seconds() / 86_400
+def _add(
+    tally: _Tally, interaction: Interaction, reference: datetime, half_life_days: float
+) -> None:
+    age_days = (reference - interaction.at).total_seconds() / 86_400
     if interaction.kind == "meeting":
         weight = WEIGHT_MEETING
         tally.meetings += 1

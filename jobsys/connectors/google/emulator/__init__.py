@@ -2,7 +2,8 @@
 
 The real google-api-python-client talks to it when built with
 ``client_options={"api_endpoint": emulator.base_url}``. Data is generated
-deterministically from a seed; quotas, faults and cursor expiry are
+deterministically from a seed and dated relative to an anchor (by default the
+start of the current UTC day, see :class:`EmulatorConfig`); quotas, faults and cursor expiry are
 controllable through the :class:`Emulator` object or the admin HTTP API
 under ``/_emulator/`` (see :mod:`.admin`).
 """

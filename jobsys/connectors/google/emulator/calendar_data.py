@@ -1,7 +1,9 @@
 """Deterministic synthetic calendars in Calendar v3's JSON shape.
 
-Times stay within January to February 2025 and use fixed offsets, so no zone
-database is needed to compute the truth and no DST boundary is crossed.
+Times fall within five weeks from a given ``start`` and carry fixed offsets
+(the offset of each ``timeZone``'s standard time), so the truth is computed
+without a zone database: ``dateTime`` values with an offset mean what they say
+whatever the zone's daylight-saving rules.
 The mix: timed events in several zones, all-day events, weekly and daily
 recurring series (some with a cancelled instance), and cancelled events,
 with attendees answering accepted/declined/tentative/needsAction.
@@ -16,7 +18,6 @@ from typing import Any
 
 from jobsys.connectors.google.emulator.facts import Person
 
-CAL_EPOCH = datetime(2025, 1, 6, tzinfo=UTC)
 _ZONES = (
     ("America/New_York", -300),
     ("Europe/London", 0),
@@ -44,7 +45,7 @@ def rfc3339(moment: datetime) -> str:
 
 
 def generate_events(
-    rng: random.Random, owner: Person, contacts: list[Person], count: int
+    rng: random.Random, owner: Person, contacts: list[Person], count: int, start: datetime
 ) -> list[dict[str, Any]]:
     """Generate ``count`` events (cancelled instances come on top) for ``owner``.
 
@@ -53,6 +54,7 @@ def generate_events(
         owner: the calendar owner (organizer or attendee of each event).
         contacts: the people who attend.
         count: how many events (series count once).
+        start: events fall on the 36 days from this moment's date (aware).
 
     Returns:
         Calendar v3 event resources.
@@ -61,19 +63,21 @@ def generate_events(
     for n in range(count):
         kind = rng.random()
         if kind < 0.2:
-            out.append(_all_day(rng, owner, contacts, n))
+            out.append(_all_day(rng, owner, contacts, n, start))
         elif kind < 0.4:
-            out.extend(_series(rng, owner, contacts, n))
+            out.extend(_series(rng, owner, contacts, n, start))
         else:
-            out.append(_timed(rng, owner, contacts, n))
+            out.append(_timed(rng, owner, contacts, n, start))
         if rng.random() < 0.1:
             out[-1]["status"] = "cancelled"
     return out
 
 
-def _base(rng: random.Random, owner: Person, contacts: list[Person], n: int) -> dict[str, Any]:
+def _base(
+    rng: random.Random, owner: Person, contacts: list[Person], n: int, epoch: datetime
+) -> dict[str, Any]:
     ident = event_id(f"{owner.email}:{n}:{rng.random()}")
-    created = CAL_EPOCH - timedelta(days=rng.randint(1, 30))
+    created = epoch - timedelta(days=rng.randint(1, 30))
     people = rng.sample(contacts, rng.randint(0, min(4, len(contacts))))
     organizer = owner if not people or rng.random() < 0.6 else people[0]
     event: dict[str, Any] = {
@@ -111,36 +115,40 @@ def _attendee(rng: random.Random, p: Person, owner: Person, organizer: Person) -
     return out
 
 
-def _timed_bounds(rng: random.Random) -> tuple[datetime, datetime, str]:
+def _timed_bounds(rng: random.Random, epoch: datetime) -> tuple[datetime, datetime, str]:
     zone, minutes = rng.choice(_ZONES)
     tz = timezone(timedelta(minutes=minutes))
-    day = (CAL_EPOCH + timedelta(days=rng.randint(0, 35))).date()
+    day = (epoch + timedelta(days=rng.randint(0, 35))).date()
     start = datetime(
         day.year, day.month, day.day, rng.randint(8, 17), rng.choice((0, 30)), tzinfo=tz
     )
     return start, start + timedelta(minutes=rng.choice((15, 30, 45, 60, 90))), zone
 
 
-def _timed(rng: random.Random, owner: Person, contacts: list[Person], n: int) -> dict[str, Any]:
-    event = _base(rng, owner, contacts, n)
-    start, end, zone = _timed_bounds(rng)
+def _timed(
+    rng: random.Random, owner: Person, contacts: list[Person], n: int, epoch: datetime
+) -> dict[str, Any]:
+    event = _base(rng, owner, contacts, n, epoch)
+    start, end, zone = _timed_bounds(rng, epoch)
     event["start"] = {"dateTime": rfc3339(start), "timeZone": zone}
     event["end"] = {"dateTime": rfc3339(end), "timeZone": zone}
     return event
 
 
-def _all_day(rng: random.Random, owner: Person, contacts: list[Person], n: int) -> dict[str, Any]:
-    event = _base(rng, owner, contacts, n)
-    first: date = (CAL_EPOCH + timedelta(days=rng.randint(0, 35))).date()
+def _all_day(
+    rng: random.Random, owner: Person, contacts: list[Person], n: int, epoch: datetime
+) -> dict[str, Any]:
+    event = _base(rng, owner, contacts, n, epoch)
+    first: date = (epoch + timedelta(days=rng.randint(0, 35))).date()
     event["start"] = {"date": first.isoformat()}
     event["end"] = {"date": (first + timedelta(days=rng.randint(1, 3))).isoformat()}
     return event
 
 
 def _series(
-    rng: random.Random, owner: Person, contacts: list[Person], n: int
+    rng: random.Random, owner: Person, contacts: list[Person], n: int, epoch: datetime
 ) -> list[dict[str, Any]]:
-    master = _timed(rng, owner, contacts, n)
+    master = _timed(rng, owner, contacts, n, epoch)
     rule = rng.choice(_RULES)
     start = datetime.fromisoformat(master["start"]["dateTime"])
     master["recurrence"] = [rule.format(day=_DAYS[start.weekday()])]

@@ -1,18 +1,22 @@
 """What a message or event *is*, independent of its encoding: the ground truth.
 
 Generated messages carry the facts they were built from; messages added
-through the admin API are described by parsing their bytes leniently, so a
-malformed message still gets an entry.
+through the admin API are described by :func:`describe_raw`, which reads their
+bytes exactly as Python's standard ``email`` package does
+(``email.policy.default``), so a malformed message still gets an entry and the
+truth never depends on jobsys's own parser.
 """
 
 from __future__ import annotations
 
 import email.policy
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import getaddresses, parsedate_to_datetime
+
+_WS = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -25,10 +29,15 @@ class Person:
 
 @dataclass(frozen=True)
 class MessageFacts:
-    """The decoded facts of one message, as a normalizer should find them."""
+    """The decoded facts of one message, as a normalizer should find them.
+
+    ``senders`` holds every From mailbox (RFC 5322 allows several, with a
+    Sender); ``sent_at`` is the Date header's moment, or Gmail's arrival time
+    when the message has no usable Date.
+    """
 
     subject: str
-    sender: Person | None
+    senders: tuple[Person, ...]
     to: tuple[Person, ...]
     cc: tuple[Person, ...]
     sent_at: datetime | None
@@ -36,9 +45,21 @@ class MessageFacts:
     in_reply_to: str
     references: tuple[str, ...]
 
+    @property
+    def sender(self) -> Person | None:
+        """The first From mailbox, if any."""
+        return self.senders[0] if self.senders else None
+
 
 def describe_raw(raw: bytes, received_at: datetime) -> MessageFacts:
-    """Parse ``raw`` leniently into :class:`MessageFacts`.
+    """Read ``raw`` the way ``email.policy.default`` does, into :class:`MessageFacts`.
+
+    Subject: the first Subject field, decoded, whitespace runs squashed to one
+    space. Addresses: every mailbox of every From, To and Cc field
+    (``header.addresses``; group members included), lowercased, empty ones
+    left out; display names squashed, with undecodable bytes as U+FFFD as the
+    standard package renders them. Date: the first Date field, naive (``-0000``)
+    read as UTC.
 
     Parameters:
         raw: RFC 822 bytes, possibly malformed.
@@ -49,8 +70,8 @@ def describe_raw(raw: bytes, received_at: datetime) -> MessageFacts:
     """
     msg = BytesParser(policy=email.policy.default).parsebytes(raw)
     return MessageFacts(
-        subject=_header(msg, "Subject"),
-        sender=next(iter(_people(msg, "From")), None),
+        subject=squash(_header(msg, "Subject")),
+        senders=_people(msg, "From"),
         to=_people(msg, "To"),
         cc=_people(msg, "Cc"),
         sent_at=_date(msg) or received_at,
@@ -60,28 +81,47 @@ def describe_raw(raw: bytes, received_at: datetime) -> MessageFacts:
     )
 
 
+def squash(text: str) -> str:
+    """Collapse every run of whitespace to one space, as jobsys stores header text."""
+    return _WS.sub(" ", text).strip()
+
+
 def _header(msg: EmailMessage, name: str) -> str:
     # A defective header can raise while being decoded; the truth is then "unreadable".
     try:
         value = msg.get(name)
-    except (ValueError, IndexError, TypeError):
+    except Exception:
         return ""
     return "" if value is None else str(value)
 
 
 def _people(msg: EmailMessage, name: str) -> tuple[Person, ...]:
-    values = [_header(msg, name)]
-    pairs = getaddresses([v for v in values if v])
-    return tuple(Person(n, a.lower()) for n, a in pairs if a)
+    people: list[Person] = []
+    try:
+        fields = msg.get_all(name) or []
+        for field in fields:
+            for address in getattr(field, "addresses", ()):
+                if address.addr_spec in ("", "<>"):
+                    continue
+                people.append(Person(squash(_printable(address.display_name)), address.addr_spec))
+    except Exception:  # e.g. RecursionError on nested comments: nothing readable
+        return ()
+    return tuple(Person(p.name, p.email.lower()) for p in people)
+
+
+def _printable(text: str) -> str:
+    # Undecodable bytes stay surrogate escapes in display_name; str(header) shows them
+    # as UTF-8 where they are, else as U+FFFD.
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _date(msg: EmailMessage) -> datetime | None:
-    value = _header(msg, "Date")
-    if not value:
-        return None
     try:
-        parsed = parsedate_to_datetime(value)
-    except (ValueError, TypeError):
+        value = msg.get("Date")
+        parsed = getattr(value, "datetime", None)
+    except Exception:
+        return None
+    if not isinstance(parsed, datetime):
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)

@@ -1,31 +1,28 @@
 """Deterministic, realistic synthetic mail.
 
 Each mailbox is drawn from ``random.Random(f"{seed}:{email}")``, so the same
-seed gives byte-identical messages. The mix covers what a normalizer must
-survive: multipart/alternative, attachments (some with RFC 2231 names),
-RFC 2047 subjects and display names, bodies in iso-8859-1, windows-1252 and
-shift_jis, and threads whose replies carry In-Reply-To and References.
+seed and anchor give byte-identical messages. Mail is dated backwards from the
+``end`` moment (the emulator's anchor, by default the start of the current UTC
+day), so rankings computed today see recent mail. The mix covers what a
+normalizer must survive: header encodings and traits from
+:mod:`.mail_headers` (RFC 2047 Q and B words split across folded lines in mixed
+charsets, undeclared 8-bit headers, very long lines, mailing-list headers, two
+From mailboxes, repeated Cc fields, no Date), bodies from :mod:`.mail_bodies`
+(alternative, attachments, related with inline images, forwarded
+``message/rfc822``, TNEF, calendar invitations, ``format=flowed``; seven
+charsets, declared and mislabelled), and threads whose replies carry
+In-Reply-To and References.
 """
 
 from __future__ import annotations
 
-import base64
-import quopri
 import random
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
-from email.header import Header
-from email.message import Message
-from email.mime.application import MIMEApplication
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
-from email.policy import compat32
-from email.utils import format_datetime, formataddr
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
+from jobsys.connectors.google.emulator import mail_bodies, mail_headers
 from jobsys.connectors.google.emulator.facts import MessageFacts, Person
 
-MAIL_EPOCH = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)
-_POLICY = compat32.clone(linesep="\r\n")
 _NAMES = (
     "Ada Lovelace",
     "José Álvarez",
@@ -53,23 +50,22 @@ _TOPICS = (
     "Budget review",
     "Hiring plan",
 )
-_BODIES = {
-    "utf-8": "Hi {name},\n\nA quick note about {topic}. Café at 10? — thanks ✓\n",
-    "iso-8859-1": "Olá {name},\n\nSobre {topic}: a reunião é às 15h. Até já!\n",
-    "windows-1252": "Hello {name},\n\n“{topic}” costs 12 € — see you…\n",
-    "shift_jis": "{name}様\n\n{topic}の件、よろしくお願いします。\n",
-}
-_OFFSETS_MIN = (-300, 0, 60, 330, 540)
+_LONG_TAIL = " — " + " ".join(f"item {i} of the long agenda" for i in range(1, 13))
+_TRAITS = (("list", 0.07), ("two-from", 0.05), ("split-cc", 0.5), ("no-date", 0.04))
 
 
 @dataclass(frozen=True)
 class GeneratedMessage:
-    """One generated message: its bytes, Gmail labels, arrival time and facts."""
+    """One generated message: bytes, Gmail labels, arrival time, facts and how it was made."""
 
     raw: bytes
     labels: tuple[str, ...]
     internal_date: datetime
     facts: MessageFacts
+    style: str = "encoded"
+    traits: frozenset[str] = frozenset()
+    shape: str = "plain"
+    charset: tuple[str, str, str | None] = ("utf-8", "utf-8", "utf-8")
 
 
 def make_contacts(rng: random.Random, count: int = 8) -> list[Person]:
@@ -91,24 +87,29 @@ def make_contacts(rng: random.Random, count: int = 8) -> list[Person]:
 
 
 def generate_mailbox(
-    rng: random.Random, owner: Person, contacts: list[Person], count: int
+    rng: random.Random, owner: Person, contacts: list[Person], count: int, end: datetime
 ) -> list[GeneratedMessage]:
-    """Generate ``count`` messages for ``owner``, oldest first.
+    """Generate ``count`` messages for ``owner``, oldest first, the last one at ``end``.
 
     Parameters:
         rng: the mailbox's generator.
         owner: the mailbox owner (From on SENT messages, To on received ones).
         contacts: the people the owner corresponds with.
         count: how many messages.
+        end: when the newest message was sent (aware).
 
     Returns:
         The messages in arrival order.
     """
+    gaps = [
+        timedelta(minutes=rng.randint(5, 360), seconds=rng.randint(0, 59)) for _ in range(count)
+    ]
+    when = end - sum(gaps[1:], timedelta())
     threads: list[list[GeneratedMessage]] = []
-    when = MAIL_EPOCH
     out: list[GeneratedMessage] = []
     for n in range(count):
-        when += timedelta(minutes=rng.randint(5, 360), seconds=rng.randint(0, 59))
+        if n:
+            when += gaps[n]
         thread = rng.choice(threads) if threads and rng.random() < 0.35 else None
         msg = _message(rng, n, owner, contacts, when, thread)
         if thread is None:
@@ -128,27 +129,47 @@ def _message(
     thread: list[GeneratedMessage] | None,
 ) -> GeneratedMessage:
     sent = rng.random() < 0.3
+    style = mail_headers.draw_style(rng)
+    traits = frozenset(t for t, p in _TRAITS if rng.random() < p)
+    if sent:
+        traits -= {"list", "two-from"}
     other = rng.choice(contacts)
-    sender, to = (owner, (other,)) if sent else (other, (owner,))
-    cc = tuple(p for p in rng.sample(contacts, 2) if p != other) if rng.random() < 0.3 else ()
-    if thread:
-        parent = thread[-1].facts
-        subject = parent.subject if parent.subject.startswith("Re: ") else "Re: " + parent.subject
-        references = (*parent.references, parent.message_id)
-    else:
-        subject, references = rng.choice(_TOPICS), ()
+    senders: tuple[Person, ...] = (owner,) if sent else (other,)
+    to: tuple[Person, ...] = (other,) if sent else (owner,)
+    if "two-from" in traits:
+        senders = (other, next(p for p in contacts if p != other))
+    if "list" in traits:
+        to = (mail_headers.LIST,)
+    cc = tuple(p for p in rng.sample(contacts, 2) if p not in (other, *senders))
+    cc = cc if rng.random() < 0.3 else ()
     facts = MessageFacts(
-        subject=subject,
-        sender=sender,
+        subject=_subject(rng, thread, style),
+        senders=senders,
         to=to,
         cc=cc,
         sent_at=when,
-        message_id=f"<m{n}.{rng.getrandbits(48):012x}@{sender.email.split('@')[1]}>",
-        in_reply_to=references[-1] if references else "",
-        references=references,
+        message_id=f"<m{n}.{rng.getrandbits(48):012x}@{senders[0].email.split('@')[1]}>",
+        in_reply_to="",
+        references=(),
     )
-    raw = _render(rng, facts, n)
-    return GeneratedMessage(raw, _labels(rng, sent), when, facts)
+    if thread:
+        parent = thread[-1].facts
+        references = (*parent.references, parent.message_id)
+        facts = replace(facts, in_reply_to=references[-1], references=references)
+    made = mail_bodies.body(rng, facts, owner, n)
+    head = mail_headers.header_block(rng, facts, style, traits)
+    # The MIME tree renders its own root fields (Content-Type...), the empty line, the body.
+    raw = head + made.root.as_bytes(policy=mail_bodies.POLICY)
+    labels = _labels(rng, sent)
+    return GeneratedMessage(raw, labels, when, facts, style, traits, made.shape, made.charset)
+
+
+def _subject(rng: random.Random, thread: list[GeneratedMessage] | None, style: str) -> str:
+    if thread:
+        parent = thread[-1].facts.subject
+        return parent if parent.startswith("Re: ") else "Re: " + parent
+    topic = rng.choice(_TOPICS)
+    return topic + _LONG_TAIL if style == "long" else topic
 
 
 def _labels(rng: random.Random, sent: bool) -> tuple[str, ...]:
@@ -160,100 +181,3 @@ def _labels(rng: random.Random, sent: bool) -> tuple[str, ...]:
         if rng.random() < p:
             labels.add(label)
     return tuple(sorted(labels))
-
-
-def _render(rng: random.Random, facts: MessageFacts, n: int) -> bytes:
-    charset = rng.choice(tuple(_BODIES))
-    name = facts.to[0].name.split()[0] if facts.to else "there"
-    text = _encodable(_BODIES[charset].format(name=name, topic=facts.subject), charset)
-    kind = rng.random()
-    root: Message
-    if kind < 0.3:
-        root = _text_part(text, "plain", charset)
-    else:
-        root = _alternative(rng, text, charset)
-        if kind > 0.75:
-            root = _with_attachment(rng, root, n)
-    _headers(root, facts, rng)
-    return root.as_bytes(policy=_POLICY)
-
-
-def _encodable(text: str, charset: str) -> str:
-    try:
-        text.encode(charset)
-    except UnicodeEncodeError:
-        return text.encode(charset, "replace").decode(charset)
-    return text
-
-
-def _text_part(text: str, subtype: str, charset: str) -> MIMENonMultipart:
-    part = MIMENonMultipart("text", subtype, charset=charset)
-    del part["MIME-Version"]
-    data = text.replace("\n", "\r\n").encode(charset)
-    # Latin charsets go quoted-printable and shift_jis base64, as real clients send them.
-    if charset == "shift_jis":
-        part["Content-Transfer-Encoding"] = "base64"
-        part.set_payload(base64.encodebytes(data).decode("ascii"))
-    else:
-        part["Content-Transfer-Encoding"] = "quoted-printable"
-        part.set_payload(quopri.encodestring(data).decode("ascii"))
-    return part
-
-
-def _alternative(rng: random.Random, text: str, charset: str) -> MIMEMultipart:
-    html = "<html><body>" + "".join(f"<p>{line}</p>" for line in text.splitlines() if line)
-    alt = MIMEMultipart("alternative", boundary=f"=_alt_{rng.getrandbits(64):016x}")
-    del alt["MIME-Version"]
-    alt.attach(_text_part(text, "plain", charset))
-    alt.attach(_text_part(html + "</body></html>\n", "html", charset))
-    return alt
-
-
-def _with_attachment(rng: random.Random, body: Message, n: int) -> MIMEMultipart:
-    mixed = MIMEMultipart("mixed", boundary=f"=_mix_{rng.getrandbits(64):016x}")
-    del mixed["MIME-Version"]
-    mixed.attach(body)
-    data = rng.randbytes(rng.randint(200, 2000))
-    part = MIMEApplication(data, "pdf")
-    del part["MIME-Version"]
-    if rng.random() < 0.5:
-        part.add_header("Content-Disposition", "attachment", filename=f"report-{n}.pdf")
-    else:
-        # RFC 2231 encoded file name, which many parsers get wrong.
-        part.add_header(
-            "Content-Disposition", "attachment", filename=("utf-8", "", f"résumé-{n}.pdf")
-        )
-    mixed.attach(part)
-    return mixed
-
-
-def _headers(msg: Message, facts: MessageFacts, rng: random.Random) -> None:
-    if facts.sender is None or facts.sent_at is None:
-        raise ValueError("generated messages need a sender and a date")
-    offset = timezone(timedelta(minutes=rng.choice(_OFFSETS_MIN)))
-    msg["Date"] = format_datetime(facts.sent_at.astimezone(offset))
-    msg["From"] = _address(facts.sender)
-    msg["To"] = ", ".join(_address(p) for p in facts.to)
-    if facts.cc:
-        msg["Cc"] = ", ".join(_address(p) for p in facts.cc)
-    msg["Subject"] = _encoded_subject(facts.subject)
-    msg["Message-ID"] = facts.message_id
-    if facts.in_reply_to:
-        msg["In-Reply-To"] = facts.in_reply_to
-        msg["References"] = " ".join(facts.references)
-    msg["MIME-Version"] = "1.0"
-
-
-def _encoded_subject(subject: str) -> str:
-    if subject.isascii():
-        return subject
-    # Latin-1 encoded words (Q) where they fit, UTF-8 (B) otherwise: both occur in the wild.
-    try:
-        subject.encode("iso-8859-1")
-    except UnicodeEncodeError:
-        return Header(subject, "utf-8").encode()
-    return Header(subject, "iso-8859-1").encode()
-
-
-def _address(person: Person) -> str:
-    return formataddr((person.name, person.email), charset="utf-8")

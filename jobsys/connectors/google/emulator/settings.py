@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from jobsys.connectors.google.costs import GMAIL_COSTS
 
@@ -22,6 +23,10 @@ class EmulatorConfig:
         calendar_burst: the per-user Calendar bucket size.
         domain: the mail domain of provisioned users.
         access_token_ttl: ``expires_in`` seconds reported by the token endpoint.
+        anchor: the moment generated data is dated relative to (aware): the newest
+            generated message is sent then, and calendars span four weeks before it
+            to one week after. None means the start of the current UTC day, so
+            that mail is recent whenever the emulator runs.
     """
 
     users: int = 2
@@ -34,6 +39,7 @@ class EmulatorConfig:
     calendar_burst: float = 100.0
     domain: str = "example.com"
     access_token_ttl: int = 3600
+    anchor: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.users < 0 or self.messages_per_user < 0 or self.events_per_user < 0:
@@ -43,3 +49,5 @@ class EmulatorConfig:
             raise ValueError("quota rates must be positive")
         if self.gmail_burst_units < max(GMAIL_COSTS.values()) or self.calendar_burst < 1:
             raise ValueError("quota bursts must fit at least one request")
+        if self.anchor is not None and self.anchor.utcoffset() is None:
+            raise ValueError("anchor must be timezone-aware")

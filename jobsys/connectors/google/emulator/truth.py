@@ -22,6 +22,7 @@ class TruthMessage(TypedDict):
     subject: str
     sender: str | None
     sender_name: str
+    senders: list[str]
     to: list[str]
     cc: list[str]
     sent_at: datetime | None
@@ -62,6 +63,7 @@ def message_truth(stored: StoredMessage) -> TruthMessage:
         subject=facts.subject,
         sender=facts.sender.email if facts.sender else None,
         sender_name=facts.sender.name if facts.sender else "",
+        senders=[p.email for p in facts.senders],
         to=[p.email for p in facts.to],
         cc=[p.email for p in facts.cc],
         sent_at=facts.sent_at.astimezone(UTC) if facts.sent_at else None,

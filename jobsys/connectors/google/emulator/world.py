@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobsys.connectors.google.emulator.calendar_data import generate_events
@@ -62,6 +62,10 @@ class World:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
+        # Fixed once: users added later are dated like the first ones.
+        self.anchor = config.anchor or datetime.now(UTC).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
         self.lock = threading.RLock()
         self._users: dict[str, UserState] = {}
         self._tokens: dict[str, str] = {}
@@ -86,9 +90,11 @@ class World:
             user = UserState(
                 email, owner.name, self._secret("refresh", email), Mailbox(email), EventStore(email)
             )
-            for msg in generate_mailbox(rng, owner, contacts, self.config.messages_per_user):
+            count = self.config.messages_per_user
+            for msg in generate_mailbox(rng, owner, contacts, count, self.anchor):
                 user.mailbox.add(msg.raw, msg.labels, msg.internal_date, msg.facts, record=False)
-            for event in generate_events(rng, owner, contacts, self.config.events_per_user):
+            start = self.anchor - timedelta(days=28)
+            for event in generate_events(rng, owner, contacts, self.config.events_per_user, start):
                 user.calendar.put(event)
             self._users[email] = user
             self._issue(user)
