@@ -192,6 +192,7 @@ def new_job(
     valid = spec.validate(payload)
     return NewJob(
         id=_job_id(task_id),
+        chosen_id=task_id is not None,
         user_id=_user_id(user_id),
         kind=spec.kind,
         queue=queue or spec.queue,

@@ -36,6 +36,7 @@ _SWEEP_LOCK_KEY = 0x6A6F6273  # "jobs"
 # The hot path's statements, compiled once for the direct connections.
 _SQL = {
     "insert": compiled(q.INSERT_JOB),
+    "insert_chosen": compiled(q.INSERT_CHOSEN_ID),
     "run_after": compiled(q.RUN_AFTER),
     "claim": compiled(q.CLAIM),
     "claim_by_user": compiled(q.CLAIM_BY_USER),
@@ -111,7 +112,8 @@ class Store(FleetSql):
                 return self.get_job(job.id).run_after
 
     def _insert(self, job: NewJob) -> datetime:
-        row = self.hot_durable.one(_SQL["insert"], _insert_params(job))
+        sql = _SQL["insert_chosen" if job.chosen_id else "insert"]
+        row = self.hot_durable.one(sql, _insert_params(job))
         if row is None:
             row = self.hot_durable.one(_SQL["run_after"], {"user_id": job.user_id, "id": job.id})
         if row is None:

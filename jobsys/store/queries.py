@@ -18,16 +18,20 @@ JOB_COLUMNS = (
     " created_at, started_at, finished_at"
 )
 
-INSERT_JOB = sa.text(
-    """
+_INSERT = """
 INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key, run_after)
 SELECT :id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
        :unique_key, now() + make_interval(secs => :delay)
--- An id is one job's: the key is (user_id, id) since jobs is partitioned by user.
-WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = :id AND user_id <> :user_id)
-ON CONFLICT DO NOTHING
+{guard}ON CONFLICT DO NOTHING
 RETURNING run_after
 """
+
+INSERT_JOB = sa.text(_INSERT.format(guard=""))
+
+# A caller-chosen id is one job's: the key is (user_id, id), since jobs is partitioned
+# by user, so only this looks at the other partitions (it costs a plan of all of them).
+INSERT_CHOSEN_ID = sa.text(
+    _INSERT.format(guard="WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = :id)\n")
 )
 
 COPY_JOBS = (

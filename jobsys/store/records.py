@@ -24,6 +24,8 @@ class NewJob:
     priority: int = 0
     unique_key: str | None = None
     delay: float = 0.0
+    # The caller chose the id (a Celery task id): it must not be another user's job's.
+    chosen_id: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

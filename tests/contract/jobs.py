@@ -88,7 +88,7 @@ class JobsContract(ContractBase):
         # When a job of user u2 is inserted under the same id (a caller's task_id reused):
         # the id alone names a job everywhere (get_job, job_state, request_cancel, revive)
         with pytest.raises(JobsysError):
-            store.insert(new_job(id=new.id, user_id="u2"))
+            store.insert(new_job(id=new.id, user_id="u2", chosen_id=True))
 
         # Then the id still names one job, u1's
         assert store.count_by_status([new.id]) == {Status.QUEUED: 1}
