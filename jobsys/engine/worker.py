@@ -56,10 +56,7 @@ class Heart(threading.Thread):
 
     def run(self) -> None:
         settings = self.rt.settings
-        try:
-            Sweeper(self.rt).note_broker()
-        except Exception as e:  # the broker may be down at start; sweeps will tell
-            log.warning("worker.broker_unreachable", error=str(e), worker=self.node)
+        self.last_sweep = time.monotonic()  # the node swept before it began consuming
         while not self.stopping.is_set():
             try:
                 self.beat()
@@ -153,7 +150,26 @@ class _Node:
 @signals.worker_init.connect
 def _worker_init(**_: Any) -> None:
     # Hooks come with the job modules (the pipeline's run repair, say).
-    runtime.current().load_imports()
+    rt = runtime.current()
+    rt.load_imports()
+    first_sweep(rt)
+
+
+def first_sweep(rt: Runtime) -> None:
+    """Check the broker and sweep once before this node consumes anything.
+
+    A fresh or flushed broker has no epoch key, and its first sweep publishes
+    every queued job again. Done here, before the pool starts and before the
+    node registers, that pass cannot take this node's own claims for a dead
+    worker's, and a job enqueued once the fleet is up is never published twice
+    by a node's first sweep.
+    """
+    sweeper = Sweeper(rt)
+    try:
+        sweeper.note_broker()
+        sweeper.run()
+    except Exception as e:  # the broker or database may be down at start; later sweeps will tell
+        log.warning("worker.first_sweep_failed", error=str(e))
 
 
 @signals.worker_process_init.connect
