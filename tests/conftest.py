@@ -314,7 +314,11 @@ def start_workers(jobsys_env: Env, tmp_path: Path) -> Iterator[StartWorkers]:
     serial = itertools.count(1)
 
     def start(
-        count: int = 1, *, concurrency: int = 2, env: dict[str, str] | None = None
+        count: int = 1,
+        *,
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
     ) -> list[Worker]:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("JOBSYS_")}
         environ.update(jobsys_env.environ)
@@ -327,8 +331,10 @@ def start_workers(jobsys_env: Env, tmp_path: Path) -> Iterator[StartWorkers]:
         )
         nodes = []
         for _ in range(count):
-            name = f"w{next(serial)}"
-            node = Worker(name, environ, tmp_path / f"{name}.log", concurrency)
+            # A given name starts that node again (a restart under the same -n name).
+            called = name or f"w{next(serial)}"
+            log = tmp_path / f"{called}.{len(started)}.log"
+            node = Worker(called, environ, log, concurrency)
             started.append(node)
             nodes.append(node)
         for node in nodes:

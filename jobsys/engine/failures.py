@@ -12,6 +12,7 @@ from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, Worker
 from pydantic import ValidationError
 
 from jobsys.errors import JobPostponed, JobsysError
+from jobsys.store import connection_lost
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,15 +43,25 @@ class Failure:
 
 
 def classify(exc: BaseException, traceback: str | None = None) -> Failure:
-    """Turn an exception into a :class:`Failure`."""
+    """Turn an exception into a :class:`Failure`.
+
+    A guard's postponement and a lost database connection hand the attempt
+    back instead of spending it: neither says anything about the job, and a
+    PostgreSQL restart must not move every running job toward its dead letter.
+    """
     text = traceback if traceback is not None else "".join(tb.format_exception(exc))
     reason, retryable, retry_after = _reason(exc)
     message = str(exc) or type(exc).__name__
-    postpone = isinstance(exc, JobPostponed)
+    postpone = isinstance(exc, JobPostponed) or reason == STORE_UNAVAILABLE
     return Failure(type(exc).__name__, message, text, reason, retryable, retry_after, postpone)
 
 
+STORE_UNAVAILABLE = "store_unavailable"
+
+
 def _reason(exc: BaseException) -> tuple[str, bool, float | None]:
+    if connection_lost(exc):
+        return STORE_UNAVAILABLE, True, None
     if isinstance(exc, JobsysError):
         return exc.reason, exc.retryable, exc.retry_after
     if isinstance(exc, ValidationError):

@@ -19,7 +19,7 @@ import structlog
 
 from jobsys.config import Settings
 from jobsys.engine.dispatch import Dispatch, Why
-from jobsys.engine.failures import Failure, backoff
+from jobsys.engine.failures import STORE_UNAVAILABLE, Failure, backoff
 from jobsys.engine.hooks import Outcome, Recorded
 from jobsys.engine.runtime import Runtime
 from jobsys.errors import StoreUnavailableError
@@ -116,7 +116,10 @@ def _bury(rt: Runtime, job: Job, failure: Failure, actor: str) -> Settled:
 
 
 def _postpone(rt: Runtime, job: Job, failure: Failure) -> Settled:
-    delay = failure.retry_after or 0.0
+    delay = failure.retry_after
+    if delay is None:
+        # A lost database names no delay: try again when the claim path would.
+        delay = rt.settings.db_retry_delay if failure.reason == STORE_UNAVAILABLE else 0.0
     if rt.store.postpone(job, delay=delay) is None:
         return _stopped_or_lost(rt, job)
     log.info(

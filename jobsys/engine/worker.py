@@ -33,9 +33,10 @@ from celery.worker import state as worker_state
 from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.dispatch import Dispatch, Why
+from jobsys.engine.failures import Failure
 from jobsys.engine.hooks import Outcome
 from jobsys.engine.operations import cancel_quietly
-from jobsys.engine.outcome import notify
+from jobsys.engine.outcome import notify, settle_failure
 from jobsys.engine.runtime import Runtime
 from jobsys.engine.sweeper import Sweeper
 
@@ -145,31 +146,95 @@ def unknown_kind(rt: Runtime, job_id: uuid.UUID, kind: str, node: str) -> None:
 class _Node:
     heart: Heart | None = None
     revokes: RevokeWatcher | None = None
+    registered = False  # by start_node, before the pool started
 
 
 @signals.worker_init.connect
-def _worker_init(**_: Any) -> None:
+def _worker_init(sender: Any = None, **_: Any) -> None:
     # Hooks come with the job modules (the pipeline's run repair, say).
     rt = runtime.current()
     rt.load_imports()
-    first_sweep(rt)
+    node = str(getattr(sender, "hostname", None) or socket.gethostname())
+    concurrency = getattr(sender, "concurrency", 0)
+    _Node.registered = start_node(rt, node, concurrency if isinstance(concurrency, int) else 0)
 
 
-def first_sweep(rt: Runtime) -> None:
-    """Check the broker and sweep once before this node consumes anything.
+def start_node(rt: Runtime, node: str, concurrency: int) -> bool:
+    """Before the node consumes anything: retire its lost predecessor, sweep, register.
 
-    A fresh or flushed broker has no epoch key, and its first sweep publishes
-    every queued job again. Done here, before the pool starts and before the
-    node registers, that pass cannot take this node's own claims for a dead
-    worker's, and a job enqueued once the fleet is up is never published twice
-    by a node's first sweep.
+    In this order, and before the pool starts:
+
+    - a process of this node that is gone (killed, then the node restarted under
+      the same name) has its running jobs retried now, not after their leases;
+    - the first sweep checks the broker: a fresh or flushed one has no epoch
+      key and its queued jobs are published again, so a job enqueued once the
+      fleet is up is never published twice by a node's first sweep;
+    - the node is alive in ``workers`` before its first claim, so no sweep can
+      take its fresh claims for a dead worker's.
+
+    Returns whether the node registered (the database may be down at start;
+    the heartbeat registers it then).
     """
-    sweeper = Sweeper(rt)
     try:
+        retire_predecessor(rt, node)
+        sweeper = Sweeper(rt)
         sweeper.note_broker()
         sweeper.run()
     except Exception as e:  # the broker or database may be down at start; later sweeps will tell
-        log.warning("worker.first_sweep_failed", error=str(e))
+        log.warning("worker.first_sweep_failed", error=str(e), worker=node)
+    try:
+        rt.store.register_worker(
+            node,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=_queues(),
+            concurrency=concurrency,
+        )
+        return True
+    except Exception as e:
+        log.warning("worker.unregistered", error=str(e), worker=node)
+        return False
+
+
+def retire_predecessor(rt: Runtime, node: str) -> int:
+    """Retry now the running jobs of this node's previous process, if it is gone.
+
+    Gone means: its row is alive on this host under another pid that no longer
+    exists. A predecessor still draining (warm shutdown) keeps its jobs, and one
+    on another host is left to its heartbeat, which only the sweeper can judge.
+    """
+    me = os.getpid()
+    old = next((w for w in rt.store.list_workers() if w.name == node), None)
+    if old is None or old.pid == me or old.hostname != socket.gethostname() or _running(old.pid):
+        return 0
+    if not rt.store.retire_worker(node, old.pid, by=node):
+        return 0
+    lost = Failure(
+        "WorkerRestarted",
+        f"worker {node} restarted (pid {me}); its process {old.pid} is gone",
+        "",
+        "worker_lost",
+        True,
+    )
+    jobs = [j for j in rt.store.expired([node]) if j.worker == node]
+    for job in jobs:
+        settle_failure(rt, job, lost, actor=node, why=Why.EXPIRED)
+    log.warning("worker.predecessor_lost", worker=node, pid=old.pid, retried=len(jobs))
+    return len(jobs)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's process
+        return True
+    return True
+
+
+def _queues() -> list[str]:
+    return sorted(app.amqp.queues.consume_from or app.amqp.queues)
 
 
 @signals.worker_process_init.connect
@@ -181,9 +246,9 @@ def _child_started(**_: Any) -> None:
 def _worker_ready(sender: Any = None, **_: Any) -> None:
     rt = runtime.current()
     name = str(getattr(sender, "hostname", None) or socket.gethostname())
-    queues = sorted(app.amqp.queues.consume_from or app.amqp.queues)
     concurrency = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 0)
-    _Node.heart = Heart(rt, name, queues, concurrency)
+    _Node.heart = Heart(rt, name, _queues(), concurrency)
+    _Node.heart.registered = _Node.registered
     _Node.heart.start()
     _Node.revokes = RevokeWatcher(rt, name)
     _Node.revokes.start()

@@ -54,6 +54,17 @@ class FleetSql:
                 audit_event(conn, "sweeper", "worker.dead", None, None, {"worker": name})
         return names
 
+    def retire_worker(self, name: str, pid: int, *, by: str) -> bool:
+        """Mark a node's process dead now (a new process of the node saw it gone).
+
+        Only while the row is still that process's and alive; returns whether it was.
+        """
+        with self.transaction() as conn:
+            row = conn.execute(q.RETIRE_WORKER, {"name": name, "pid": pid}).first()
+            if row is not None:
+                audit_event(conn, by, "worker.dead", None, None, {"worker": name, "pid": pid})
+        return row is not None
+
     def dead_worker_names(self) -> list[str]:
         with self.transaction() as conn:
             return [r[0] for r in conn.execute(q.DEAD_WORKER_NAMES)]

@@ -374,6 +374,24 @@ def _duplicate(conn: sa.Connection, job: NewJob) -> DuplicateJobError:
 
 
 def _is_connectivity(e: sa.exc.DBAPIError) -> bool:
-    text = str(e.orig).lower()
+    return _names_connection_loss(str(e.orig))
+
+
+def _names_connection_loss(text: str) -> bool:
     markers = ("connection", "server closed", "terminating", "could not connect", "shutting down")
-    return any(m in text for m in markers)
+    return any(m in text.lower() for m in markers)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says PostgreSQL went away (a restart, a terminated backend).
+
+    True for :class:`StoreUnavailableError` and for the driver's own connection
+    errors that reached a caller unwrapped (SQL a handler ran some other way).
+    """
+    if isinstance(exc, StoreUnavailableError):
+        return True
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return bool(exc.connection_invalidated) or _is_connectivity(exc)
+    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+        return _names_connection_loss(str(exc))
+    return False

@@ -299,7 +299,9 @@ class MemoryStore:
 
     def expired(self, dead_workers: Sequence[str], *, limit: int = 1000) -> list[Job]:
         with self._lock:
-            now, dead = self.clock(), set(dead_workers)
+            now = self.clock()
+            # As in SQL: a node that registered since the names were read is alive.
+            dead = {n for n in dead_workers if self._not_alive(n)}
             found = [
                 j
                 for j in self.jobs.values()
@@ -385,6 +387,19 @@ class MemoryStore:
                 self.workers[name] = dataclasses.replace(self.workers[name], status="dead")
                 self._audit("sweeper", "worker.dead", None, None, {"worker": name})
         return names
+
+    def retire_worker(self, name: str, pid: int, *, by: str) -> bool:
+        with self._lock:
+            row = self.workers.get(name)
+            if row is None or row.pid != pid or row.status != "alive":
+                return False
+            self.workers[name] = dataclasses.replace(row, status="dead")
+            self._audit(by, "worker.dead", None, None, {"worker": name, "pid": pid})
+            return True
+
+    def _not_alive(self, name: str) -> bool:
+        row = self.workers.get(name)
+        return row is not None and row.status != "alive"
 
     def dead_worker_names(self) -> list[str]:
         with self._lock:

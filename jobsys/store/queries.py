@@ -186,7 +186,11 @@ WHERE id = :id AND status = 'running' AND worker = :worker
 EXPIRED = sa.text(
     f"""
 SELECT {JOB_COLUMNS} FROM jobs
-WHERE status = 'running' AND (lease_until < now() OR worker = ANY(:dead_workers))
+WHERE status = 'running' AND (
+  lease_until < now()
+  -- Read again here: a node that registered since the names were read is alive.
+  OR (worker = ANY(:dead_workers) AND worker IN (SELECT name FROM workers WHERE status <> 'alive'))
+)
 ORDER BY lease_until LIMIT :limit
 """
 )
@@ -225,6 +229,13 @@ MARK_DEAD_WORKERS = sa.text(
     """
 UPDATE workers SET status = 'dead'
 WHERE status = 'alive' AND heartbeat_at < now() - make_interval(secs => :dead_after)
+RETURNING name
+"""
+)
+
+RETIRE_WORKER = sa.text(
+    """
+UPDATE workers SET status = 'dead' WHERE name = :name AND pid = :pid AND status = 'alive'
 RETURNING name
 """
 )

@@ -83,6 +83,25 @@ class FleetContract(ContractBase):
         assert sorted(e["detail"]["worker"] for e in dead_events) == ["node-a", "node-c"]
         assert {e["actor"] for e in dead_events} == {"sweeper"}
 
+    def test_retire_worker_marks_only_that_live_process_dead(self, store: JobStore) -> None:
+        # Given a node registered by process 1
+        store.register_worker("node-a", hostname="h", pid=1, queues=[], concurrency=1)
+
+        # When another process's row is retired, then process 1's, then process 1's again
+        found = [
+            store.retire_worker("node-a", 2, by="node-a"),
+            store.retire_worker("node-a", 1, by="node-a"),
+            store.retire_worker("node-a", 1, by="node-a"),
+        ]
+
+        # Then only the first retirement of the registered process counts, and is audited
+        assert found == [False, True, False]
+        assert [(w.name, w.status) for w in store.list_workers()] == [("node-a", "dead")]
+        dead_events = [e for e in self.audit_log(store) if e["action"] == "worker.dead"]
+        assert [(e["actor"], e["detail"]) for e in dead_events] == [
+            ("node-a", {"worker": "node-a", "pid": 1})
+        ]
+
     def test_a_dead_worker_that_beats_or_registers_again_is_alive(self, store: JobStore) -> None:
         # Given two workers marked dead
         store.register_worker("node-a", hostname="h", pid=1, queues=[], concurrency=1)

@@ -201,8 +201,10 @@ class RunningContract(ContractBase):
     def test_expired_lists_running_jobs_past_their_lease_or_on_dead_workers(
         self, store: JobStore
     ) -> None:
-        # Given a job past its lease, one on node-2 with a live lease, one live on node-1,
-        # and a queued job
+        # Given a job past its lease, one on node-2 (dead) with a live lease, one live on
+        # node-1, and a queued job
+        store.register_worker("node-2", hostname="h", pid=2, queues=[], concurrency=1)
+        assert store.retire_worker("node-2", 2, by="node-2") is True
         lapsed = running(store, lease=-1.0)
         orphan = new_job()
         store.insert(orphan)
@@ -221,6 +223,24 @@ class RunningContract(ContractBase):
         assert [j.id for j in alone] == [lapsed.id]
         assert healthy.id not in {j.id for j in with_dead}
         assert [j.id for j in store.expired(["node-2"], limit=1)] == [lapsed.id]
+
+    def test_a_node_alive_again_since_its_name_was_read_keeps_its_jobs(
+        self, store: JobStore
+    ) -> None:
+        # Given node-2 marked dead, and a job it claimed with a live lease
+        store.register_worker("node-2", hostname="h", pid=2, queues=[], concurrency=1)
+        store.mark_dead_workers(-1.0)
+        names = store.dead_worker_names()
+        job = new_job()
+        store.insert(job)
+
+        # When a new process of node-2 registers and claims it before the sweeper asks
+        store.register_worker("node-2", hostname="h", pid=3, queues=[], concurrency=1)
+        assert claim(store, job.id, worker="node-2") is not None
+
+        # Then the names read before the registration do not expire its fresh claim
+        assert names == ["node-2"]
+        assert store.expired(names) == []
 
     def test_stale_queued_everything_lists_every_queued_job(self, store: JobStore) -> None:
         # Given a due job, one delayed by an hour at priority 5, a running job,

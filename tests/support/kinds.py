@@ -13,9 +13,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import psycopg2
 import redis
 from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import make_url
 
 from jobsys import Attempt, Hook, JobContext, JobError, Recorded, Runtime, job
 from jobsys.engine import runtime
@@ -103,6 +105,35 @@ def slow(ctx: JobContext, payload: Slow) -> dict[str, Any]:
         time.sleep(0.05)
     counters().incr(f"{payload.key}:successes")
     return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@job(kind="test.store_blip", payload=Keyed, max_attempts=1)
+def store_blip(ctx: JobContext, payload: Keyed) -> dict[str, Any]:
+    """On its first run, PostgreSQL drops every connection (as in a restart) mid-handler.
+
+    Its next heartbeat then meets the closed connection. One attempt only: if the
+    outage spent it, the job would be dead-lettered.
+    """
+    calls = int(counters().incr(f"{payload.key}:calls"))
+    if calls == 1:
+        _drop_every_connection(ctx.runtime.urls.database)
+    ctx.heartbeat()
+    counters().incr(f"{payload.key}:successes")
+    return {"calls": calls}
+
+
+def _drop_every_connection(database_url: str) -> None:
+    dsn = make_url(database_url).set(drivername="postgresql")
+    admin = psycopg2.connect(dsn.render_as_string(hide_password=False))
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+    finally:
+        admin.close()
 
 
 class Patient(Keyed):

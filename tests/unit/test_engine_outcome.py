@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from jobsys.engine.dispatch import Why
-from jobsys.engine.failures import Failure
+from jobsys.engine.failures import Failure, classify
 from jobsys.engine.hooks import Outcome
 from jobsys.engine.outcome import Settled, settle_failure
+from jobsys.errors import StoreUnavailableError
 from jobsys.store import Job, Status
 from tests.support.engine import Engine
 
@@ -171,3 +172,17 @@ def test_a_stale_attempt_is_lost_whatever_it_would_have_become(engine: Engine) -
     assert engine.store.list_dead_letters() == []
     assert engine.hook.events == []
     assert engine.broker.take_all() == []
+
+
+def test_a_lost_database_is_postponed_by_the_store_retry_delay(engine: Engine) -> None:
+    # Given a running job whose handler met a closed database connection
+    job = running(engine)
+    lost = classify(StoreUnavailableError("PostgreSQL unavailable: server closed the connection"))
+
+    # When the failure is settled
+    settled = settle_failure(engine.rt, job, lost, actor="node-1")
+
+    # Then the attempt is handed back and the job comes back after db_retry_delay
+    assert settled == Settled(Outcome.POSTPONED, engine.rt.settings.db_retry_delay)
+    stored = engine.store.get_job(job.id)
+    assert (stored.status, stored.attempt, stored.errors) == (Status.QUEUED, 0, [])

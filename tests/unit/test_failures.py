@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import random
 
+import psycopg2
 import pytest
+import sqlalchemy as sa
 from billiard.exceptions import SoftTimeLimitExceeded, WorkerLostError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobsys import JobError, PayloadError
+from jobsys import JobError, PayloadError, StoreUnavailableError
 from jobsys.engine.failures import backoff, classify
 
 
@@ -65,3 +67,32 @@ def test_classify_keeps_retry_after_and_traceback() -> None:
     assert failure.retry_after == 12.5
     assert "slow down" in failure.traceback
     assert "Traceback" in failure.traceback
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        StoreUnavailableError("PostgreSQL unavailable: server closed the connection"),
+        sa.exc.OperationalError(
+            "SELECT 1", {}, psycopg2.OperationalError("terminating connection due to admin")
+        ),
+        psycopg2.OperationalError("server closed the connection unexpectedly"),
+    ],
+)
+def test_a_lost_database_connection_hands_the_attempt_back(exc: BaseException) -> None:
+    # When a handler's attempt ends in PostgreSQL going away
+    failure = classify(exc)
+
+    # Then it is postponed as infrastructure, not counted as the job's failure
+    assert (failure.reason, failure.retryable, failure.postpone) == (
+        "store_unavailable",
+        True,
+        True,
+    )
+
+
+def test_other_database_errors_are_the_jobs_own() -> None:
+    # A statement the database refuses is a bug in the job, and spends its attempt
+    exc = sa.exc.ProgrammingError("SELECT nope", {}, psycopg2.ProgrammingError("syntax error"))
+    failure = classify(exc)
+    assert (failure.reason, failure.postpone) == ("bug", False)
