@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     quota_max_wait: float = Field(
         10.0, ge=0, description="seconds a call waits for quota before its job is postponed"
     )
+    google_transient_tries: int = Field(
+        5, ge=1, description="tries of a request (or batch part) answered 5xx before it fails"
+    )
     breaker_fail_max: int = Field(5, ge=1, description="provider failures in a row that open it")
     breaker_reset_timeout: float = Field(30.0, gt=0, description="seconds open before one trial")
     user_breaker_fail_max: int = Field(1, ge=1, description="auth failures that open a user's")

@@ -21,6 +21,7 @@ from jobsys.connectors.google.errors import AuthError
 from jobsys.engine.runtime import Runtime
 from jobsys.errors import JobError
 from jobsys.pipeline.guarding import BatchSizer, GoogleGuard, guards
+from jobsys.pipeline.transient import Persistent
 from jobsys.store.tokens import TokenCipher
 from jobsys.store.users import UserStore
 
@@ -34,6 +35,7 @@ class Session:
     batch_uri: str
     guard: Guard
     batches: BatchSizer
+    transient_tries: int = 1  # tries of a batch part answered 5xx (see ``transient``)
 
 
 def cipher(settings: Settings) -> TokenCipher:
@@ -75,12 +77,14 @@ def session(rt: Runtime, user_id: str) -> Session:
     )
     endpoint = settings.google_api_endpoint
     shared = guards(rt) if settings.guards else None
+    tries = settings.google_transient_tries
     return Session(
         build_gmail(creds, endpoint=endpoint),
         build_calendar(creds, endpoint=endpoint),
         gmail_batch_uri(endpoint),
-        GoogleGuard(shared, user_id) if shared else UNGUARDED,
+        Persistent(GoogleGuard(shared, user_id) if shared else UNGUARDED, tries),
         BatchSizer(shared.batches if shared else None, user_id),
+        tries,
     )
 
 

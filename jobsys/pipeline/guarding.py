@@ -185,7 +185,7 @@ class GoogleGuard:
             result = fn()
             errors = list(part_errors(result)) if part_errors else []
             self._learn(api, errors)
-            counted = [e for e in errors if isinstance(e, TransientError | AuthError)]
+            counted = _breaking(errors, count)
             if counted:
                 raise _PartsFailed(result, counted[0])
             return result
@@ -231,6 +231,17 @@ class GoogleGuard:
         ok = not any(isinstance(e, QuotaError | TransientError) for e in errors)
         self._g.user_slots.record(f"{PROVIDER}:{self._user_key}", ok=ok)
         self._g.provider_slots.record(PROVIDER, ok=ok)
+
+
+def _breaking(part_errors: list[GoogleError], parts: int) -> list[GoogleError]:
+    """The failures in a batch's parts that a breaker counts as one failed call.
+
+    Any auth failure; 5xx parts only when at least half the parts failed: a few
+    failed parts are noise, retried on their own, and an outage fails them all.
+    """
+    auth: list[GoogleError] = [e for e in part_errors if isinstance(e, AuthError)]
+    transient: list[GoogleError] = [e for e in part_errors if isinstance(e, TransientError)]
+    return auth or (transient if 2 * len(transient) >= parts else [])
 
 
 def quota_scope(error: QuotaError) -> str:

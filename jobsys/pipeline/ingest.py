@@ -10,6 +10,8 @@ cursor degrades to a full sync.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +25,16 @@ from jobsys.connectors.google.errors import (
     QuotaError,
     TransientError,
 )
+from jobsys.errors import JobPostponed
 from jobsys.guards.batching import Observation
+from jobsys.pipeline import transient
 from jobsys.pipeline.google import Session
 from jobsys.store.sync import SyncStore
 
 # Seconds a job waits out 429s in-process before failing the attempt.
 QUOTA_PATIENCE = 60.0
+# Seconds before a full sync that stored messages and then failed transiently runs again.
+PROGRESS_PAUSE = 1.0
 log = structlog.get_logger("jobsys.pipeline")
 
 
@@ -47,7 +53,19 @@ def _gmail_full(sync: SyncStore, google: Session, user_id: str) -> dict[str, Any
     listed = [ref.id for ref in gmail.list_message_ids(google.gmail, guard=google.guard)]
     known = sync.known_message_ids(user_id)
     todo = [i for i in listed if i not in known]
-    vanished = fetch_messages(sync, google, user_id, todo)
+    progress = Progress()
+    try:
+        vanished = fetch_messages(sync, google, user_id, todo, progress)
+    except TransientError as e:
+        if not progress.stored:
+            raise
+        # Stored messages are skipped next time, so the work left shrinks with each
+        # such attempt: handing the attempt back cannot loop forever.
+        raise JobPostponed(
+            f"{e} after storing {progress.stored} messages",
+            delay=transient.pause(1) + PROGRESS_PAUSE,
+            reason="transient",
+        ) from e
     keep = set(listed) - set(vanished)
     sync.save_raw_messages(user_id, [], keep_only=keep, cursor=start)
     return {"mode": "full", "listed": len(listed), "fetched": len(todo) - len(vanished)}
@@ -62,18 +80,29 @@ def _gmail_delta(sync: SyncStore, google: Session, user_id: str, cursor: str) ->
     return {"mode": "incremental", "added": len(added) - len(vanished), "deleted": len(deleted)}
 
 
-def fetch_messages(sync: SyncStore, google: Session, user_id: str, ids: list[str]) -> list[str]:
+def fetch_messages(
+    sync: SyncStore,
+    google: Session,
+    user_id: str,
+    ids: list[str],
+    progress: Progress | None = None,
+) -> list[str]:
     """Fetch and store raw messages in adaptive batches; returns ids deleted meanwhile.
 
     Parts of a batch answered 429 are fetched again after their Retry-After, for
     up to ``QUOTA_PATIENCE`` seconds, so a user's quota slows ingestion down
-    instead of failing it; the job fails (and retries later) only past that.
+    instead of failing it. Parts answered 5xx are fetched again after a backoff
+    (see :mod:`transient`), up to ``google.transient_tries`` tries each; a batch
+    refused whole was already tried that often by the session's guard.
+    ``progress`` counts the messages stored, also when this raises.
 
     Raises:
-        GoogleError: a non-quota failure, or quota still exhausted after waiting.
+        GoogleError: a non-quota, non-transient failure; quota still exhausted
+            after waiting; or a part that failed every try.
     """
+    progress = progress if progress is not None else Progress()
+    retry = _PartRetry(google.transient_tries, time.monotonic() + QUOTA_PATIENCE)
     vanished: list[str] = []
-    deadline = time.monotonic() + QUOTA_PATIENCE
     todo = list(ids)
     while todo:
         size = google.batches.size()
@@ -88,9 +117,56 @@ def fetch_messages(sync: SyncStore, google: Session, user_id: str, ids: list[str
             raise
         google.batches.observe(_observation(size, got))
         sync.save_raw_messages(user_id, [_raw_row(m) for m in got.messages.values()])
+        progress.stored += len(got.messages)
         vanished += [k for k, e in got.errors.items() if isinstance(e, NotFoundError)]
-        todo = _wait_for_quota(got, deadline) + todo
+        todo = retry.again(got) + todo
     return vanished
+
+
+@dataclass
+class Progress:
+    """What an ingestion stored before it ended, however it ended."""
+
+    stored: int = 0
+
+
+class _PartRetry:
+    """Which failed parts of a batch to fetch again, and how long to wait first."""
+
+    def __init__(self, tries: int, quota_deadline: float) -> None:
+        self.tries, self.deadline = tries, quota_deadline
+        self.failures: Counter[str] = Counter()
+
+    def again(self, got: batch.BatchResult) -> list[str]:
+        """Ids to fetch again after waiting out their quota or 5xx; raises any other failure."""
+        failed = {k: e for k, e in got.errors.items() if not isinstance(e, NotFoundError)}
+        if not failed:
+            return []
+        other = [e for e in failed.values() if not isinstance(e, QuotaError | TransientError)]
+        if other:
+            raise other[0]
+        waits = [self._transient([k for k, e in failed.items() if isinstance(e, TransientError)])]
+        if any(isinstance(e, QuotaError) for e in failed.values()):
+            waits.append(self._quota(got, failed))
+        wait = max(waits)
+        log.info("gmail.parts_again", seconds=round(wait, 3), ids=len(failed))
+        time.sleep(wait)
+        return list(failed)
+
+    def _transient(self, ids: list[str]) -> float:
+        if not ids:
+            return 0.0
+        self.failures.update(ids)
+        worst = max(ids, key=self.failures.__getitem__)
+        if self.failures[worst] >= self.tries:
+            raise TransientError(f"message {worst} failed {self.failures[worst]} tries")
+        return transient.pause(self.failures[worst])
+
+    def _quota(self, got: batch.BatchResult, failed: dict[str, GoogleError]) -> float:
+        wait = min(got.retry_after or 1.0, 10.0)
+        if time.monotonic() + wait > self.deadline:
+            raise next(e for e in failed.values() if isinstance(e, QuotaError))
+        return wait
 
 
 def _observation(size: int, got: batch.BatchResult) -> Observation:
@@ -103,20 +179,6 @@ def _observation(size: int, got: batch.BatchResult) -> Observation:
 def _failed(size: int, error: GoogleError) -> Observation:
     quota = isinstance(error, QuotaError)
     return Observation(size, 0.0, throttled=size if quota else 0, failed=0 if quota else size)
-
-
-def _wait_for_quota(got: batch.BatchResult, deadline: float) -> list[str]:
-    """Ids to fetch again after waiting out the quota; raises any other failure."""
-    failed = {k: e for k, e in got.errors.items() if not isinstance(e, NotFoundError)}
-    if not failed:
-        return []
-    other = [e for e in failed.values() if not isinstance(e, QuotaError)]
-    wait = min(got.retry_after or 1.0, 10.0)
-    if other or time.monotonic() + wait > deadline:
-        raise (other or list(failed.values()))[0]
-    log.info("gmail.quota_wait", seconds=wait, ids=len(failed))
-    time.sleep(wait)
-    return list(failed)
 
 
 def _raw_row(m: batch.RawMessage) -> dict[str, Any]:
