@@ -144,7 +144,7 @@ def configure(args: argparse.Namespace) -> None:
     os.environ.update(
         JOBSYS_DATABASE_URL=args.db_url,
         JOBSYS_BROKER_URL=args.redis_url,
-        JOBSYS_IMPORTS="",
+        JOBSYS_IMPORTS="jobsys.tasks",  # the sync pipeline, whatever the caller has set
         **FAST,
         **limiter_env(args),
     )
