@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         description="Fernet key(s) for OAuth tokens; comma-separated, newest first",
     )
     pipeline_repair_after: float = Field(
-        120.0, gt=0, description="quiet seconds before a stalled pipeline run is resumed"
+        15.0, gt=0, description="quiet seconds before a stalled pipeline run is resumed"
     )
     google_api_endpoint: str | None = Field(None, description="Google API base URL (emulator)")
     google_token_uri: str = Field("https://oauth2.googleapis.com/token")
@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     worker_heartbeat: float = Field(10.0, gt=0, description="worker heartbeat period, s")
     worker_dead_after: float = Field(60.0, gt=0, description="missed-heartbeat window, s")
     sweep_interval: float = Field(15.0, gt=0, description="sweeper period under beat, s")
-    lost_after: float = Field(60.0, gt=0, description="due job unclaimed this long is lost, s")
+    lost_after: float = Field(20.0, gt=0, description="due job unclaimed this long is lost, s")
     task_events: bool = Field(
         False, description="send task events without Flower asking (Flower enables them itself)"
     )

@@ -8,6 +8,7 @@ from kombu import Queue
 
 from jobsys.engine import runtime
 from jobsys.engine.registry import registry
+from jobsys.engine.transport import TRANSPORT
 
 CONTROL_QUEUE = "jobsys.control"
 DEFAULT_QUEUE = "default"
@@ -34,6 +35,7 @@ def celery_config(rt: runtime.Runtime | None = None) -> dict[str, Any]:
     queue_names = sorted({DEFAULT_QUEUE, CONTROL_QUEUE, *registry.queues()})
     return {
         "broker_url": urls.broker,
+        **_redis_transport(urls.broker),
         "result_backend": urls.result_backend,
         "broker_transport_options": transport,
         "result_backend_transport_options": {"visibility_timeout": s.visibility_timeout},
@@ -69,3 +71,10 @@ def celery_config(rt: runtime.Runtime | None = None) -> dict[str, Any]:
         },
         "worker_hijack_root_logger": False,
     }
+
+
+def _redis_transport(broker_url: str) -> dict[str, Any]:
+    """jobsys's Redis transport for a Redis broker (see :mod:`jobsys.engine.transport`)."""
+    if broker_url.split("://", 1)[0] not in ("redis", "rediss"):
+        return {}
+    return {"broker_transport": TRANSPORT}

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 
 from jobsys import Job, Status, StoreUnavailableError
 from tests.conftest import Env, StartWorkers
 from tests.support import kinds
+from tests.support.valkey import Valkey
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -95,3 +99,45 @@ def test_a_restarted_node_is_registered_before_its_first_claim(
 def _all_finished(env: Env, ids: list[uuid.UUID]) -> list[Job] | None:
     found = [env.finished(i) for i in ids]
     return [j for j in found if j is not None] if all(found) else None
+
+
+@pytest.fixture
+def own_valkey(tmp_path: Path) -> Iterator[Valkey]:
+    """A Valkey server this test may kill and start again (the shared one it may not)."""
+    server = Valkey(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+def test_a_node_holding_unacked_messages_survives_a_redis_restart(
+    jobsys_env: Env, start_workers: StartWorkers, own_valkey: Valkey
+) -> None:
+    # Given a node on a Redis of its own, holding three jobs' retry messages unacked in
+    # memory (each failed once and waits out a backoff of up to 30 s)
+    broker = {"JOBSYS_BROKER_URL": own_valkey.url, "JOBSYS_RESULT_BACKEND": own_valkey.url}
+    jobsys_env.reconfigure(**broker)
+    slow_retries = {"JOBSYS_RETRY_BASE": "30", "JOBSYS_RETRY_CAP": "30", **broker}
+    (node,) = start_workers(1, concurrency=2, env=slow_retries)
+    server = redis.Redis.from_url(own_valkey.url)
+    keys = [f"held{n}" for n in range(3)]
+    for key in keys:
+        server.set(f"{key}:broken", 1)  # each fails until Redis forgets this key
+    ids = [uuid.UUID(kinds.broken.delay(f"user-{n}", key=k).id) for n, k in enumerate(keys)]
+    wait_until(
+        lambda: all(jobsys_env.store.get_job(i).errors for i in ids), timeout=30, what="3 failures"
+    )
+
+    # When the Redis server is killed and started again on its port (every key lost)
+    own_valkey.restart()
+
+    # Then the same node process lives on and serves a new job
+    echo_id = uuid.UUID(kinds.echo.delay("user-9", value=1).id)
+    echoed = wait_until(lambda: jobsys_env.finished(echo_id), timeout=60, what="a new job to run")
+    assert (echoed.status, echoed.worker) == (Status.SUCCEEDED, node.node)
+    assert node.process.poll() is None
+    assert "Unrecoverable error" not in node.log_tail(400)
+
+    # And the held jobs were not lost: each ran again and succeeded on its second attempt
+    jobs = wait_until(lambda: _all_finished(jobsys_env, ids), timeout=90, what="the held jobs")
+    assert [(j.status, j.attempt) for j in jobs] == [(Status.SUCCEEDED, 2)] * 3

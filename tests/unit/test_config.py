@@ -34,3 +34,16 @@ def test_settings_are_frozen_and_parse_imports(monkeypatch: pytest.MonkeyPatch) 
     assert settings.imports == ("a.b", "c")
     with pytest.raises(Exception, match="frozen"):
         settings.retry_cap = 1  # type: ignore[misc]
+
+
+def test_a_redis_broker_uses_jobsys_redis_transport() -> None:
+    # The transport that survives kombu's restore on a collected connection
+    # (jobsys.engine.transport); other brokers keep their own.
+    from jobsys.engine.celeryconf import _redis_transport
+    from jobsys.engine.transport import TRANSPORT, Transport
+
+    assert _redis_transport("redis://127.0.0.1:6379/0") == {"broker_transport": TRANSPORT}
+    assert _redis_transport("rediss://cache.example:6380/1") == {"broker_transport": TRANSPORT}
+    assert _redis_transport("amqp://guest@localhost//") == {}
+    assert TRANSPORT == "jobsys.engine.transport:Transport"
+    assert Transport.Channel.QoS.__module__ == "jobsys.engine.transport"
