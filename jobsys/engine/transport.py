@@ -11,7 +11,10 @@ messages through a connection pool that can no longer be built from the
 detached transport. An AttributeError is no connection error, so the worker's
 main process exits and the node's capacity is gone.
 
-Here a QoS on a detached transport skips that restore and says so. Nothing is
+The same detached channel can also be asked to ack or reject a message
+after the consumer reconnected (a message received before the loss), with
+the same AttributeError. Here a QoS on a detached transport skips that
+restore, ack or reject and says so. Nothing is
 lost by it: the messages are still in Redis's unacked hash, from which
 kombu's ``restore_visible`` puts them back after the visibility timeout, or
 they were lost with the server, and then the sweeper publishes their jobs
@@ -30,7 +33,7 @@ log = structlog.get_logger("jobsys.transport")
 
 class QoS(kombu_redis.QoS):
     def restore_unacked(self, client: Any = None) -> Any:
-        if client is None and self.channel.connection.client is None:
+        if client is None and self._detached():
             held: dict[str, Any] = self._delivered or {}
             log.warning(
                 "broker.restore_skipped",
@@ -40,6 +43,25 @@ class QoS(kombu_redis.QoS):
             held.clear()
             return None
         return super().restore_unacked(client)
+
+    def ack(self, delivery_tag: str) -> None:
+        if self._detached():
+            # A late ack on the channel of a collected connection (the same kombu
+            # path): its message is restored by Redis or re-published by the
+            # sweeper, and the conditional claim ignores the copy.
+            log.warning("broker.ack_skipped", delivery_tag=delivery_tag)
+            return
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if self._detached():
+            log.warning("broker.reject_skipped", delivery_tag=delivery_tag, requeue=requeue)
+            return
+        super().reject(delivery_tag, requeue=requeue)
+
+    def _detached(self) -> bool:
+        transport = self.channel.connection
+        return transport is None or transport.client is None
 
 
 class Channel(kombu_redis.Channel):
