@@ -64,8 +64,9 @@ def test_two_workers_syncing_one_user_share_one_quota_budget(
     pipeline_factory: MakePipeline,  # noqa: F811
 ) -> None:
     # Given one user whose Gmail quota is 100 units/s (burst 200) at the emulator,
-    # the same limit in jobsys, and two single-process workers (three ingestion jobs
-    # of the user may run at once: the pipeline's two and the extra one)
+    # the same limit in jobsys, and three single-process workers: one for each of the
+    # user's three ingestion jobs (the pipeline's two and the extra one), so the two
+    # Gmail ingestions never wait for the Calendar one to free a worker
     rate, burst = 100, 200
     p = pipeline_factory(
         users=1,
@@ -75,7 +76,7 @@ def test_two_workers_syncing_one_user_share_one_quota_budget(
         gmail_burst_units=burst,
     )
     env = {**p.worker_env, **quota_env(rate, burst), "JOBSYS_INGEST_USER_CONCURRENCY": "3"}
-    start_workers(2, concurrency=1, env=env)
+    start_workers(3, concurrency=1, env=env)
     ((email, user_id),) = p.users.items()
 
     # When the user's full sync runs, and a second full Gmail ingestion of the same
