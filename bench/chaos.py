@@ -45,15 +45,6 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.valkey import Valkey  # noqa: E402  (after the path is set)
 
-DUPLICATE_KEYS = {
-    "raw_messages": "user_id, gmail_id",
-    "messages": "user_id, gmail_id",
-    "raw_events": "user_id, event_id",
-    "events": "user_id, event_id",
-    "contacts": "user_id, addr",
-    "interactions": "user_id, source_id, addr, kind",
-    "sync_cursors": "user_id, source",
-}
 _children: list[subprocess.Popen[bytes]] = []
 _valkeys: list[Valkey] = []
 
@@ -225,6 +216,7 @@ def ledger(rt: Any, emulator: Any, emails: dict[str, str], logs: Path) -> dict[s
     """What the system holds after the chaos, compared with what it should."""
     from jobsys.store.sync import SyncStore
     from tests.integration.pipeline_support import (
+        duplicated_keys,
         event_facts,
         listed_events,
         message_facts,
@@ -243,18 +235,13 @@ def ledger(rt: Any, emulator: Any, emails: dict[str, str], logs: Path) -> dict[s
         if wrong:
             mismatches[email] = wrong
     out: dict[str, Any] = {"mismatched rows": sum(mismatches.values()), "by user": mismatches}
+    out["duplicates"] = duplicated_keys(rt.postgres)
     with rt.postgres.transaction() as conn:
         q = conn.exec_driver_sql
         out["runs"] = dict(q("SELECT status, count(*) FROM pipeline_runs GROUP BY 1").all())
         out["rows"] = {
             t: int(q(f"SELECT count(*) FROM {t}").scalar_one()) for t in ("messages", "events")
         }
-        out["duplicates"] = {}
-        for table, key in DUPLICATE_KEYS.items():
-            groups = f"SELECT {key} FROM {table} GROUP BY {key} HAVING count(*) > 1"
-            n = int(q(f"SELECT count(*) FROM ({groups}) d").scalar_one())
-            if n:
-                out["duplicates"][table] = n
         out["dead letters"] = dict(q("SELECT reason, count(*) FROM dead_letters GROUP BY 1").all())
         out["stuck"] = dict(
             q(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from jobsys.connectors.google.emulator import Emulator, TruthEvent, TruthMessage, running
-from jobsys.store import Job
+from jobsys.store import Job, Store
 from jobsys.store.sync import SyncStore
 from jobsys.store.tokens import TokenCipher, generate_key
 from jobsys.store.users import UserStore
@@ -104,30 +104,38 @@ class Pipeline:
 
     def duplicates(self) -> dict[str, int]:
         """Rows whose natural key occurs more than once, per table (should be empty)."""
-        keys = {
-            "raw_messages": "user_id, gmail_id",
-            "messages": "user_id, gmail_id",
-            "raw_events": "user_id, event_id",
-            "events": "user_id, event_id",
-            "contacts": "user_id, addr",
-            "interactions": "user_id, source_id, addr, kind",
-            "sync_cursors": "user_id, source",
-        }
-        found: dict[str, int] = {}
-        with self.env.store.durable.connect() as conn:
-            for table, key in keys.items():
-                n = conn.exec_driver_sql(
-                    f"SELECT count(*) FROM (SELECT {key} FROM {table}"
-                    f" GROUP BY {key} HAVING count(*) > 1) d"
-                ).scalar_one()
-                if n:
-                    found[table] = int(n)
-        return found
+        return duplicated_keys(self.env.store)
 
     def job_statuses(self) -> Counter[str]:
         with self.env.store.durable.connect() as conn:
             rows = conn.exec_driver_sql("SELECT status, count(*) FROM jobs GROUP BY status")
             return Counter({str(s): int(n) for s, n in rows})
+
+
+# Each synced table's natural key: a row whose key occurs twice is a duplicate.
+NATURAL_KEYS = {
+    "raw_messages": "user_id, gmail_id",
+    "messages": "user_id, gmail_id",
+    "raw_events": "user_id, event_id",
+    "events": "user_id, event_id",
+    "contacts": "user_id, addr",
+    "interactions": "user_id, source_id, addr, kind",
+    "sync_cursors": "user_id, source",
+}
+
+
+def duplicated_keys(store: Store) -> dict[str, int]:
+    """Natural keys that occur more than once, counted per table (only tables that have some)."""
+    found: dict[str, int] = {}
+    with store.durable.connect() as conn:
+        for table, key in NATURAL_KEYS.items():
+            n = conn.exec_driver_sql(
+                f"SELECT count(*) FROM (SELECT {key} FROM {table}"
+                f" GROUP BY {key} HAVING count(*) > 1) d"
+            ).scalar_one()
+            if n:
+                found[table] = int(n)
+    return found
 
 
 @pytest.fixture
