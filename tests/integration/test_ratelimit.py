@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import time
 
 import pytest
 import redis
@@ -78,12 +79,19 @@ def test_a_429_holds_the_key_for_its_retry_after(client: redis.Redis) -> None:
 
 
 def test_acquire_waits_within_its_bound_or_raises_with_the_delay(client: redis.Redis) -> None:
-    rl = limiter(client, rate=1000, burst=1)
+    # One unit every 0.5 s: the second call comes long before the unit is back,
+    # however slow the machine is between the two calls
+    rl = limiter(client, rate=2, burst=1)
     slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
     rl.acquire("u1")
     # When the unit is not there yet, acquire sleeps the time the limiter names
-    rl.acquire("u1", max_wait=1.0, sleep=slept.append)
-    assert slept and 0 < slept[0] <= 0.0011
+    rl.acquire("u1", max_wait=1.0, sleep=sleep)
+    assert slept and 0 < slept[0] <= 0.5
     # and past its bound it raises a typed, picklable error with that delay
     slow = limiter(client, rate=0.5, burst=1)
     slow.acquire("u9")
