@@ -23,17 +23,13 @@ def test_after_a_timeout_commands_fail_at_once_until_the_cooldown_ends(broker_ur
     admin.client_pause(1000)
 
     # When a command times out
-    started = time.monotonic()
     with pytest.raises(redis.TimeoutError):
         client.get("k")
-    assert time.monotonic() - started < 0.6
 
-    # Then the next ones fail at once instead of waiting out the timeout again
-    started = time.monotonic()
+    # Then the next ones are refused by the fuse without reaching the socket
     for _ in range(10):
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(redis.ConnectionError, match="guards skip it for a moment"):
             client.get("k")
-    assert time.monotonic() - started < 0.1
 
     # And once the cooldown is over (Redis answering again), commands go through
     time.sleep(1.6)
