@@ -94,6 +94,18 @@ class Settings(BaseSettings):
     retry_cap: float = Field(300.0, gt=0, description="largest retry backoff, s")
     lease_grace: int = Field(15, ge=1, description="lease beyond the hard time limit, s")
 
+    # Admission (README "Fair scheduling"): the backlog waits in PostgreSQL and each
+    # node keeps a short ready buffer of its queues' messages in the broker.
+    admission: bool = Field(
+        True, description="enqueue into PostgreSQL's backlog; nodes publish fairly as slots free"
+    )
+    ready_seconds: float = Field(
+        0.1, gt=0, le=60, description="seconds of work a node keeps ready in the broker"
+    )
+    ready_min: int = Field(
+        0, ge=0, description="fewest messages a node keeps ready (0: its concurrency)"
+    )
+    ready_max: int = Field(500, ge=1, description="most messages a node keeps ready per queue")
     worker_heartbeat: float = Field(10.0, gt=0, description="worker heartbeat period, s")
     worker_dead_after: float = Field(60.0, gt=0, description="missed-heartbeat window, s")
     sweep_interval: float = Field(15.0, gt=0, description="sweeper period under beat, s")

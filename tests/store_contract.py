@@ -12,6 +12,7 @@ the in-memory store is wrong.
 
 from __future__ import annotations
 
+from tests.contract.admission import AdmissionContract
 from tests.contract.fleet import FleetContract
 from tests.contract.jobs import JobsContract
 from tests.contract.running import MOVE_DRIVERS, RunningContract
@@ -19,7 +20,7 @@ from tests.contract.running import MOVE_DRIVERS, RunningContract
 __all__ = ["MOVE_DRIVERS", "StoreContract"]
 
 
-class StoreContract(JobsContract, RunningContract, FleetContract):
+class StoreContract(JobsContract, RunningContract, FleetContract, AdmissionContract):
     """Every test of the store protocol; a subclass gives the ``store`` fixture and the audit log.
 
     ``audit_log(store)`` returns every audit event so far, oldest first, as dicts of

@@ -63,8 +63,9 @@ _LINKS = ("chord", "chain", "link", "link_error", "group_id")
 class Why(enum.StrEnum):
     """Why a message is dispatched."""
 
-    FIRST = "first"  # an enqueued job's first message
-    BULK = "bulk"  # one of enqueue_many's
+    FIRST = "first"  # an enqueued job's first message (admission off)
+    BULK = "bulk"  # one of enqueue_many's (admission off)
+    ADMIT = "admit"  # a job promoted from the backlog into the broker's ready buffer
     CANVAS = "canvas"  # a member of a chain, group or chord
     RETRY = "retry"  # the next attempt after a failure's backoff
     POSTPONE = "postpone"  # a guard said not yet

@@ -1,7 +1,13 @@
-"""Submitting jobs: validate, insert the row (committed), then dispatch its message."""
+"""Submitting jobs: validate, then insert the row (committed).
+
+With admission on (the default) the row joins the backlog and a worker node's
+promoter publishes it (``admission.py``); a canvas member, or any job with
+admission off, is published here once its row is committed.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from collections.abc import Iterable, Mapping
@@ -50,7 +56,7 @@ def enqueue(
     delay: float = 0.0,
     runtime: Runtime | None = None,
 ) -> JobResult:
-    """Create a job of ``kind`` for ``user_id`` and publish it.
+    """Create a job of ``kind`` for ``user_id`` (it runs when admitted: see ``admission.py``).
 
     Parameters:
         kind: a registered job kind (``JOBSYS_IMPORTS`` modules are loaded if needed).
@@ -98,13 +104,19 @@ def submit(
     canvas = {k: v for k, v in options.items() if k not in _OURS | _SET_BY_DISPATCH}
     ours = {k: v for k, v in options.items() if k in _OURS}
     new = new_job(rt, spec, user_id, payload, task_id=task_id, **ours)
-    rt.store.insert(new)
     headers = canvas.pop("headers", None) or {}
     dispatch = Dispatch.of_new(new, Why.FIRST, canvas=canvas, headers=headers)
     # Celery's canvas applies its members with their place (chord, link...) or, for
     # a chain's next step, with the parent and root it continues.
     if dispatch.in_canvas or "root_id" in canvas or "parent_id" in canvas:
         dispatch = dispatch.evolve(why=Why.CANVAS)
+    elif rt.settings.admission and not dispatch.canvas:
+        # The backlog: a node's promoter publishes it when a slot is free. (A job
+        # applied with Celery's own options, which the row does not hold, is
+        # published at once with them.)
+        rt.store.insert(dataclasses.replace(new, admitted=False))
+        return JobResult(str(new.id), runtime=rt)
+    rt.store.insert(new)
     rt.dispatcher.send(dispatch)
     if dispatch.in_canvas:
         return AsyncResult(str(new.id), app=rt.app)
@@ -118,7 +130,7 @@ def enqueue_many(
     priority: int | None = None,
     runtime: Runtime | None = None,
 ) -> list[JobResult]:
-    """Create many jobs of one kind: one multi-row INSERT, then one pipelined publish.
+    """Create many jobs of one kind: one COPY, then (admission off) one pipelined publish.
 
     ``jobs`` holds ``(user_id, payload)`` pairs. Every item is checked before
     anything is stored: one bad item stores and publishes nothing, and the
@@ -133,6 +145,9 @@ def enqueue_many(
     batch = _batch(rt, spec, jobs, priority)
     if not batch:
         return []
+    if rt.settings.admission:
+        rt.store.insert_many([dataclasses.replace(new, admitted=False) for new in batch])
+        return [JobResult(str(new.id), runtime=rt) for new in batch]
     # The COPY waits on the database with the GIL released: build the messages
     # meanwhile. They are pushed only once the rows are committed.
     with ThreadPoolExecutor(max_workers=1) as pool:

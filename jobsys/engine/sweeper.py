@@ -10,7 +10,8 @@ Each pass, under an advisory lock so one runs at a time:
    without persistence; workers set the key when they start), else only due
    jobs unclaimed for ``lost_after`` seconds whose queue is empty, so a long
    queue is never flooded with copies;
-4. every hook's ``on_sweep`` (the pipeline repairs its stalled runs there).
+4. every hook's ``on_sweep`` (the pipeline repairs its stalled runs there);
+5. every queue's ready buffer is filled from the backlog (``admission.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 import redis
 import structlog
 
+from jobsys.engine.admission import Admitter, queue_size
 from jobsys.engine.dispatch import Dispatch, Why
 from jobsys.engine.failures import Failure
 from jobsys.engine.outcome import settle_failure
@@ -109,6 +111,7 @@ class Sweeper:
             reset = self._broker_was_reset()
             republished = self._republish_lost(everything=reset)
             repaired = self.rt.hooks.on_sweep(self.rt)
+            self._admit()
         report = SweepReport(True, tuple(dead), expired, republished, reset, repaired)
         if dead or expired or republished or reset or repaired:
             log.info("sweep", **report.as_dict())
@@ -136,7 +139,7 @@ class Sweeper:
         key may have been flushed while no worker ran, and then the first sweep
         must publish every queued job (there is nothing there to duplicate).
         """
-        if any(self._queue_size(name) > 0 for name in self.app.amqp.queues):
+        if any(queue_size(self.rt, name) > 0 for name in self.app.amqp.queues):
             self.epoch.set_if_missing()
 
     def _broker_was_reset(self) -> bool:
@@ -164,16 +167,18 @@ class Sweeper:
             d
             for queue, found in by_queue.items()
             # Messages are waiting: these jobs are behind them, not lost.
-            if everything or self._queue_size(queue) == 0
+            if everything or queue_size(self.rt, queue) == 0
             for d in found
         ]
         self.rt.dispatcher.send_many(lost)
         return len(lost)
 
-    def _queue_size(self, queue: str) -> int:
-        with self.app.connection_for_write() as conn:
-            try:
-                channel: Any = conn.default_channel
-                return int(channel.queue_declare(queue, passive=True).message_count)
-            except Exception:  # a queue the broker no longer knows holds nothing
-                return 0
+    def _admit(self) -> None:
+        """Fill every queue's ready buffer from the backlog, for the fleet's registered
+        concurrency (nodes' promoters do it first; this covers a fleet without them)."""
+        if not self.settings.admission:
+            return
+        alive = [w for w in self.store.list_workers() if w.status == "alive"]
+        admitter = Admitter(self.rt, list(self.app.amqp.queues), sum(w.concurrency for w in alive))
+        for queue in admitter.queues:
+            admitter.fill(queue, low_water=False)

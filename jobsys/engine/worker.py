@@ -31,7 +31,9 @@ from celery import signals
 from celery.worker import state as worker_state
 
 from jobsys.engine import runtime
+from jobsys.engine.admission import Admitter, Promoter
 from jobsys.engine.app import app
+from jobsys.engine.celeryconf import CONTROL_QUEUE
 from jobsys.engine.dispatch import Dispatch, Why
 from jobsys.engine.failures import Failure
 from jobsys.engine.hooks import Outcome
@@ -146,6 +148,7 @@ def unknown_kind(rt: Runtime, job_id: uuid.UUID, kind: str, node: str) -> None:
 class _Node:
     heart: Heart | None = None
     revokes: RevokeWatcher | None = None
+    promoter: Promoter | None = None
     registered = False  # by start_node, before the pool started
 
 
@@ -252,12 +255,25 @@ def _worker_ready(sender: Any = None, **_: Any) -> None:
     _Node.heart.start()
     _Node.revokes = RevokeWatcher(rt, name)
     _Node.revokes.start()
+    if rt.settings.admission:
+        job_queues = [q for q in _queues() if q != CONTROL_QUEUE]
+        _Node.promoter = Promoter(Admitter(rt, job_queues, concurrency))
+        _Node.promoter.start()
+
+
+@signals.task_received.connect
+def _task_received(**_: Any) -> None:
+    # A message left the broker's ready buffer: the promoter may refill it.
+    if _Node.promoter is not None:
+        _Node.promoter.received()
 
 
 @signals.worker_shutdown.connect
 def _worker_shutdown(**_: Any) -> None:
     if _Node.revokes is not None:
         _Node.revokes.stopping.set()
+    if _Node.promoter is not None:
+        _Node.promoter.stop()
     if _Node.heart is not None:
         _Node.heart.stop()
 
@@ -284,7 +300,7 @@ def _task_unknown(sender: Any = None, name: str = "", id: str = "", **_: Any) ->
         log.warning("unknown_kind.unrecorded", job_id=id, error=str(e))
 
 
-@app.task(name="jobsys.sweep", ignore_result=True, queue="jobsys.control")
+@app.task(name="jobsys.sweep", ignore_result=True, queue=CONTROL_QUEUE)
 def sweep() -> dict[str, Any]:
     """One sweeper pass, as a periodic task under ``celery beat``."""
     return Sweeper(runtime.current()).run().as_dict()

@@ -390,21 +390,44 @@ def _read_token_file(path: str) -> dict[str, str]:
     return {k: str(v) for k, v in data.items() if isinstance(v, str)}
 
 
+@user.command("set")
+@click.argument("user_ident", metavar="USER")
+@click.option(
+    "--weight",
+    type=click.FloatRange(min=0, min_open=True, max=1000),
+    required=True,
+    help="USER's share of the fleet against other users waiting (default 1)",
+)
+def user_set(user_ident: str, weight: float) -> None:
+    """Set USER's (id or email) share of the fleet."""
+    found = _users().get(user_ident)
+    _rt().store.set_weight(found.id, weight)
+    click.echo(f"{found.email}: weight {weight:g}")
+
+
 @user.command("list")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def user_list(as_json: bool) -> None:
-    """List users."""
+    """List users, with their share of the fleet."""
     from jobsys.interfaces import render
 
     found = _users().list()
+    limits = _rt().store.user_limits()
+    weight = {u.id: float(limits.get(u.id, {}).get("weight", 1.0)) for u in found}
     if as_json:
-        render.emit_json([u.as_dict() for u in found])
+        render.emit_json([{**u.as_dict(), "weight": weight[u.id]} for u in found])
         return
     rows = [
-        (u.id, u.email, u.region, "paused: " + (u.paused_reason or "") if u.paused else "")
+        (
+            u.id,
+            u.email,
+            u.region,
+            f"{weight[u.id]:g}",
+            "paused: " + (u.paused_reason or "") if u.paused else "",
+        )
         for u in found
     ]
-    render.table("users", ["id", "email", "region", "state"], rows)
+    render.table("users", ["id", "email", "region", "weight", "state"], rows)
 
 
 @cli.command("sync")

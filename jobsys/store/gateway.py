@@ -26,6 +26,7 @@ from jobsys.errors import (
     StoreUnavailableError,
 )
 from jobsys.store import queries as q
+from jobsys.store.admission import AdmissionSql
 from jobsys.store.db import make_engine
 from jobsys.store.fastpath import FastPath, compiled
 from jobsys.store.fleet import FleetSql, audit_event
@@ -38,6 +39,8 @@ _SQL = {
     "insert": compiled(q.INSERT_JOB),
     "insert_chosen": compiled(q.INSERT_CHOSEN_ID),
     "run_after": compiled(q.RUN_AFTER),
+    "fair_join_many": compiled(q.FAIR_JOIN_MANY),
+    "wake": compiled(q.WAKE),
     "claim": compiled(q.CLAIM),
     "claim_by_user": compiled(q.CLAIM_BY_USER),
     "job_state": compiled(q.JOB_STATE),
@@ -50,7 +53,7 @@ _SQL = {
 }
 
 
-class Store(FleetSql):
+class Store(FleetSql, AdmissionSql):
     """Gateway to PostgreSQL.
 
     ``durable`` is a SQLAlchemy engine for everything that is not on a job's
@@ -124,7 +127,10 @@ class Store(FleetSql):
         return row["run_after"]  # type: ignore[no-any-return]
 
     def insert_many(self, jobs: Sequence[NewJob]) -> None:
-        """Insert many jobs with one COPY (no unique keys; they all run now)."""
+        """Insert many jobs with one COPY (no unique keys; they all run now).
+
+        Jobs not ``admitted`` join the backlog as :meth:`insert` does.
+        """
         try:
             self._copy(jobs)
         except StoreUnavailableError:
@@ -147,6 +153,7 @@ class Store(FleetSql):
                     j.priority,
                     json.dumps(j.payload),
                     j.max_attempts,
+                    "now" if j.admitted else "",
                 )
             )
         buffer.seek(0)
@@ -157,6 +164,11 @@ class Store(FleetSql):
         try:
             cur = raw.cursor()
             cur.copy_expert(q.COPY_JOBS, buffer)
+            waiting = sorted({(j.queue, j.user_id) for j in jobs if not j.admitted})
+            if waiting:
+                queues, users = [w[0] for w in waiting], [w[1] for w in waiting]
+                cur.execute(_SQL["fair_join_many"], {"queues": queues, "users": users})
+                cur.execute(_SQL["wake"], {"wake": _wake(jobs)})
             cur.close()
             raw.commit()
         except psycopg2.OperationalError as e:
@@ -333,6 +345,13 @@ class Store(FleetSql):
             yield bool(conn.execute(q.SWEEP_LOCK, {"key": _SWEEP_LOCK_KEY}).scalar())
 
 
+def _wake(jobs: Sequence[NewJob]) -> list[str]:
+    """The admission channel's payloads for these backlog jobs: each queue, marked if urgent."""
+    backlog = [j for j in jobs if not j.admitted]
+    urgent = {j.queue for j in backlog if j.priority >= q.URGENT_PRIORITY}
+    return sorted({(q.URGENT_MARK if j.queue in urgent else "") + j.queue for j in backlog})
+
+
 def _key(job: Job) -> dict[str, Any]:
     return {"id": job.id, "user_id": job.user_id, "attempt": job.attempt}
 
@@ -362,6 +381,7 @@ def _insert_params(job: NewJob) -> dict[str, Any]:
         "max_attempts": job.max_attempts,
         "unique_key": job.unique_key,
         "delay": job.delay,
+        "admitted": job.admitted,
     }
 
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from jobsys.errors import DuplicateJobError, JobNotFoundError, OptionError
+from jobsys.store.memory_admission import MemoryAdmission
 from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow, unknown_kind_entry
 from jobsys.store.status import LIVE, MOVES, Status
 
@@ -37,7 +38,7 @@ def _later(at: datetime, seconds: float) -> datetime:
     return at + timedelta(seconds=seconds)
 
 
-class MemoryStore:
+class MemoryStore(MemoryAdmission):
     """Jobs, workers, dead letters and audit events in dictionaries."""
 
     def __init__(self, clock: Clock = _now) -> None:
@@ -49,6 +50,7 @@ class MemoryStore:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._sweeping = threading.Lock()
+        self._init_admission()
 
     def dispose(self, *, close: bool = True) -> None:
         return None
@@ -67,13 +69,18 @@ class MemoryStore:
                 raise DuplicateJobError(job.kind, job.user_id, job.unique_key or "", holder)
             now = self.clock()
             self.jobs[job.id] = _job(job, now, _later(now, job.delay))
+            if not job.admitted:
+                self._join_backlog(self.jobs[job.id])
             return self.jobs[job.id].run_after
 
     def insert_many(self, jobs: Sequence[NewJob]) -> None:
         with self._lock:
             now = self.clock()
             for new in jobs:
-                self.jobs.setdefault(new.id, _job(new, now, now))
+                if new.id not in self.jobs:
+                    self.jobs[new.id] = _job(new, now, now)
+                    if not new.admitted:
+                        self._join_backlog(self.jobs[new.id])
 
     def _unique_holder(self, job: NewJob) -> uuid.UUID | None:
         if job.unique_key is None:
@@ -327,6 +334,7 @@ class MemoryStore:
                 for j in self.jobs.values()
                 if j.status is Status.QUEUED
                 and not j.cancel_requested
+                and j.id not in self.backlog
                 and (everything or j.run_after < cutoff)
                 and (queues is None or j.queue in queues)
             ]

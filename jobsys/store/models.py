@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from jobsys.store.status import Status
 
 _NOW = sa.text("now()")
+_BACKLOG = "status = 'queued' AND dispatched_at IS NULL"
 
 
 class Base(DeclarativeBase):
@@ -47,6 +48,22 @@ class JobRow(Base):
             unique=True,
             postgresql_where=sa.text("unique_key IS NOT NULL AND status IN ('queued', 'running')"),
         ),
+        # The backlog: jobs waiting in PostgreSQL for admission, in each user's order.
+        sa.Index(
+            "jobs_backlog_idx",
+            "queue",
+            "user_id",
+            sa.text("priority DESC"),
+            "run_after",
+            postgresql_where=sa.text(_BACKLOG),
+        ),
+        sa.Index(
+            "jobs_urgent_idx",
+            "queue",
+            sa.text("priority DESC"),
+            "run_after",
+            postgresql_where=sa.text(f"{_BACKLOG} AND priority >= 8"),
+        ),
         {"postgresql_partition_by": "HASH (user_id)"},
     )
 
@@ -70,6 +87,40 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # NULL while the job waits in PostgreSQL; when its message was published.
+    dispatched_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class FairUserRow(Base):
+    """A user's place in a queue's fair share: its virtual time and next due job."""
+
+    __tablename__ = "fair_users"
+    __table_args__ = (
+        sa.Index(
+            "fair_users_waiting_idx",
+            "queue",
+            "vtime",
+            postgresql_where=sa.text("next_due IS NOT NULL"),
+        ),
+    )
+
+    queue: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    vtime: Mapped[float] = mapped_column(sa.Float, server_default="0")
+    next_due: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class UserLimitRow(Base):
+    """A user's share of the fleet and quotas (defaults come from settings)."""
+
+    __tablename__ = "user_limits"
+    __table_args__ = (sa.CheckConstraint("weight > 0", name="user_limits_weight_positive"),)
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    weight: Mapped[float] = mapped_column(sa.Float, server_default="1")
+    max_queued: Mapped[int | None] = mapped_column(sa.Integer)
+    max_per_hour: Mapped[int | None] = mapped_column(sa.Integer)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
 
 
 class DeadLetterRow(Base):

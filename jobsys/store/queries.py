@@ -6,6 +6,12 @@ import sqlalchemy as sa
 
 from jobsys.store.status import MOVES
 
+# PostgreSQL's LISTEN/NOTIFY channel on which new backlog wakes the promoters; the
+# payload is the queue's name, after URGENT_MARK when an urgent job joined.
+ADMIT_CHANNEL = "jobsys_admit"
+URGENT_MARK = "!"
+URGENT_PRIORITY = 8  # and above: promoted before any other job (jobs_urgent_idx)
+
 # Each transition's SET and WHERE clauses come from the one table of legal moves.
 _CLAIM, _SUCCEED, _REQUEUE = MOVES["claim"], MOVES["succeed"], MOVES["requeue"]
 _POSTPONE, _BURY, _BURY_QUEUED = MOVES["postpone"], MOVES["bury"], MOVES["bury_queued"]
@@ -18,12 +24,41 @@ JOB_COLUMNS = (
     " created_at, started_at, finished_at"
 )
 
-_INSERT = """
-INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key, run_after)
-SELECT :id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
-       :unique_key, now() + make_interval(secs => :delay)
-{guard}ON CONFLICT DO NOTHING
-RETURNING run_after
+# A user starting to wait in a queue joins at the smallest virtual time of those
+# already waiting (see fairness.py); one already waiting keeps its place.
+_FAIR_JOIN = """
+INSERT INTO fair_users AS f (queue, user_id, vtime, next_due)
+SELECT b.queue, b.user_id,
+  COALESCE((SELECT min(w.vtime) FROM fair_users w WHERE w.queue = b.queue
+            AND w.next_due IS NOT NULL), 0),
+  b.next_due
+FROM ({backlog}) b
+ORDER BY b.queue, b.user_id
+ON CONFLICT (queue, user_id) DO UPDATE SET
+  vtime = CASE WHEN f.next_due IS NULL THEN GREATEST(f.vtime, EXCLUDED.vtime) ELSE f.vtime END,
+  next_due = LEAST(f.next_due, EXCLUDED.next_due)
+"""
+
+# Admitted (a canvas member its caller publishes): marked dispatched now. Else the
+# job joins the backlog: its user's fair-share row says it waits, and the
+# admission channel wakes the nodes' promoters when the insert commits.
+_BACKLOG_OF_INS = (
+    "SELECT queue, user_id, run_after AS next_due FROM ins WHERE dispatched_at IS NULL"
+)
+_WOKE = (
+    f"pg_notify('{ADMIT_CHANNEL}',"
+    f" CASE WHEN priority >= {URGENT_PRIORITY} THEN '{URGENT_MARK}' ELSE '' END || queue)"
+)
+_INSERT = f"""
+WITH ins AS (
+  INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key,
+    run_after, dispatched_at)
+  SELECT :id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
+    :unique_key, now() + make_interval(secs => :delay), CASE WHEN :admitted THEN now() END
+  {{guard}}ON CONFLICT DO NOTHING
+  RETURNING user_id, queue, priority, run_after, dispatched_at
+), fair AS ({_FAIR_JOIN.format(backlog=_BACKLOG_OF_INS)})
+SELECT run_after, CASE WHEN dispatched_at IS NULL THEN {_WOKE} END AS woke FROM ins
 """
 
 INSERT_JOB = sa.text(_INSERT.format(guard=""))
@@ -31,13 +66,23 @@ INSERT_JOB = sa.text(_INSERT.format(guard=""))
 # A caller-chosen id is one job's: the key is (user_id, id), since jobs is partitioned
 # by user, so only this looks at the other partitions (it costs a plan of all of them).
 INSERT_CHOSEN_ID = sa.text(
-    _INSERT.format(guard="WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = :id)\n")
+    _INSERT.format(guard="WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = :id)\n  ")
 )
 
 COPY_JOBS = (
-    "COPY jobs (id, user_id, kind, queue, priority, payload, max_attempts) FROM STDIN"
-    " WITH (FORMAT csv)"
+    "COPY jobs (id, user_id, kind, queue, priority, payload, max_attempts, dispatched_at)"
+    " FROM STDIN WITH (FORMAT csv)"
 )
+
+# After a COPY of backlog jobs (all due now): their users wait, and the promoters wake.
+FAIR_JOIN_MANY = sa.text(
+    _FAIR_JOIN.format(
+        backlog="SELECT * FROM unnest(CAST(:queues AS text[]), CAST(:users AS text[]))"
+        " AS u(queue, user_id), LATERAL (SELECT now() AS next_due) n"
+    )
+)
+
+WAKE = sa.text(f"SELECT pg_notify('{ADMIT_CHANNEL}', q) FROM unnest(CAST(:wake AS text[])) q")
 
 RUN_AFTER = sa.text("SELECT run_after FROM jobs WHERE user_id = :user_id AND id = :id")
 
@@ -200,6 +245,8 @@ DUE_QUEUED = sa.text(
 SELECT id, user_id, kind, queue, priority, payload,
   GREATEST(0, EXTRACT(EPOCH FROM run_after - now()))::float AS countdown
 FROM jobs WHERE status = 'queued' AND NOT cancel_requested
+  -- The backlog is admission's: only a published job's message can be lost.
+  AND dispatched_at IS NOT NULL
   AND (:everything OR run_after < now() - make_interval(secs => :lost_after))
   AND (CAST(:queues AS text[]) IS NULL OR queue = ANY(CAST(:queues AS text[])))
 ORDER BY priority DESC, run_after LIMIT :limit

@@ -26,6 +26,8 @@ class NewJob:
     delay: float = 0.0
     # The caller chose the id (a Celery task id): it must not be another user's job's.
     chosen_id: bool = False
+    # Published by the caller at once (a canvas member); else it waits for admission.
+    admitted: bool = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

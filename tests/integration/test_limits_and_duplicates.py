@@ -52,12 +52,14 @@ def test_a_job_past_its_hard_limit_is_killed_retried_and_dead_lettered(
 def test_the_same_message_published_twice_runs_the_handler_once(
     jobsys_env: Env, start_workers: StartWorkers
 ) -> None:
-    # Given a queued job whose message was published a second time
+    # Given a job admitted from the backlog whose message was published a second time
     job_id = uuid.UUID(kinds.slow.delay("user-1", key="dup", seconds=0.5).id)
-    again = Dispatch(
-        job_id=job_id, user_id="user-1", kind="test.slow", queue="default", why=Why.SWEEP
-    )
-    jobsys_env.runtime.dispatcher.send(again)
+    assert [r["id"] for r in jobsys_env.store.promote("default", 1).rows] == [job_id]
+    for why in (Why.ADMIT, Why.SWEEP):
+        again = Dispatch(
+            job_id=job_id, user_id="user-1", kind="test.slow", queue="default", why=why
+        )
+        jobsys_env.runtime.dispatcher.send(again)
     assert jobsys_env.queue_length() == 2
 
     # When two worker processes consume both messages

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from jobsys import Status, StoreUnavailableError, enqueue_many
+from jobsys.engine.admission import Admitter
 from jobsys.engine.sweeper import Sweeper
 from tests.conftest import Env, Servers, StartWorkers
 from tests.support.ids import job_ids
@@ -26,17 +27,23 @@ def test_queued_jobs_survive_a_redis_flush(jobsys_env: Env, start_workers: Start
     assert Sweeper(jobsys_env.runtime).run().broker_reset is True
     assert Sweeper(jobsys_env.runtime).run().broker_reset is False
 
-    # And 1,000 jobs queued with no worker running
+    # And 1,000 jobs queued with no worker running: 300 admitted into the broker, the
+    # rest waiting in PostgreSQL's backlog
     ids = job_ids(enqueue_many("test.noop", [(f"user-{n % 50}", None) for n in range(1000)]))
-    assert jobsys_env.queue_length() == 1000
+    Admitter(jobsys_env.runtime, ["default"], 300).fill("default", low_water=False)
+    assert jobsys_env.queue_length() == 300
 
     # When Redis loses everything (FLUSHDB on the test's db: the epoch key is per db)
     jobsys_env.redis.flushdb()
     assert jobsys_env.queue_length() == 0
     assert jobsys_env.store.count_by_status(ids) == {Status.QUEUED: 1000}
 
+    # Then the next sweep re-publishes exactly the 300 jobs that were in the broker
+    report = Sweeper(jobsys_env.runtime).run()
+    assert (report.broker_reset, report.republished) == (True, 300)
+
     # And workers start whose lost-message check waits 10 minutes, so only the
-    # sweeper's broker-reset path (the missing epoch key) can bring the jobs back
+    # sweeper's broker-reset path (the missing epoch key) and admission run the jobs
     start_workers(2, concurrency=2, env={"JOBSYS_LOST_AFTER": "600"})
 
     # Then every job completes, exactly one attempt each

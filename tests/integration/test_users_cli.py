@@ -144,3 +144,29 @@ def test_reauth_stores_new_tokens_resumes_the_user_and_closes_the_breaker(
         jobsys_env, "user", "reauth", "nobody@example.com", "--token-file", str(tokens), key=key
     )
     assert code == 1 and "nobody@example.com" in err and "Traceback" not in err
+
+
+def test_user_set_weight_is_stored_and_listed_and_bad_weights_are_refused(
+    jobsys_env: Env,
+) -> None:
+    # Given a user
+    assert _cli(jobsys_env, "user", "add", "w@example.com", key=None)[0] == 0
+
+    # When its weight is set to 3
+    code, out, err = _cli(jobsys_env, "user", "set", "w@example.com", "--weight", "3", key=None)
+
+    # Then it is stored for admission, and listed
+    assert (code, out.strip()) == (0, "w@example.com: weight 3"), err
+    (listed,) = json.loads(_cli(jobsys_env, "user", "list", "--json", key=None)[1])
+    assert listed["weight"] == 3.0
+    assert jobsys_env.store.user_limits()[listed["id"]]["weight"] == 3.0
+
+    # And a weight that is not positive, or a user that does not exist, is one line
+    for args, message in (
+        (("w@example.com", "--weight", "0"), "--weight"),
+        (("w@example.com", "--weight", "abc"), "--weight"),
+        (("nobody@example.com", "--weight", "2"), "nobody@example.com"),
+    ):
+        code, _, err = _cli(jobsys_env, "user", "set", *args, key=None)
+        assert code != 0 and message in err and "Traceback" not in err, err
+    assert jobsys_env.store.user_limits()[listed["id"]]["weight"] == 3.0

@@ -28,6 +28,7 @@ from kombu.transport import memory
 from pydantic import BaseModel
 
 from jobsys.config import Settings
+from jobsys.engine.admission import Admitter
 from jobsys.engine.dispatch import MAX_PRIORITY, Dispatch, Why
 from jobsys.engine.executor import execute
 from jobsys.engine.hooks import Attempt, Hook, Recorded
@@ -274,6 +275,10 @@ class Engine:
         self.store.insert(new)
         self.forget()
         return new
+
+    def admit(self, queue: str = "default", concurrency: int = 10) -> None:
+        """What a node's promoter does when its buffer has room: publish due backlog jobs."""
+        Admitter(self.rt, [queue], concurrency).fill(queue, low_water=False)
 
     def forget(self) -> None:
         """Clear the store's call log and the hook's events (what happened so far)."""

@@ -51,6 +51,18 @@ class Slow(Keyed):
     seconds: float = Field(gt=0)
 
 
+class Stamp(Keyed):
+    tag: str
+    seconds: float = 0.0
+
+
+@job(kind="test.stamp", payload=Stamp)
+def stamp(ctx: JobContext, payload: Stamp) -> None:
+    """Appends its tag to ``<key>:starts`` when it starts (the recorded start order)."""
+    counters().rpush(f"{payload.key}:starts", payload.tag)
+    time.sleep(payload.seconds)
+
+
 @job(kind="test.noop")
 def noop(ctx: JobContext) -> None:
     return None

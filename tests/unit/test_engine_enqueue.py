@@ -26,7 +26,9 @@ from jobsys.store import Status
 from tests.support.engine import ECHO, URGENT, Engine
 
 
-def test_enqueue_stores_the_job_then_publishes_it(engine: Engine) -> None:
+def test_enqueue_stores_the_job_in_the_backlog_and_admission_publishes_it_when_due(
+    engine: Engine,
+) -> None:
     # Given a hook that notes what the store was asked before each dispatch
     asked: list[list[str]] = []
 
@@ -42,17 +44,27 @@ def test_enqueue_stores_the_job_then_publishes_it(engine: Engine) -> None:
         ECHO.kind, user_id="u1", payload={"value": 2}, priority=3, delay=30.0, runtime=engine.rt
     )
 
-    # Then its row was inserted once, and its first message published after
+    # Then its row was inserted once, in the backlog, and nothing was published
     assert isinstance(result, JobResult)
+    assert engine.store.calls == ["insert"]
     job = engine.store.get_job(result.job_id)
     assert (job.user_id, job.payload, job.priority, job.max_attempts) == ("u1", {"value": 2}, 3, 3)
     assert job.run_after - job.created_at == timedelta(seconds=30)
-    assert asked == [["insert"]]  # the row exists before its message
+    assert not engine.store.dispatched(job.id)
+    engine.forget()
+    # And admission leaves it in PostgreSQL until it is due (no broker ETA)
+    engine.admit()
+    assert engine.broker.take_all() == [] and engine.hook.dispatched == []
+    engine.clock.advance(30)
+    engine.admit()
+    # Promoted (once too early, once when due) before its message was published
+    assert asked == [["promote", "promote"]]
     assert [(d.why, d.job_id, d.countdown) for d in engine.hook.dispatched] == [
-        (Why.FIRST, job.id, 30.0)
+        (Why.ADMIT, job.id, 0.0)
     ]
     (message,) = engine.broker.take("default")
     assert (message.task_id, message.priority, message.kwargs) == (result.id, 6, {"value": 2})
+    assert engine.store.dispatched(job.id)
 
 
 def test_the_kinds_defaults_apply_when_enqueue_gives_none(engine: Engine) -> None:
@@ -62,6 +74,7 @@ def test_the_kinds_defaults_apply_when_enqueue_gives_none(engine: Engine) -> Non
     # Then it takes the kind's, and an integer user id as a string
     job = engine.store.get_job(result.job_id)
     assert (job.user_id, job.queue, job.priority, job.payload) == ("42", "cpu", 6, {"value": 0})
+    engine.admit("cpu")
     assert [m.priority for m in engine.broker.take("cpu")] == [3]
 
 
@@ -80,11 +93,13 @@ def test_a_plain_job_with_celery_options_is_a_first_dispatch(engine: Engine) -> 
     # When a job that is in no canvas is applied with one of Celery's options
     result = submit(engine.rt, ECHO, "u1", {"value": 1}, expires=600)
 
-    # Then it is dispatched as a first publish (not a canvas member), the option honoured
+    # Then it is published at once as a first publish (the row does not hold Celery's
+    # options, so it cannot wait in the backlog), the option honoured
     assert isinstance(result, JobResult)
     assert engine.hook.whys() == [Why.FIRST]
     (message,) = engine.broker.take("default")
     assert message.headers["expires"] is not None
+    assert engine.store.dispatched(result.job_id)
 
 
 def test_enqueue_of_an_unknown_kind_names_it(engine: Engine) -> None:
@@ -93,17 +108,22 @@ def test_enqueue_of_an_unknown_kind_names_it(engine: Engine) -> None:
     assert engine.store.calls == []
 
 
-def test_enqueue_many_inserts_all_then_publishes_all(engine: Engine) -> None:
+def test_enqueue_many_inserts_all_into_the_backlog_and_admission_publishes_them(
+    engine: Engine,
+) -> None:
     # When three jobs are enqueued at once
     results = enqueue_many(
         ECHO.kind, [("u1", {"value": 1}), ("u2", {"value": 2}), ["u3", None]], runtime=engine.rt
     )
 
-    # Then one insert stored them all, and each was published on the bulk path
+    # Then one insert stored them all, and nothing was published yet
     assert engine.store.calls == ["insert_many"]
     assert [engine.store.get_job(r.job_id).user_id for r in results] == ["u1", "u2", "u3"]
-    assert engine.hook.whys() == [Why.BULK] * 3
-    assert [m.task_id for m in engine.broker.take("default")] == [r.id for r in results]
+    assert engine.broker.take_all() == []
+    # And a promotion publishes each of them once
+    engine.admit()
+    assert engine.hook.whys() == [Why.ADMIT] * 3
+    assert sorted(m.task_id for m in engine.broker.take("default")) == sorted(r.id for r in results)
 
 
 def test_enqueue_many_given_dicts_names_the_expected_shape(engine: Engine) -> None:

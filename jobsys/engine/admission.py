@@ -1,0 +1,171 @@
+"""Admission: the broker holds a short ready buffer; the backlog waits in PostgreSQL.
+
+An enqueued job is only a row (plus a wake-up on the admission channel): it
+joins the backlog. Each worker node runs a :class:`Promoter` that keeps, per
+queue it consumes, about ``ready_seconds`` of work in the broker (at least
+``ready_min`` messages, its concurrency by default; at most ``ready_max``).
+When the buffer runs low it promotes the next due jobs (``Store.promote``:
+urgent jobs first, then a fair share per user by weight) and publishes them.
+Since the buffer is short, a user who enqueues one job while another user has
+thousands waiting is served within about one buffer's worth of work.
+
+A promoter wakes when a job joins the backlog (PostgreSQL NOTIFY), when its
+node takes a message from the broker (a slot freed), and at least every
+``POLL`` seconds; a node that is gone leaves the work to the others, and the
+sweeper fills buffers too. Canvas members are published by the job that
+starts them (their chord needs them now) and bypass the backlog.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from jobsys.engine.dispatch import Dispatch, Why
+from jobsys.engine.runtime import Runtime
+from jobsys.store.admission import Listener
+
+log = structlog.get_logger("jobsys.admission")
+POLL = 0.05  # s between looks at the buffer while a backlog is known
+IDLE_POLL = 1.0  # s between looks at the backlog while none is known
+
+
+class Rate:
+    """Messages this node takes per second, smoothed."""
+
+    def __init__(self, half_life: float = 2.0) -> None:
+        self.half_life = half_life
+        self.value = 0.0
+        self.count = 0
+        self.since = time.monotonic()
+        self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        with self._lock:
+            self.count += 1
+
+    def read(self) -> float:
+        with self._lock:
+            now = time.monotonic()
+            elapsed = now - self.since
+            if elapsed >= 0.05:
+                keep = 0.5 ** (elapsed / self.half_life)
+                self.value = keep * self.value + (1 - keep) * (self.count / elapsed)
+                self.count, self.since = 0, now
+            return self.value
+
+
+class Admitter:
+    """Fills the broker's ready buffer of some queues from the backlog."""
+
+    def __init__(self, rt: Runtime, queues: Sequence[str], concurrency: int) -> None:
+        self.rt = rt
+        self.queues = list(queues)
+        self.concurrency = max(1, concurrency)
+        self.rate = Rate()
+
+    def target(self) -> int:
+        """How many messages to keep ready per queue."""
+        s = self.rt.settings
+        floor = s.ready_min or self.concurrency
+        return min(s.ready_max, max(floor, math.ceil(self.rate.read() * s.ready_seconds)))
+
+    def fill(self, queue: str, *, low_water: bool = True, urgent: bool = False) -> bool:
+        """Promote and publish jobs until ``queue``'s buffer is full.
+
+        With ``low_water`` it does nothing while the buffer is over half full, so
+        each promotion fills at least half a buffer. ``urgent`` work (priority 8
+        and above joined the backlog) is promoted even into a full buffer: its
+        message's priority puts it ahead of the rest. Returns whether due jobs
+        may still wait in the backlog (False once a promotion found fewer than
+        asked).
+        """
+        target = self.target()
+        ready = queue_size(self.rt, queue)
+        if low_water and not urgent and ready > target // 2:
+            return True
+        while ready < target or urgent:
+            promotion = self.rt.store.promote(queue, max(1, target - ready))
+            dispatches = [Dispatch.of_row(r, Why.ADMIT) for r in promotion.rows]
+            self.rt.dispatcher.send_many(dispatches)
+            if not promotion.full:
+                return False
+            ready, urgent = ready + len(dispatches), False
+        return True
+
+
+class Promoter(threading.Thread):
+    """A worker node's admission loop (a thread of its main process)."""
+
+    def __init__(self, admitter: Admitter) -> None:
+        super().__init__(name="jobsys-admission", daemon=True)
+        self.admitter = admitter
+        self.stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._taken = 0
+        self._every = 1
+
+    def received(self) -> None:
+        """The node took a message from the broker: wake after a quarter buffer of them."""
+        self.admitter.rate.tick()
+        self._taken += 1
+        if self._taken >= self._every:
+            self._taken = 0
+            self.poke()
+
+    def poke(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except BlockingIOError:  # already awake
+            pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.poke()
+
+    def run(self) -> None:
+        listener: Listener | None = None
+        waiting = set(self.admitter.queues)  # a node starts by filling its buffers
+        while not self.stopping.is_set():
+            try:
+                listener = listener or self.admitter.rt.store.listener()
+                woke = self._wait(listener, POLL if waiting else IDLE_POLL)
+                waiting |= set(woke)
+                waiting = {q for q in waiting if self.admitter.fill(q, urgent=woke.get(q, False))}
+                self._every = max(1, self.admitter.target() // 4)
+            except Exception as e:  # the database or broker may be away: try again soon
+                log.warning("admission.failed", error=str(e))
+                if listener is not None:
+                    listener.close()
+                listener = None
+                self.stopping.wait(IDLE_POLL)
+
+    def _wait(self, listener: Listener | None, timeout: float) -> dict[str, bool]:
+        """Sleep until woken or ``timeout``; the queues to look at, and whether urgently
+        (every queue on a timeout)."""
+        fds: list[Any] = [self._wake_r] + ([listener] if listener is not None else [])
+        woke, _, _ = select.select(fds, [], [], timeout)
+        if self._wake_r in woke:
+            os.read(self._wake_r, 4096)
+        named = listener.drain() if listener is not None else {}
+        if not woke:
+            return dict.fromkeys(self.admitter.queues, False)
+        return {q: urgent for q, urgent in named.items() if q in self.admitter.queues}
+
+
+def queue_size(rt: Runtime, queue: str) -> int:
+    """Messages waiting in ``queue`` (every priority), as the broker counts them."""
+    with rt.app.connection_for_write() as conn:
+        try:
+            channel: Any = conn.default_channel
+            return int(channel.queue_declare(queue, passive=True).message_count)
+        except Exception:  # a queue the broker does not know yet holds nothing
+            return 0

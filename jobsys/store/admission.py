@@ -1,0 +1,217 @@
+"""SQL for admission: promoting backlog jobs to the broker, fairly (part of :class:`Store`).
+
+A job not yet in the broker waits in PostgreSQL (``dispatched_at IS NULL``).
+:meth:`AdmissionSql.promote` marks the next ones dispatched, in one
+transaction, and returns them for the caller to publish once it committed:
+
+1. urgent jobs first (priority >= 8, from any user, highest first);
+2. then the free slots are shared between the users with due jobs, by
+   virtual time and weight (``fairness.py``), each user's jobs in priority
+   order, then by due time.
+
+Rows are taken with ``FOR UPDATE SKIP LOCKED`` (fair-share rows, then jobs), so
+promoters on several nodes never hand out one job twice and never wait for
+each other. Every query is driven by an index: the cost of a promotion
+depends on the slots it fills, not on the backlog's length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import psycopg2
+import sqlalchemy as sa
+
+from jobsys.store.db import normalize_url
+from jobsys.store.fairness import Waiting, allocate, charge
+from jobsys.store.queries import ADMIT_CHANNEL, URGENT_MARK, URGENT_PRIORITY
+
+_COLUMNS = "j.id, j.user_id, j.kind, j.queue, j.priority, j.payload"
+_DUE = (
+    "j.status = 'queued' AND j.dispatched_at IS NULL AND j.run_after <= now()"
+    " AND NOT j.cancel_requested"
+)
+
+URGENT = sa.text(
+    f"""
+UPDATE jobs j SET dispatched_at = now()
+FROM (SELECT user_id, id FROM jobs j WHERE j.queue = :queue AND {_DUE}
+        AND j.priority >= {URGENT_PRIORITY}
+      ORDER BY j.priority DESC, j.run_after LIMIT :limit FOR UPDATE SKIP LOCKED) pick
+WHERE j.user_id = pick.user_id AND j.id = pick.id
+RETURNING {_COLUMNS}, j.run_after
+"""
+)
+
+WAITING = sa.text(
+    """
+SELECT f.user_id, f.vtime, COALESCE(l.weight, 1.0) AS weight
+FROM fair_users f LEFT JOIN user_limits l ON l.user_id = f.user_id
+WHERE f.queue = :queue AND f.next_due IS NOT NULL AND f.next_due <= now()
+ORDER BY f.vtime, f.user_id LIMIT :limit
+FOR UPDATE OF f SKIP LOCKED
+"""
+)
+
+PICK = sa.text(
+    f"""
+UPDATE jobs j SET dispatched_at = now()
+FROM (SELECT p.user_id, p.id
+      FROM unnest(CAST(:users AS text[]), CAST(:counts AS integer[])) AS a(user_id, n)
+      CROSS JOIN LATERAL (
+        SELECT j.user_id, j.id FROM jobs j
+        WHERE j.user_id = a.user_id AND j.queue = :queue AND {_DUE}
+        ORDER BY j.priority DESC, j.run_after LIMIT a.n FOR UPDATE SKIP LOCKED) p) pick
+WHERE j.user_id = pick.user_id AND j.id = pick.id
+RETURNING {_COLUMNS}, j.run_after
+"""
+)
+
+# A user's next due time: the earliest job of each priority (ten index probes), the
+# least of them. NULL when the user has nothing left waiting in the queue.
+RESHARE = sa.text(
+    """
+UPDATE fair_users f SET vtime = a.vtime, next_due = (
+  SELECT min(h.run_after) FROM generate_series(0, 9) AS p(priority)
+  CROSS JOIN LATERAL (
+    SELECT j.run_after FROM jobs j
+    WHERE j.queue = f.queue AND j.user_id = f.user_id AND j.status = 'queued'
+      AND j.dispatched_at IS NULL AND j.priority = p.priority
+    ORDER BY j.run_after LIMIT 1) h)
+FROM unnest(CAST(:users AS text[]), CAST(:vtimes AS float8[])) AS a(user_id, vtime)
+WHERE f.queue = :queue AND f.user_id = a.user_id
+"""
+)
+
+NEXT_DUE = sa.text(
+    "SELECT min(next_due) FROM fair_users WHERE queue = :queue AND next_due IS NOT NULL"
+)
+
+DISPATCHED = sa.text("SELECT dispatched_at IS NOT NULL FROM jobs WHERE id = :id")
+
+SET_WEIGHT = sa.text(
+    """
+INSERT INTO user_limits (user_id, weight) VALUES (:user_id, :weight)
+ON CONFLICT (user_id) DO UPDATE SET weight = EXCLUDED.weight, updated_at = now()
+"""
+)
+
+LIST_LIMITS = sa.text("SELECT user_id, weight, max_queued, max_per_hour FROM user_limits")
+
+
+@dataclasses.dataclass(frozen=True)
+class Promotion:
+    """Jobs marked dispatched, in the order to publish them."""
+
+    rows: list[dict[str, Any]]
+    # Every slot was filled: more due jobs may be waiting.
+    full: bool
+
+
+class Listener:
+    """A connection of its own that LISTENs on the admission channel."""
+
+    def __init__(self, url: str) -> None:
+        dsn = sa.engine.make_url(normalize_url(url)).set(drivername="postgresql")
+        self.conn = psycopg2.connect(
+            dsn.render_as_string(hide_password=False),
+            connect_timeout=5,
+            application_name="jobsys-admission",
+        )
+        self.conn.autocommit = True
+        with self.conn.cursor() as cur:
+            cur.execute(f"LISTEN {ADMIT_CHANNEL}")
+
+    def fileno(self) -> int:
+        return int(self.conn.fileno())
+
+    def drain(self) -> dict[str, bool]:
+        """The queues named by the notifications received so far: whether urgent work joined."""
+        self.conn.poll()
+        queues: dict[str, bool] = {}
+        for note in self.conn.notifies:
+            name = note.payload.removeprefix(URGENT_MARK)
+            queues[name] = queues.get(name, False) or name != note.payload
+        self.conn.notifies.clear()
+        return queues
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except psycopg2.Error:
+            pass
+
+
+class AdmissionSql:
+    """Promotion and per-user shares; mixed into the gateway, :class:`Store`."""
+
+    url: str
+    transaction: Callable[[], AbstractContextManager[sa.Connection]]
+
+    def listener(self) -> Listener | None:
+        """A listener for new backlog (None where the store cannot notify)."""
+        return Listener(self.url)
+
+    def promote(self, queue: str, slots: int) -> Promotion:
+        """Mark up to ``slots`` due backlog jobs of ``queue`` dispatched, fairly."""
+        if slots <= 0:
+            return Promotion([], False)
+        with self.transaction() as conn:
+            # A promotion lost in a crash only publishes its jobs again later.
+            conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+            params = {"queue": queue, "limit": slots}
+            urgent = [dict(r) for r in conn.execute(URGENT, params).mappings()]
+            fair = _share(conn, queue, slots - len(urgent))
+        rows = _by_priority(urgent) + fair
+        return Promotion(rows, len(rows) >= slots)
+
+    def next_due(self, queue: str) -> Any:
+        """When the earliest job waiting in ``queue``'s backlog is due (None: no backlog)."""
+        with self.transaction() as conn:
+            return conn.execute(NEXT_DUE, {"queue": queue}).scalar()
+
+    def dispatched(self, job_id: uuid.UUID) -> bool:
+        """Whether the job's message was published (False while it waits in the backlog)."""
+        with self.transaction() as conn:
+            return bool(conn.execute(DISPATCHED, {"id": job_id}).scalar())
+
+    def set_weight(self, user_id: str, weight: float) -> None:
+        with self.transaction() as conn:
+            conn.execute(SET_WEIGHT, {"user_id": user_id, "weight": weight})
+
+    def user_limits(self) -> dict[str, dict[str, Any]]:
+        with self.transaction() as conn:
+            return {r["user_id"]: dict(r) for r in conn.execute(LIST_LIMITS).mappings()}
+
+
+def _share(conn: sa.Connection, queue: str, slots: int) -> list[dict[str, Any]]:
+    """The fair part of a promotion: slots shared among waiting users by virtual time."""
+    if slots <= 0:
+        return []
+    found = conn.execute(WAITING, {"queue": queue, "limit": slots}).mappings()
+    waiting = [Waiting(r["user_id"], r["vtime"], r["weight"]) for r in found]
+    if not waiting:
+        return []
+    alloc = allocate(waiting, slots)
+    counts = alloc.counts()
+    users = list(counts)
+    params = {"queue": queue, "users": users, "counts": [counts[u] for u in users]}
+    rows = [dict(r) for r in conn.execute(PICK, params).mappings()]
+    per_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in _by_priority(rows):
+        per_user[row["user_id"]].append(row)
+    granted = {u: len(jobs) for u, jobs in per_user.items()}
+    vtimes = charge(waiting, granted)
+    reshare = {"queue": queue, "users": list(vtimes), "vtimes": list(vtimes.values())}
+    conn.execute(RESHARE, reshare)
+    # Published in the order the slots were granted, so the least-served user goes first.
+    return [per_user[u].pop(0) for u in alloc.order if per_user[u]]
+
+
+def _by_priority(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (-r["priority"], r["run_after"]))

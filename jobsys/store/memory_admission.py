@@ -1,0 +1,126 @@
+"""Admission for the in-memory store: the same promotion rules as ``admission.py``."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from jobsys.store.admission import Promotion
+from jobsys.store.fairness import Waiting, allocate, charge
+from jobsys.store.queries import URGENT_PRIORITY
+from jobsys.store.records import Job
+from jobsys.store.status import Status
+
+Key = tuple[str, str]  # (queue, user_id)
+
+
+class MemoryAdmission:
+    """The backlog, users' virtual times and weights; mixed into ``MemoryStore``."""
+
+    jobs: dict[uuid.UUID, Job]
+    clock: Callable[[], datetime]
+    _lock: threading.RLock
+
+    def _init_admission(self) -> None:
+        self.backlog: set[uuid.UUID] = set()
+        self.vtimes: dict[Key, float] = {}
+        self.waiting: set[Key] = set()
+        self.weights: dict[str, float] = {}
+
+    def _join_backlog(self, job: Job) -> None:
+        key = (job.queue, job.user_id)
+        self.backlog.add(job.id)
+        if key not in self.waiting:
+            # As in SQL: join at the smallest virtual time of the users waiting.
+            floor = min((v for k, v in self.vtimes.items() if k in self.waiting), default=0.0)
+            self.vtimes[key] = max(self.vtimes.get(key, 0.0), floor)
+            self.waiting.add(key)
+
+    def dispatched(self, job_id: uuid.UUID) -> bool:
+        """Whether the job's message was published (False while it waits in the backlog)."""
+        with self._lock:
+            return job_id not in self.backlog
+
+    def promote(self, queue: str, slots: int) -> Promotion:
+        if slots <= 0:
+            return Promotion([], False)
+        with self._lock:
+            due = self._due(queue)
+            urgent = [j for j in due if j.priority >= URGENT_PRIORITY][:slots]
+            fair = self._share(queue, [j for j in due if j not in urgent], slots - len(urgent))
+            promoted = urgent + fair
+            self.backlog.difference_update(j.id for j in promoted)
+            self._settle(queue)
+        rows = [_row(j) for j in promoted]
+        return Promotion(rows, len(rows) >= slots)
+
+    def _due(self, queue: str) -> list[Job]:
+        now = self.clock()
+        found = [
+            j
+            for j in (self.jobs[i] for i in self.backlog)
+            if j.queue == queue
+            and j.status is Status.QUEUED
+            and j.run_after <= now
+            and not j.cancel_requested
+        ]
+        return sorted(found, key=lambda j: (-j.priority, j.run_after))
+
+    def _share(self, queue: str, due: list[Job], slots: int) -> list[Job]:
+        if slots <= 0:
+            return []
+        users = {j.user_id for j in due}
+        keys = sorted((self.vtimes[(queue, u)], u) for u in users if (queue, u) in self.waiting)
+        waiting = [Waiting(u, v, self.weights.get(u, 1.0)) for v, u in keys[:slots]]
+        alloc = allocate(waiting, slots)
+        queues: dict[str, list[Job]] = {w.user_id: [] for w in waiting}
+        for job in due:
+            if job.user_id in queues:
+                queues[job.user_id].append(job)
+        picked = [queues[u].pop(0) for u in alloc.order if queues[u]]
+        granted: dict[str, int] = {}
+        for job in picked:
+            granted[job.user_id] = granted.get(job.user_id, 0) + 1
+        for user, vtime in charge(waiting, granted).items():
+            self.vtimes[(queue, user)] = vtime
+        return picked
+
+    def _settle(self, queue: str) -> None:
+        # A user with nothing left in the backlog stops waiting (as next_due NULL).
+        left = {
+            (j.queue, j.user_id)
+            for j in (self.jobs[i] for i in self.backlog)
+            if j.status is Status.QUEUED
+        }
+        self.waiting = {k for k in self.waiting if k[0] != queue or k in left}
+
+    def listener(self) -> None:
+        return None  # no notifications: a promoter polls
+
+    def next_due(self, queue: str) -> datetime | None:
+        with self._lock:
+            times = [
+                j.run_after
+                for j in (self.jobs[i] for i in self.backlog)
+                if j.queue == queue and j.status is Status.QUEUED
+            ]
+        return min(times, default=None)
+
+    def set_weight(self, user_id: str, weight: float) -> None:
+        with self._lock:
+            self.weights[user_id] = weight
+
+    def user_limits(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {
+                u: {"user_id": u, "weight": w, "max_queued": None, "max_per_hour": None}
+                for u, w in self.weights.items()
+            }
+
+
+def _row(job: Job) -> dict[str, Any]:
+    fields = ("id", "user_id", "kind", "queue", "priority", "payload", "run_after")
+    return {f: getattr(job, f) for f in fields}

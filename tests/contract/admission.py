@@ -1,0 +1,125 @@
+"""The store contract: the backlog, and promoting it fairly into the broker's ready buffer."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from jobsys.store import JobStore, NewJob
+from tests.contract.base import ContractBase, new_job
+
+
+def waiting(store: JobStore, user: str, n: int = 1, **changes: Any) -> list[NewJob]:
+    """``n`` jobs of ``user`` inserted into the backlog, one by one."""
+    jobs = [new_job(user_id=user, admitted=False, **changes) for _ in range(n)]
+    for job in jobs:
+        store.insert(job)
+    return jobs
+
+
+def users(rows: list[dict[str, Any]]) -> list[str]:
+    return [r["user_id"] for r in rows]
+
+
+class AdmissionContract(ContractBase):
+    """promote, next_due, set_weight, and what the backlog means to the sweeper's queries."""
+
+    def test_backlog_jobs_are_promoted_once_and_published_ones_never(self, store: JobStore) -> None:
+        # Given two jobs in the backlog and one its caller published at once
+        backlog = waiting(store, "u1", 2)
+        store.insert(new_job(user_id="u1"))
+
+        assert [store.dispatched(j.id) for j in backlog] == [False, False]
+
+        # When more slots than jobs are promoted, twice
+        first = store.promote("default", 10)
+        second = store.promote("default", 10)
+
+        # Then the backlog jobs came out once, the published one never
+        assert sorted(r["id"] for r in first.rows) == sorted(j.id for j in backlog)
+        assert not first.full and second.rows == []
+        assert {r["kind"] for r in first.rows} == {"unit.echo"}
+        assert [store.dispatched(j.id) for j in backlog] == [True, True]
+
+    def test_a_full_promotion_says_more_may_wait(self, store: JobStore) -> None:
+        waiting(store, "u1", 3)
+        assert store.promote("default", 2).full
+        assert len(store.promote("default", 2).rows) == 1
+
+    def test_a_light_user_is_served_next_behind_a_heavy_users_backlog(
+        self, store: JobStore
+    ) -> None:
+        # Given a heavy user with 20 jobs waiting, 4 of them already promoted
+        waiting(store, "heavy", 20)
+        assert users(store.promote("default", 4).rows) == ["heavy"] * 4
+        # When a light user enqueues one job and two slots free
+        waiting(store, "light", 1)
+        rows = store.promote("default", 2).rows
+
+        # Then the light user's job is one of the two
+        assert sorted(users(rows)) == ["heavy", "light"]
+
+    def test_weights_share_the_slots_in_their_ratio(self, store: JobStore) -> None:
+        # Given two users with long backlogs, weights 1 and 3
+        waiting(store, "one", 40)
+        waiting(store, "three", 40)
+        store.set_weight("three", 3.0)
+
+        # When 40 slots are promoted, 4 at a time
+        got: Counter[str] = Counter()
+        for _ in range(10):
+            got.update(users(store.promote("default", 4).rows))
+
+        # Then they went 1:3
+        assert got == {"one": 10, "three": 30}
+        assert store.user_limits()["three"]["weight"] == 3.0
+
+    def test_urgent_jobs_come_first_whoever_waits(self, store: JobStore) -> None:
+        # Given a flood from one user and an urgent job from another
+        waiting(store, "flood", 10)
+        (urgent,) = waiting(store, "u2", 1, priority=9)
+
+        # Then the next slot is the urgent job's
+        assert [r["id"] for r in store.promote("default", 1).rows] == [urgent.id]
+
+    def test_a_users_jobs_come_out_in_priority_order(self, store: JobStore) -> None:
+        waiting(store, "u1", 2, priority=0)
+        (high,) = waiting(store, "u1", 1, priority=5)
+        assert store.promote("default", 1).rows[0]["id"] == high.id
+
+    def test_a_delayed_job_waits_in_the_backlog_until_due(self, store: JobStore) -> None:
+        # Given a job delayed by 30 s
+        (job,) = waiting(store, "u1", 1, delay=30.0)
+
+        # Then it is not promoted, and the backlog says when it is due
+        assert store.promote("default", 5).rows == []
+        assert store.next_due("default") == store.get_job(job.id).run_after
+        assert store.next_due("other") is None
+
+    def test_a_cancelled_backlog_job_is_never_promoted(self, store: JobStore) -> None:
+        (job,) = waiting(store, "u1", 1)
+        store.request_cancel(job.id, actor="test")
+        assert store.promote("default", 5).rows == []
+        assert store.next_due("default") is None
+
+    def test_backlog_jobs_are_not_lost_messages(self, store: JobStore) -> None:
+        # Given one job in the backlog and one published
+        waiting(store, "u1", 1)
+        published = new_job(user_id="u1")
+        store.insert(published)
+
+        # Then only the published one can have lost its message, even on a broker reset
+        stale = store.stale_queued(everything=True, lost_after=-1, queues=None)
+        assert [r["id"] for r in stale] == [published.id]
+
+    def test_insert_many_joins_the_backlog_by_user(self, store: JobStore) -> None:
+        # Given three users' jobs inserted at once into the backlog
+        batch = [new_job(user_id=u, admitted=False) for u in ("a", "a", "a", "b", "c")]
+        store.insert_many(batch)
+
+        # When three slots are promoted
+        rows = store.promote("default", 3).rows
+
+        # Then each user got one, and only their queue's backlog was touched
+        assert sorted(users(rows)) == ["a", "b", "c"]
+        assert store.promote("cpu", 3).rows == []

@@ -1,0 +1,107 @@
+"""Admission: a node keeps a short ready buffer in the broker and refills it from the backlog."""
+
+from __future__ import annotations
+
+from jobsys import enqueue, enqueue_many
+from jobsys.engine.admission import Admitter, Promoter, queue_size
+from jobsys.engine.dispatch import Why
+from tests.support.engine import ECHO, Engine
+from tests.support.wait import wait_until
+
+
+def flood(engine: Engine, user: str, n: int, priority: int | None = None) -> None:
+    enqueue_many(
+        ECHO.kind, [(user, {"value": i}) for i in range(n)], priority=priority, runtime=engine.rt
+    )
+
+
+def test_a_fill_tops_the_buffer_up_to_its_target_and_no_further(engine: Engine) -> None:
+    # Given 20 jobs in the backlog and a node of concurrency 4 (its target while idle)
+    flood(engine, "heavy", 20)
+    admitter = Admitter(engine.rt, ["default"], 4)
+    assert admitter.target() == 4
+
+    # When it fills its buffer, then fills again with the buffer still full
+    assert admitter.fill("default") is True
+    assert admitter.fill("default") is True
+
+    # Then the broker holds 4 messages, all admitted from the backlog
+    assert queue_size(engine.rt, "default") == 4
+    assert engine.hook.whys() == [Why.ADMIT] * 4
+
+
+def take_one(engine: Engine, queue: str = "default") -> None:
+    with engine.rt.app.connection_for_read() as conn:
+        assert conn.default_channel.basic_get(queue, no_ack=True) is not None
+
+
+def test_a_fill_waits_for_the_buffer_to_drain_to_half_before_promoting(engine: Engine) -> None:
+    # Given a full buffer of 4
+    flood(engine, "heavy", 20)
+    admitter = Admitter(engine.rt, ["default"], 4)
+    admitter.fill("default")
+    engine.forget()
+
+    # When one message is taken, three are left: over half, so nothing is promoted
+    take_one(engine)
+    admitter.fill("default")
+    assert engine.hook.dispatched == [] and queue_size(engine.rt, "default") == 3
+
+    # When one more is taken, two are left: the buffer is topped up to 4 in one promotion
+    take_one(engine)
+    admitter.fill("default")
+    assert engine.store.calls == ["promote"]
+    assert queue_size(engine.rt, "default") == 4
+
+
+def test_urgent_work_is_promoted_into_a_full_buffer(engine: Engine) -> None:
+    # Given a full buffer of a flood
+    flood(engine, "flood", 20)
+    admitter = Admitter(engine.rt, ["default"], 2)
+    admitter.fill("default")
+    engine.forget()
+
+    # When an urgent job joins the backlog and the promoter is told so
+    urgent = enqueue(ECHO.kind, user_id="u2", priority=9, runtime=engine.rt)
+    admitter.fill("default", urgent=True)
+
+    # Then it is published at once, with the top broker priority
+    assert [d.job_id for d in engine.hook.dispatched] == [urgent.job_id]
+    priorities = {m.task_id: m.priority for m in engine.broker.take("default")}
+    assert priorities[urgent.id] == 0
+
+
+def test_the_target_follows_the_rate_within_its_bounds(engine: Engine) -> None:
+    admitter = Admitter(engine.rt, ["default"], 2)
+    admitter.rate.value = 1000.0  # messages/s taken: 0.1 s of them is 100
+    admitter.rate.since += 1e9  # (no new reading)
+    assert admitter.target() == 100
+    admitter.rate.value = 1e7
+    assert admitter.target() == engine.rt.settings.ready_max
+
+
+def test_a_running_promoter_publishes_the_backlog_as_the_node_takes_messages(
+    engine: Engine,
+) -> None:
+    # Given a promoter over the in-memory store (no notifications: it polls)
+    flood(engine, "heavy", 30)
+    promoter = Promoter(Admitter(engine.rt, ["default"], 5))
+    promoter.start()
+    try:
+        # When the node takes messages as fast as they come, telling the promoter
+        taken: list[str] = []
+
+        def take() -> bool:
+            for message in engine.broker.take("default"):
+                taken.append(message.task_id)
+                promoter.received()
+            return len(taken) == 30
+
+        wait_until(take, timeout=20, what="every job to be published", interval=0.01)
+    finally:
+        promoter.stop()
+        promoter.join(5)
+
+    # Then each job was published exactly once
+    assert len(set(taken)) == 30
+    assert engine.hook.whys() == [Why.ADMIT] * 30
