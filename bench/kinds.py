@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+from pydantic import BaseModel
+
 from bench.stamps import STAMPS_KEY, stamps
 from jobsys import job
 
@@ -22,3 +24,14 @@ def noop(ctx: object) -> None:
 def stamp(ctx) -> None:  # type: ignore[no-untyped-def]
     now = time.time()
     stamps().rpush(STAMPS_KEY, f"{ctx.job_id} {now!r}")
+
+
+class Sleep(BaseModel):
+    seconds: float = 0.0
+
+
+@job(kind="bench.sleep", payload=Sleep)
+def sleep(ctx, payload: Sleep) -> None:  # type: ignore[no-untyped-def]
+    """Records its start like ``bench.stamp``, then sleeps ``seconds`` (a job's work)."""
+    stamps().rpush(STAMPS_KEY, f"{ctx.job_id} {time.time()!r}")
+    time.sleep(payload.seconds)

@@ -135,7 +135,7 @@ class Services:
     def reset(self, variant: str) -> None:
         self.redis.flushdb()
         with self.pg.cursor() as cur:
-            cur.execute("TRUNCATE jobs, dead_letters, workers, audit_events")
+            cur.execute("TRUNCATE jobs, fair_users, dead_letters, workers, audit_events")
             cur.execute("VACUUM ANALYZE jobs")
         if VARIANTS[variant][0] == "jobsys":
             self.redis.set(EPOCH_KEY, "bench")

@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from jobsys.engine.dispatch import Dispatch, Why
+from jobsys.engine.dispatch import Dispatch, Why, broker_connection
 from jobsys.engine.runtime import Runtime
 from jobsys.store.admission import Listener
 
@@ -134,10 +134,16 @@ class Promoter(threading.Thread):
     def run(self) -> None:
         listener: Listener | None = None
         waiting = set(self.admitter.queues)  # a node starts by filling its buffers
+        last_look = 0.0
         while not self.stopping.is_set():
             try:
                 listener = listener or self.admitter.rt.store.listener()
                 woke = self._wait(listener, POLL if waiting else IDLE_POLL)
+                # Every queue now and then, however often wake-ups come: a NOTIFY can
+                # be missed (a reconnect) and delayed jobs fall due on their own.
+                if time.monotonic() - last_look >= (POLL if waiting else IDLE_POLL):
+                    last_look = time.monotonic()
+                    woke = {q: woke.get(q, False) for q in self.admitter.queues}
                 waiting |= set(woke)
                 waiting = {q for q in waiting if self.admitter.fill(q, urgent=woke.get(q, False))}
                 self._every = max(1, self.admitter.target() // 4)
@@ -149,23 +155,20 @@ class Promoter(threading.Thread):
                 self.stopping.wait(IDLE_POLL)
 
     def _wait(self, listener: Listener | None, timeout: float) -> dict[str, bool]:
-        """Sleep until woken or ``timeout``; the queues to look at, and whether urgently
-        (every queue on a timeout)."""
+        """Sleep until woken or ``timeout``; the queues new backlog joined, and whether
+        urgent work is among it."""
         fds: list[Any] = [self._wake_r] + ([listener] if listener is not None else [])
         woke, _, _ = select.select(fds, [], [], timeout)
         if self._wake_r in woke:
             os.read(self._wake_r, 4096)
         named = listener.drain() if listener is not None else {}
-        if not woke:
-            return dict.fromkeys(self.admitter.queues, False)
         return {q: urgent for q, urgent in named.items() if q in self.admitter.queues}
 
 
 def queue_size(rt: Runtime, queue: str) -> int:
-    """Messages waiting in ``queue`` (every priority), as the broker counts them."""
-    with rt.app.connection_for_write() as conn:
-        try:
-            channel: Any = conn.default_channel
-            return int(channel.queue_declare(queue, passive=True).message_count)
-        except Exception:  # a queue the broker does not know yet holds nothing
-            return 0
+    """Messages waiting in ``queue`` (every priority sub-list), as the broker counts them."""
+    with broker_connection(rt.app) as conn:
+        channel: Any = conn.default_channel
+        # The virtual transports' own count (one pipelined LLEN per priority on Redis);
+        # queue_declare(passive=True) would also raise for a queue with no message.
+        return int(channel._size(queue))

@@ -25,7 +25,7 @@ import redis
 import structlog
 
 from jobsys.engine.admission import Admitter, queue_size
-from jobsys.engine.dispatch import Dispatch, Why
+from jobsys.engine.dispatch import Dispatch, Why, broker_connection
 from jobsys.engine.failures import Failure
 from jobsys.engine.outcome import settle_failure
 from jobsys.engine.runtime import Runtime
@@ -151,7 +151,7 @@ class Sweeper:
 
     def _declare_queues(self) -> None:
         # Bindings live in Redis too; without them a publish is undeliverable.
-        with self.app.connection_for_write() as conn:
+        with broker_connection(self.app) as conn:
             channel = conn.default_channel
             for queue in self.app.amqp.queues.values():
                 queue(channel).declare()

@@ -28,7 +28,7 @@ import psycopg2
 import sqlalchemy as sa
 
 from jobsys.store.db import normalize_url
-from jobsys.store.fairness import Waiting, allocate, charge
+from jobsys.store.fairness import Waiting, share
 from jobsys.store.queries import ADMIT_CHANNEL, URGENT_MARK, URGENT_PRIORITY
 
 _COLUMNS = "j.id, j.user_id, j.kind, j.queue, j.priority, j.payload"
@@ -66,7 +66,10 @@ FROM (SELECT p.user_id, p.id
       CROSS JOIN LATERAL (
         SELECT j.user_id, j.id FROM jobs j
         WHERE j.user_id = a.user_id AND j.queue = :queue AND {_DUE}
-        ORDER BY j.priority DESC, j.run_after LIMIT a.n FOR UPDATE SKIP LOCKED) p) pick
+        ORDER BY j.priority DESC, j.run_after LIMIT a.n FOR UPDATE SKIP LOCKED) p
+      -- The planner cannot size the lateral picks; the total tells it they are few,
+      -- so it updates them by key instead of scanning every partition.
+      LIMIT :total) pick
 WHERE j.user_id = pick.user_id AND j.id = pick.id
 RETURNING {_COLUMNS}, j.run_after
 """
@@ -197,20 +200,20 @@ def _share(conn: sa.Connection, queue: str, slots: int) -> list[dict[str, Any]]:
     waiting = [Waiting(r["user_id"], r["vtime"], r["weight"]) for r in found]
     if not waiting:
         return []
-    alloc = allocate(waiting, slots)
-    counts = alloc.counts()
-    users = list(counts)
-    params = {"queue": queue, "users": users, "counts": [counts[u] for u in users]}
-    rows = [dict(r) for r in conn.execute(PICK, params).mappings()]
-    per_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _by_priority(rows):
-        per_user[row["user_id"]].append(row)
-    granted = {u: len(jobs) for u, jobs in per_user.items()}
-    vtimes = charge(waiting, granted)
+
+    def pick(counts: dict[str, int], total: int) -> dict[str, list[dict[str, Any]]]:
+        users = list(counts)
+        params = {"queue": queue, "users": users, "counts": [counts[u] for u in users]}
+        rows = [dict(r) for r in conn.execute(PICK, {**params, "total": total}).mappings()]
+        picked: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in _by_priority(rows):
+            picked[row["user_id"]].append(row)
+        return picked
+
+    rows, vtimes = share(waiting, slots, pick)
     reshare = {"queue": queue, "users": list(vtimes), "vtimes": list(vtimes.values())}
     conn.execute(RESHARE, reshare)
-    # Published in the order the slots were granted, so the least-served user goes first.
-    return [per_user[u].pop(0) for u in alloc.order if per_user[u]]
+    return rows
 
 
 def _by_priority(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

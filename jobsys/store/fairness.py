@@ -12,6 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+# Picks each user's next due jobs, at most ``counts[user]`` each and ``total`` in all.
+Pick = Callable[[dict[str, int], int], dict[str, list[T]]]
+ROUNDS = 3  # of picking in one promotion, when granted users run dry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +61,54 @@ def allocate(waiting: list[Waiting], slots: int) -> Allocation:
     return Allocation(order, vtimes)
 
 
-def charge(waiting: list[Waiting], granted: dict[str, int]) -> dict[str, float]:
-    """Each user's virtual time after the jobs it was actually granted (fewer when it ran dry)."""
-    return {w.user_id: w.vtime + granted.get(w.user_id, 0) / w.weight for w in waiting}
+def charge(
+    waiting: list[Waiting], granted: dict[str, int], vtimes: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Each user's virtual time after the jobs it was actually granted (fewer when it ran dry).
+
+    ``vtimes`` holds virtual times newer than ``waiting``'s, if any.
+    """
+    now = vtimes or {}
+    return {
+        w.user_id: now.get(w.user_id, w.vtime) + granted.get(w.user_id, 0) / w.weight
+        for w in waiting
+    }
+
+
+def share(waiting: list[Waiting], slots: int, pick: Pick[T]) -> tuple[list[T], dict[str, float]]:
+    """Fill ``slots`` from ``waiting`` users' due jobs, fairly; the jobs in publish order
+    (the order their slots were granted) and every waiting user's new virtual time.
+
+    A user granted more slots than it has due jobs leaves the rest to the others,
+    over up to ``ROUNDS`` rounds of picking.
+    """
+    vtimes = {w.user_id: w.vtime for w in waiting}
+    jobs: dict[str, list[T]] = {w.user_id: [] for w in waiting}
+    order: list[str] = []
+    active = waiting
+    for _ in range(ROUNDS):
+        left = slots - len(order)
+        if left <= 0 or not active:
+            break
+        alloc = allocate([dataclasses.replace(w, vtime=vtimes[w.user_id]) for w in active], left)
+        counts = alloc.counts()
+        picked = pick(counts, left)
+        got = {u: len(found) for u, found in picked.items()}
+        for user, found in picked.items():
+            jobs[user] += found
+        order += _granted(alloc.order, got)
+        vtimes.update(charge([w for w in active if w.user_id in counts], got, vtimes))
+        # Users that had fewer due jobs than slots are out; the rest may have more.
+        active = [w for w in active if got.get(w.user_id, 0) >= counts.get(w.user_id, 0)]
+    return [jobs[u].pop(0) for u in order], vtimes
+
+
+def _granted(order: list[str], got: dict[str, int]) -> list[str]:
+    """The allocation's order, keeping only the slots a job filled."""
+    taken: dict[str, int] = {}
+    out = []
+    for user in order:
+        if taken.get(user, 0) < got.get(user, 0):
+            taken[user] = taken.get(user, 0) + 1
+            out.append(user)
+    return out

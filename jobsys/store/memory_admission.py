@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from jobsys.store.admission import Promotion
-from jobsys.store.fairness import Waiting, allocate, charge
+from jobsys.store.fairness import Waiting, share
 from jobsys.store.queries import URGENT_PRIORITY
 from jobsys.store.records import Job
 from jobsys.store.status import Status
@@ -75,18 +75,19 @@ class MemoryAdmission:
         users = {j.user_id for j in due}
         keys = sorted((self.vtimes[(queue, u)], u) for u in users if (queue, u) in self.waiting)
         waiting = [Waiting(u, v, self.weights.get(u, 1.0)) for v, u in keys[:slots]]
-        alloc = allocate(waiting, slots)
-        queues: dict[str, list[Job]] = {w.user_id: [] for w in waiting}
-        for job in due:
-            if job.user_id in queues:
-                queues[job.user_id].append(job)
-        picked = [queues[u].pop(0) for u in alloc.order if queues[u]]
-        granted: dict[str, int] = {}
-        for job in picked:
-            granted[job.user_id] = granted.get(job.user_id, 0) + 1
-        for user, vtime in charge(waiting, granted).items():
+        lines = {w.user_id: [j for j in due if j.user_id == w.user_id] for w in waiting}
+
+        def pick(counts: dict[str, int], total: int) -> dict[str, list[Job]]:
+            picked: dict[str, list[Job]] = {}
+            for user, n in counts.items():
+                take = min(n, total - sum(len(p) for p in picked.values()))
+                picked[user], lines[user] = lines[user][:take], lines[user][take:]
+            return picked
+
+        jobs, vtimes = share(waiting, slots, pick)
+        for user, vtime in vtimes.items():
             self.vtimes[(queue, user)] = vtime
-        return picked
+        return jobs
 
     def _settle(self, queue: str) -> None:
         # A user with nothing left in the backlog stops waiting (as next_due NULL).
