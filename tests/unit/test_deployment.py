@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -33,3 +36,29 @@ def test_dockerfile_copies_what_the_package_needs() -> None:
     text = (ROOT / "Dockerfile").read_text()
     for part in ("jobsys", "migrations", "celeryconfig.py", "pyproject.toml"):
         assert f"COPY {part}" in text or f" {part}" in text
+
+
+def test_a_worker_started_with_a_bad_setting_says_so_in_one_line() -> None:
+    # Given a malformed setting, as an operator might export it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSYS_")}
+    env.update(
+        JOBSYS_READY_MAX="0",
+        JOBSYS_DATABASE_URL="postgresql://postgres@127.0.0.1:1/x",
+        JOBSYS_BROKER_URL="redis://127.0.0.1:1/0",
+    )
+
+    # When `celery -A jobsys worker` starts
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "jobsys", "worker", "-c", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # Then it exits at once with one line naming the setting, the rule and the value
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "jobsys: error: JOBSYS_READY_MAX: Input should be greater than or equal to 1 (got '0')"
+    ]
