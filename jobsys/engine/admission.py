@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import math
 import os
-import select
+import selectors
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -93,12 +94,25 @@ class Admitter:
             return True
         while ready < target or urgent:
             promotion = self.rt.store.promote(queue, max(1, target - ready))
-            dispatches = [Dispatch.of_row(r, Why.ADMIT) for r in promotion.rows]
-            self.rt.dispatcher.send_many(dispatches)
+            self._publish(promotion.rows)
             if not promotion.full:
-                return False
-            ready, urgent = ready + len(dispatches), False
+                # Short: the backlog ran dry, or rows were taken by another promoter
+                # or locked by an enqueue; only a backlog with nothing due is done.
+                return self._due(queue)
+            ready, urgent = ready + len(promotion.rows), False
         return True
+
+    def _publish(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self.rt.dispatcher.send_many([Dispatch.of_row(r, Why.ADMIT) for r in rows])
+        except Exception:
+            # Not published: back to the backlog, or they would wait for the sweeper.
+            self.rt.store.release(rows)
+            raise
+
+    def _due(self, queue: str) -> bool:
+        due = self.rt.store.next_due(queue)
+        return due is not None and due <= datetime.now(UTC)
 
 
 class Promoter(threading.Thread):
@@ -153,12 +167,17 @@ class Promoter(threading.Thread):
                     listener.close()
                 listener = None
                 self.stopping.wait(IDLE_POLL)
+        if listener is not None:
+            listener.close()
 
     def _wait(self, listener: Listener | None, timeout: float) -> dict[str, bool]:
         """Sleep until woken or ``timeout``; the queues new backlog joined, and whether
         urgent work is among it."""
-        fds: list[Any] = [self._wake_r] + ([listener] if listener is not None else [])
-        woke, _, _ = select.select(fds, [], [], timeout)
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            if listener is not None:
+                sel.register(listener, selectors.EVENT_READ)
+            woke = {key.fileobj for key, _ in sel.select(timeout)}
         if self._wake_r in woke:
             os.read(self._wake_r, 4096)
         named = listener.drain() if listener is not None else {}

@@ -223,16 +223,16 @@ class Dispatcher:
         Transports other than Redis take Celery's per-message path.
         """
         with broker_connection(self.app) as conn:
-            if conn.transport.driver_type != "redis":
-                self._send_all(prepared.bulk + prepared.single)
-            else:
+            redis = conn.transport.driver_type == "redis"
+            if redis:
                 channel: Any = conn.default_channel
                 with channel.client.pipeline(transaction=False) as pipe:
                     for key, values in prepared.lists.items():
                         for i in range(0, len(values), _LPUSH_CHUNK):
                             pipe.lpush(key, *values[i : i + _LPUSH_CHUNK])
                     pipe.execute()
-                self._send_all(prepared.single)
+        # (Celery's path takes a connection of its own: not while holding this one.)
+        self._send_all(prepared.single if redis else prepared.bulk + prepared.single)
         self.hooks.after_dispatch(prepared.dispatches)
 
     def send_many(self, dispatches: Sequence[Dispatch]) -> None:
@@ -285,15 +285,11 @@ class Prepared:
 def broker_connection(app: Celery) -> Iterator[Any]:
     """A connection from the app's pool (a new one costs a connect: 5 ms measured here).
 
-    One that failed is collected rather than pooled again, so the next use reconnects.
+    kombu closes one that failed as it goes back to the pool; its next use reconnects.
     """
     pool: Any = app.pool
     with pool.acquire(block=True) as conn:
-        try:
-            yield conn
-        except Exception:
-            conn.collect()
-            raise
+        yield conn
 
 
 def parent_job(besides: uuid.UUID | None = None) -> uuid.UUID | None:

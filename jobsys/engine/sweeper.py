@@ -176,8 +176,8 @@ class Sweeper:
     def _admit(self) -> None:
         """Fill every queue's ready buffer from the backlog, for the fleet's registered
         concurrency (nodes' promoters do it first; this covers a fleet without them)."""
-        if not self.settings.admission:
-            return
+        # Whatever JOBSYS_ADMISSION says here: a backlog left by processes that
+        # enqueue with it on must not be stranded.
         alive = [w for w in self.store.list_workers() if w.status == "alive"]
         admitter = Admitter(self.rt, list(self.app.amqp.queues), sum(w.concurrency for w in alive))
         for queue in admitter.queues:

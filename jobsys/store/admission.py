@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from jobsys.store.db import normalize_url
 from jobsys.store.fairness import Waiting, share
+from jobsys.store.prepared import PreparedSession, Run, Statement
 from jobsys.store.queries import ADMIT_CHANNEL, URGENT_MARK, URGENT_PRIORITY
 
 _COLUMNS = "j.id, j.user_id, j.kind, j.queue, j.priority, j.payload"
@@ -37,57 +38,102 @@ _DUE = (
     " AND NOT j.cancel_requested"
 )
 
-URGENT = sa.text(
+# The picks are MATERIALIZED: a sub-select with LIMIT and SKIP LOCKED that the plan
+# ran again (as a nested loop's inner side) would lock, and mark, other rows each time.
+URGENT = Statement(
+    "jobsys_urgent",
     f"""
+WITH pick AS MATERIALIZED (
+  SELECT user_id, id FROM jobs j WHERE j.queue = :queue AND {_DUE}
+    AND j.priority >= {URGENT_PRIORITY}
+  ORDER BY j.priority DESC, j.run_after LIMIT :limit FOR UPDATE SKIP LOCKED)
 UPDATE jobs j SET dispatched_at = now()
-FROM (SELECT user_id, id FROM jobs j WHERE j.queue = :queue AND {_DUE}
-        AND j.priority >= {URGENT_PRIORITY}
-      ORDER BY j.priority DESC, j.run_after LIMIT :limit FOR UPDATE SKIP LOCKED) pick
+FROM pick
 WHERE j.user_id = pick.user_id AND j.id = pick.id
 RETURNING {_COLUMNS}, j.run_after
-"""
+""",
+    [("queue", "text"), ("limit", "integer")],
 )
 
-WAITING = sa.text(
+WAITING = Statement(
+    "jobsys_waiting",
     """
 SELECT f.user_id, f.vtime, COALESCE(l.weight, 1.0) AS weight
 FROM fair_users f LEFT JOIN user_limits l ON l.user_id = f.user_id
 WHERE f.queue = :queue AND f.next_due IS NOT NULL AND f.next_due <= now()
 ORDER BY f.vtime, f.user_id LIMIT :limit
 FOR UPDATE OF f SKIP LOCKED
-"""
+""",
+    [("queue", "text"), ("limit", "integer")],
 )
 
-PICK = sa.text(
+PICK = Statement(
+    "jobsys_pick",
     f"""
+WITH pick AS MATERIALIZED (
+  SELECT p.user_id, p.id
+  FROM unnest(CAST(:users AS text[]), CAST(:counts AS integer[])) AS a(user_id, n)
+  CROSS JOIN LATERAL (
+    SELECT j.user_id, j.id FROM jobs j
+    WHERE j.user_id = a.user_id AND j.queue = :queue AND {_DUE}
+    ORDER BY j.priority DESC, j.run_after LIMIT a.n FOR UPDATE SKIP LOCKED) p
+  -- The planner cannot size the lateral picks; the total tells it they are few,
+  -- so it updates them by key instead of scanning every partition.
+  LIMIT :total)
 UPDATE jobs j SET dispatched_at = now()
-FROM (SELECT p.user_id, p.id
-      FROM unnest(CAST(:users AS text[]), CAST(:counts AS integer[])) AS a(user_id, n)
-      CROSS JOIN LATERAL (
-        SELECT j.user_id, j.id FROM jobs j
-        WHERE j.user_id = a.user_id AND j.queue = :queue AND {_DUE}
-        ORDER BY j.priority DESC, j.run_after LIMIT a.n FOR UPDATE SKIP LOCKED) p
-      -- The planner cannot size the lateral picks; the total tells it they are few,
-      -- so it updates them by key instead of scanning every partition.
-      LIMIT :total) pick
+FROM pick
 WHERE j.user_id = pick.user_id AND j.id = pick.id
 RETURNING {_COLUMNS}, j.run_after
+""",
+    [("queue", "text"), ("users", "text[]"), ("counts", "integer[]"), ("total", "integer")],
+)
+
+# A user's next due time: now, if any of its jobs is due (one index probe: the first
+# due job in the user's order); else the earliest of each priority's first job (ten
+# probes, for a user with only delayed jobs); NULL when nothing is left waiting.
+_BACKLOG_OF_F = (
+    "j.queue = f.queue AND j.user_id = f.user_id AND j.status = 'queued'"
+    " AND j.dispatched_at IS NULL"
+)
+RESHARE = Statement(
+    "jobsys_reshare",
+    f"""
+UPDATE fair_users f SET vtime = a.vtime, next_due = COALESCE(
+  (SELECT j.run_after FROM jobs j WHERE {_BACKLOG_OF_F} AND j.run_after <= now()
+   ORDER BY j.priority DESC, j.run_after LIMIT 1),
+  (SELECT min(h.run_after) FROM generate_series(0, 9) AS p(priority)
+   CROSS JOIN LATERAL (
+     SELECT j.run_after FROM jobs j WHERE {_BACKLOG_OF_F} AND j.priority = p.priority
+     ORDER BY j.run_after LIMIT 1) h))
+FROM unnest(CAST(:users AS text[]), CAST(:vtimes AS float8[])) AS a(user_id, vtime)
+WHERE f.queue = :queue AND f.user_id = a.user_id
+""",
+    [("queue", "text"), ("users", "text[]"), ("vtimes", "float8[]")],
+)
+
+# The queue's virtual clock moves to where service is (the last slot's virtual start).
+TICK = Statement(
+    "jobsys_tick",
+    """
+INSERT INTO fair_queues AS c (queue, vclock) VALUES (:queue, :vclock)
+ON CONFLICT (queue) DO UPDATE SET vclock = GREATEST(c.vclock, EXCLUDED.vclock)
+""",
+    [("queue", "text"), ("vclock", "float8")],
+)
+
+# Jobs promoted whose messages could not be published go back to the backlog.
+RELEASE = sa.text(
+    """
+UPDATE jobs SET dispatched_at = NULL
+WHERE user_id = ANY(CAST(:users AS text[])) AND id = ANY(CAST(:ids AS uuid[]))
+  AND status = 'queued'
 """
 )
 
-# A user's next due time: the earliest job of each priority (ten index probes), the
-# least of them. NULL when the user has nothing left waiting in the queue.
-RESHARE = sa.text(
+_REJOIN = sa.text(
     """
-UPDATE fair_users f SET vtime = a.vtime, next_due = (
-  SELECT min(h.run_after) FROM generate_series(0, 9) AS p(priority)
-  CROSS JOIN LATERAL (
-    SELECT j.run_after FROM jobs j
-    WHERE j.queue = f.queue AND j.user_id = f.user_id AND j.status = 'queued'
-      AND j.dispatched_at IS NULL AND j.priority = p.priority
-    ORDER BY j.run_after LIMIT 1) h)
-FROM unnest(CAST(:users AS text[]), CAST(:vtimes AS float8[])) AS a(user_id, vtime)
-WHERE f.queue = :queue AND f.user_id = a.user_id
+UPDATE fair_users SET next_due = LEAST(next_due, now())
+WHERE queue = :queue AND user_id = ANY(CAST(:users AS text[]))
 """
 )
 
@@ -161,17 +207,32 @@ class AdmissionSql:
         return Listener(self.url)
 
     def promote(self, queue: str, slots: int) -> Promotion:
-        """Mark up to ``slots`` due backlog jobs of ``queue`` dispatched, fairly."""
+        """Mark up to ``slots`` due backlog jobs of ``queue`` dispatched, fairly.
+
+        Runs on prepared statements with ``synchronous_commit`` off: a promotion
+        lost in a crash only publishes its jobs again later.
+        """
         if slots <= 0:
             return Promotion([], False)
-        with self.transaction() as conn:
-            # A promotion lost in a crash only publishes its jobs again later.
-            conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
-            params = {"queue": queue, "limit": slots}
-            urgent = [dict(r) for r in conn.execute(URGENT, params).mappings()]
-            fair = _share(conn, queue, slots - len(urgent))
+        with self._promotions().transaction() as run:
+            urgent = run(URGENT, {"queue": queue, "limit": slots})
+            fair = _share(run, queue, slots - len(urgent))
         rows = _by_priority(urgent) + fair
         return Promotion(rows, len(rows) >= slots)
+
+    def _promotions(self) -> PreparedSession:
+        found = self.__dict__.get("_prepared")
+        if found is None:
+            found = self.__dict__["_prepared"] = PreparedSession(self.url)
+        return found
+
+    def release(self, rows: list[dict[str, Any]]) -> None:
+        """Put promoted jobs back into the backlog (their publish failed)."""
+        params = {"users": sorted({r["user_id"] for r in rows}), "ids": [r["id"] for r in rows]}
+        with self.transaction() as conn:
+            conn.execute(RELEASE, params)
+            for queue in sorted({r["queue"] for r in rows}):
+                conn.execute(_REJOIN, {"queue": queue, "users": params["users"]})
 
     def next_due(self, queue: str) -> Any:
         """When the earliest job waiting in ``queue``'s backlog is due (None: no backlog)."""
@@ -192,11 +253,11 @@ class AdmissionSql:
             return {r["user_id"]: dict(r) for r in conn.execute(LIST_LIMITS).mappings()}
 
 
-def _share(conn: sa.Connection, queue: str, slots: int) -> list[dict[str, Any]]:
+def _share(run: Run, queue: str, slots: int) -> list[dict[str, Any]]:
     """The fair part of a promotion: slots shared among waiting users by virtual time."""
     if slots <= 0:
         return []
-    found = conn.execute(WAITING, {"queue": queue, "limit": slots}).mappings()
+    found = run(WAITING, {"queue": queue, "limit": slots})
     waiting = [Waiting(r["user_id"], r["vtime"], r["weight"]) for r in found]
     if not waiting:
         return []
@@ -204,16 +265,17 @@ def _share(conn: sa.Connection, queue: str, slots: int) -> list[dict[str, Any]]:
     def pick(counts: dict[str, int], total: int) -> dict[str, list[dict[str, Any]]]:
         users = list(counts)
         params = {"queue": queue, "users": users, "counts": [counts[u] for u in users]}
-        rows = [dict(r) for r in conn.execute(PICK, {**params, "total": total}).mappings()]
         picked: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in _by_priority(rows):
+        for row in _by_priority(run(PICK, {**params, "total": total})):
             picked[row["user_id"]].append(row)
         return picked
 
-    rows, vtimes = share(waiting, slots, pick)
-    reshare = {"queue": queue, "users": list(vtimes), "vtimes": list(vtimes.values())}
-    conn.execute(RESHARE, reshare)
-    return rows
+    done = share(waiting, slots, pick)
+    vtimes = done.vtimes
+    run(RESHARE, {"queue": queue, "users": list(vtimes), "vtimes": list(vtimes.values())})
+    if done.frontier is not None:
+        run(TICK, {"queue": queue, "vclock": done.frontier})
+    return done.jobs
 
 
 def _by_priority(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 # Picks each user's next due jobs, at most ``counts[user]`` each and ``total`` in all.
@@ -75,8 +75,18 @@ def charge(
     }
 
 
-def share(waiting: list[Waiting], slots: int, pick: Pick[T]) -> tuple[list[T], dict[str, float]]:
-    """Fill ``slots`` from ``waiting`` users' due jobs, fairly; the jobs in publish order
+@dataclasses.dataclass(frozen=True)
+class Shared:
+    """What a promotion granted: jobs in publish order, the users' new virtual times, and
+    the virtual start of the last slot served (the queue's clock moves there)."""
+
+    jobs: list[Any]
+    vtimes: dict[str, float]
+    frontier: float | None
+
+
+def share(waiting: list[Waiting], slots: int, pick: Pick[T]) -> Shared:
+    """Fill ``slots`` from ``waiting`` users' due jobs, fairly: the jobs in publish order
     (the order their slots were granted) and every waiting user's new virtual time.
 
     A user granted more slots than it has due jobs leaves the rest to the others,
@@ -100,7 +110,10 @@ def share(waiting: list[Waiting], slots: int, pick: Pick[T]) -> tuple[list[T], d
         vtimes.update(charge([w for w in active if w.user_id in counts], got, vtimes))
         # Users that had fewer due jobs than slots are out; the rest may have more.
         active = [w for w in active if got.get(w.user_id, 0) >= counts.get(w.user_id, 0)]
-    return [jobs[u].pop(0) for u in order], vtimes
+    weight = {w.user_id: w.weight for w in waiting}
+    served = {u for u in order}
+    frontier = max((vtimes[u] - 1.0 / weight[u] for u in served), default=None)
+    return Shared([jobs[u].pop(0) for u in order], vtimes, frontier)
 
 
 def _granted(order: list[str], got: dict[str, int]) -> list[str]:

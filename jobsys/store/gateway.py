@@ -76,6 +76,7 @@ class Store(FleetSql, AdmissionSql):
         if close:
             self.hot.close()
             self.hot_durable.close()
+            self._promotions().close()
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
@@ -168,7 +169,8 @@ class Store(FleetSql, AdmissionSql):
             if waiting:
                 queues, users = [w[0] for w in waiting], [w[1] for w in waiting]
                 cur.execute(_SQL["fair_join_many"], {"queues": queues, "users": users})
-                cur.execute(_SQL["wake"], {"wake": _wake(jobs)})
+                joined = {row[0] for row in cur.fetchall()}
+                cur.execute(_SQL["wake"], {"wake": _wake(jobs, joined)})
             cur.close()
             raw.commit()
         except psycopg2.OperationalError as e:
@@ -345,11 +347,12 @@ class Store(FleetSql, AdmissionSql):
             yield bool(conn.execute(q.SWEEP_LOCK, {"key": _SWEEP_LOCK_KEY}).scalar())
 
 
-def _wake(jobs: Sequence[NewJob]) -> list[str]:
-    """The admission channel's payloads for these backlog jobs: each queue, marked if urgent."""
+def _wake(jobs: Sequence[NewJob], joined: set[str]) -> list[str]:
+    """The admission channel's payloads for these backlog jobs: each queue where a user
+    started waiting or urgent work joined (marked so)."""
     backlog = [j for j in jobs if not j.admitted]
     urgent = {j.queue for j in backlog if j.priority >= q.URGENT_PRIORITY}
-    return sorted({(q.URGENT_MARK if j.queue in urgent else "") + j.queue for j in backlog})
+    return sorted({q.URGENT_MARK + n for n in urgent} | (joined - urgent))
 
 
 def _key(job: Job) -> dict[str, Any]:

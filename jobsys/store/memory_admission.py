@@ -29,20 +29,29 @@ class MemoryAdmission:
         self.vtimes: dict[Key, float] = {}
         self.waiting: set[Key] = set()
         self.weights: dict[str, float] = {}
+        self.vclocks: dict[str, float] = {}
 
     def _join_backlog(self, job: Job) -> None:
         key = (job.queue, job.user_id)
         self.backlog.add(job.id)
         if key not in self.waiting:
-            # As in SQL: join at the smallest virtual time of the users waiting.
-            floor = min((v for k, v in self.vtimes.items() if k in self.waiting), default=0.0)
-            self.vtimes[key] = max(self.vtimes.get(key, 0.0), floor)
+            # As in SQL: join at the queue's virtual clock.
+            clock = self.vclocks.get(job.queue, 0.0)
+            self.vtimes[key] = max(self.vtimes.get(key, 0.0), clock)
             self.waiting.add(key)
 
     def dispatched(self, job_id: uuid.UUID) -> bool:
         """Whether the job's message was published (False while it waits in the backlog)."""
         with self._lock:
-            return job_id not in self.backlog
+            return job_id in self.jobs and job_id not in self.backlog
+
+    def release(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for row in rows:
+                job = self.jobs.get(row["id"])
+                if job is not None and job.status is Status.QUEUED:
+                    self.backlog.add(job.id)
+                    self.waiting.add((job.queue, job.user_id))
 
     def promote(self, queue: str, slots: int) -> Promotion:
         if slots <= 0:
@@ -84,9 +93,12 @@ class MemoryAdmission:
                 picked[user], lines[user] = lines[user][:take], lines[user][take:]
             return picked
 
-        jobs, vtimes = share(waiting, slots, pick)
-        for user, vtime in vtimes.items():
+        done = share(waiting, slots, pick)
+        for user, vtime in done.vtimes.items():
             self.vtimes[(queue, user)] = vtime
+        if done.frontier is not None:
+            self.vclocks[queue] = max(self.vclocks.get(queue, 0.0), done.frontier)
+        jobs: list[Job] = done.jobs
         return jobs
 
     def _settle(self, queue: str) -> None:

@@ -64,6 +64,12 @@ class JobRow(Base):
             "run_after",
             postgresql_where=sa.text(f"{_BACKLOG} AND priority >= 8"),
         ),
+        sa.Index(
+            "jobs_published_idx",
+            sa.text("priority DESC"),
+            "run_after",
+            postgresql_where=sa.text("status = 'queued' AND dispatched_at IS NOT NULL"),
+        ),
         {"postgresql_partition_by": "HASH (user_id)"},
     )
 
@@ -88,7 +94,9 @@ class JobRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # NULL while the job waits in PostgreSQL; when its message was published.
-    dispatched_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    dispatched_at: Mapped[datetime | None] = mapped_column(
+        sa.DateTime(timezone=True), server_default=_NOW
+    )
 
 
 class FairUserRow(Base):
@@ -108,6 +116,15 @@ class FairUserRow(Base):
     user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     vtime: Mapped[float] = mapped_column(sa.Float, server_default="0")
     next_due: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class FairQueueRow(Base):
+    """A queue's virtual clock: where a user that starts waiting joins."""
+
+    __tablename__ = "fair_queues"
+
+    queue: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    vclock: Mapped[float] = mapped_column(sa.Float, server_default="0")
 
 
 class UserLimitRow(Base):

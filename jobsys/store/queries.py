@@ -24,24 +24,22 @@ JOB_COLUMNS = (
     " created_at, started_at, finished_at"
 )
 
-# A user starting to wait in a queue joins at the smallest virtual time of those
-# already waiting (see fairness.py); one already waiting keeps its place.
+# A user starting to wait in a queue joins at the queue's virtual clock (see
+# fairness.py); one already waiting keeps its place. A row comes back only where
+# the user started waiting or its next job is due sooner: then promoters wake.
 _FAIR_JOIN = """
 INSERT INTO fair_users AS f (queue, user_id, vtime, next_due)
 SELECT b.queue, b.user_id,
-  COALESCE((SELECT min(w.vtime) FROM fair_users w WHERE w.queue = b.queue
-            AND w.next_due IS NOT NULL), 0),
-  b.next_due
+  COALESCE((SELECT c.vclock FROM fair_queues c WHERE c.queue = b.queue), 0), b.next_due
 FROM ({backlog}) b
 ORDER BY b.queue, b.user_id
 ON CONFLICT (queue, user_id) DO UPDATE SET
   vtime = CASE WHEN f.next_due IS NULL THEN GREATEST(f.vtime, EXCLUDED.vtime) ELSE f.vtime END,
   next_due = LEAST(f.next_due, EXCLUDED.next_due)
+WHERE f.next_due IS NULL OR EXCLUDED.next_due < f.next_due
+RETURNING f.queue
 """
 
-# Admitted (a canvas member its caller publishes): marked dispatched now. Else the
-# job joins the backlog: its user's fair-share row says it waits, and the
-# admission channel wakes the nodes' promoters when the insert commits.
 _BACKLOG_OF_INS = (
     "SELECT queue, user_id, run_after AS next_due FROM ins WHERE dispatched_at IS NULL"
 )
@@ -58,7 +56,10 @@ WITH ins AS (
   {{guard}}ON CONFLICT DO NOTHING
   RETURNING user_id, queue, priority, run_after, dispatched_at
 ), fair AS ({_FAIR_JOIN.format(backlog=_BACKLOG_OF_INS)})
-SELECT run_after, CASE WHEN dispatched_at IS NULL THEN {_WOKE} END AS woke FROM ins
+SELECT run_after,
+  CASE WHEN dispatched_at IS NULL AND (priority >= {URGENT_PRIORITY} OR EXISTS (SELECT FROM fair))
+  THEN {_WOKE} END AS woke
+FROM ins
 """
 
 INSERT_JOB = sa.text(_INSERT.format(guard=""))
@@ -245,9 +246,11 @@ DUE_QUEUED = sa.text(
 SELECT id, user_id, kind, queue, priority, payload,
   GREATEST(0, EXTRACT(EPOCH FROM run_after - now()))::float AS countdown
 FROM jobs WHERE status = 'queued' AND NOT cancel_requested
-  -- The backlog is admission's: only a published job's message can be lost.
+  -- The backlog is admission's: only a published job's message can be lost, counted
+  -- from when it was published or fell due, whichever is later.
   AND dispatched_at IS NOT NULL
-  AND (:everything OR run_after < now() - make_interval(secs => :lost_after))
+  AND (:everything
+       OR GREATEST(run_after, dispatched_at) < now() - make_interval(secs => :lost_after))
   AND (CAST(:queues AS text[]) IS NULL OR queue = ANY(CAST(:queues AS text[])))
 ORDER BY priority DESC, run_after LIMIT :limit
 """

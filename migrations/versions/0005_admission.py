@@ -20,9 +20,20 @@ _BACKLOG = "status = 'queued' AND dispatched_at IS NULL"
 
 def upgrade() -> None:
     # NULL: the job waits in PostgreSQL (the backlog); set: its message was published.
-    op.add_column("jobs", sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True))
-    # Every job stored so far had its message published at enqueue.
-    op.execute("UPDATE jobs SET dispatched_at = created_at")
+    # The default (evaluated once here: no table rewrite) marks every job stored so far
+    # as published, and every row a writer without admission inserts (one still on the
+    # previous version during a rolling deploy publishes its own jobs).
+    op.add_column(
+        "jobs",
+        sa.Column("dispatched_at", sa.DateTime(timezone=True), server_default=sa.text("now()")),
+    )
+    # The sweeper's look for lost messages reads only published jobs.
+    op.create_index(
+        "jobs_published_idx",
+        "jobs",
+        [sa.text("priority DESC"), "run_after"],
+        postgresql_where=sa.text("status = 'queued' AND dispatched_at IS NOT NULL"),
+    )
     op.create_index(
         "jobs_backlog_idx",
         "jobs",
@@ -49,6 +60,13 @@ def upgrade() -> None:
         ["queue", "vtime"],
         postgresql_where=sa.text("next_due IS NOT NULL"),
     )
+    # Each queue's virtual clock: where a user starting to wait joins (never backwards).
+    op.create_table(
+        "fair_queues",
+        sa.Column("queue", sa.Text(), nullable=False),
+        sa.Column("vclock", sa.Float(), server_default="0", nullable=False),
+        sa.PrimaryKeyConstraint("queue"),
+    )
     op.create_table(
         "user_limits",
         sa.Column("user_id", sa.Text(), nullable=False),
@@ -56,7 +74,10 @@ def upgrade() -> None:
         sa.Column("max_queued", sa.Integer(), nullable=True),
         sa.Column("max_per_hour", sa.Integer(), nullable=True),
         sa.Column(
-            "updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.CheckConstraint("weight > 0", name="user_limits_weight_positive"),
         sa.PrimaryKeyConstraint("user_id"),
@@ -65,8 +86,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("user_limits")
+    op.drop_table("fair_queues")
     op.drop_index("fair_users_waiting_idx", table_name="fair_users")
     op.drop_table("fair_users")
     op.drop_index("jobs_urgent_idx", table_name="jobs")
     op.drop_index("jobs_backlog_idx", table_name="jobs")
+    op.drop_index("jobs_published_idx", table_name="jobs")
     op.drop_column("jobs", "dispatched_at")

@@ -123,3 +123,54 @@ class AdmissionContract(ContractBase):
         # Then each user got one, and only their queue's backlog was touched
         assert sorted(users(rows)) == ["a", "b", "c"]
         assert store.promote("cpu", 3).rows == []
+
+    def test_a_user_that_starts_waiting_joins_at_the_queues_clock(self, store: JobStore) -> None:
+        # Given a user served alone for a while (ten jobs promoted)
+        waiting(store, "early", 20)
+        for _ in range(10):
+            store.promote("default", 1)
+
+        # When another user starts waiting with a long backlog too
+        waiting(store, "late", 20)
+        got = users([r for _ in range(6) for r in store.promote("default", 1).rows])
+
+        # Then they share from now on: the newcomer has no credit for the past
+        assert Counter(got) == {"early": 3, "late": 3}, got
+
+    def test_time_alone_is_not_held_against_a_user_once_the_queue_was_idle(
+        self, store: JobStore
+    ) -> None:
+        # Given a user served alone until its backlog ran out
+        waiting(store, "busy", 10)
+        store.promote("default", 10)
+        assert store.promote("default", 1).rows == []
+
+        # When another user starts waiting, then the first one again
+        waiting(store, "other", 10)
+        waiting(store, "busy", 10)
+        got = users([r for _ in range(6) for r in store.promote("default", 1).rows])
+
+        # Then they alternate: the first is not made to wait out its past
+        assert Counter(got) == {"busy": 3, "other": 3}
+
+    def test_released_jobs_go_back_to_the_backlog(self, store: JobStore) -> None:
+        # Given two promoted jobs whose publish failed
+        waiting(store, "u1", 2)
+        rows = store.promote("default", 2).rows
+        store.release(rows)
+
+        # Then they are promoted again
+        assert sorted(r["id"] for r in store.promote("default", 5).rows) == sorted(
+            r["id"] for r in rows
+        )
+
+    def test_a_promotion_marks_exactly_the_jobs_it_returns(self, store: JobStore) -> None:
+        # Given two users' backlogs
+        jobs = waiting(store, "a", 10) + waiting(store, "b", 10)
+
+        # When a few small promotions run
+        returned = [r["id"] for _ in range(3) for r in store.promote("default", 3).rows]
+
+        # Then the jobs marked dispatched are those it returned, no more
+        assert len(returned) == 9
+        assert {j.id for j in jobs if store.dispatched(j.id)} == set(returned)

@@ -58,7 +58,7 @@ def test_enqueue_stores_the_job_in_the_backlog_and_admission_publishes_it_when_d
     engine.clock.advance(30)
     engine.admit()
     # Promoted (once too early, once when due) before its message was published
-    assert asked == [["promote", "promote"]]
+    assert asked == [["promote", "next_due", "promote"]]
     assert [(d.why, d.job_id, d.countdown) for d in engine.hook.dispatched] == [
         (Why.ADMIT, job.id, 0.0)
     ]
