@@ -222,8 +222,28 @@ def retire_predecessor(rt: Runtime, node: str) -> int:
     jobs = [j for j in rt.store.expired([node]) if j.worker == node]
     for job in jobs:
         settle_failure(rt, job, lost, actor=node, why=Why.EXPIRED)
-    log.warning("worker.predecessor_lost", worker=node, pid=old.pid, retried=len(jobs))
+    resent = _resend_reserved(rt, old.queues)
+    log.warning(
+        "worker.predecessor_lost", worker=node, pid=old.pid, retried=len(jobs), resent=resent
+    )
     return len(jobs)
+
+
+def _resend_reserved(rt: Runtime, queues: list[str]) -> int:
+    """Publish again, now, the admitted jobs of ``queues`` that nobody has claimed.
+
+    Messages the lost process had reserved sit in Redis's unacknowledged set until
+    the visibility timeout, and the sweeper's lost path waits ``lost_after`` for an
+    empty queue. With admission the broker holds only a short buffer, so sending
+    every unclaimed admitted job again costs at most a buffer of duplicates, which
+    their claims ignore. (Without admission that would be the whole queue: left to
+    the sweeper.)
+    """
+    if not rt.settings.admission or not queues:
+        return 0
+    rows = rt.store.stale_queued(everything=False, lost_after=0, queues=queues, limit=1000)
+    rt.dispatcher.send_many([Dispatch.of_row(r, Why.SWEEP) for r in rows])
+    return len(rows)
 
 
 def _running(pid: int) -> bool:

@@ -87,3 +87,20 @@ def test_a_predecessor_on_another_host_is_left_to_the_sweeper(engine: Engine) ->
 def test_a_first_start_has_no_predecessor(engine: Engine) -> None:
     assert retire_predecessor(engine.rt, NODE) == 0
     assert engine.store.list_workers() == []
+
+
+def test_a_gone_predecessors_reserved_messages_are_sent_again_at_once(engine: Engine) -> None:
+    # Given a node whose previous process, now gone, consumed the default queue, and a
+    # job admitted to the broker that nobody claimed (its message reserved by that process)
+    engine.store.register_worker(
+        NODE, hostname=socket.gethostname(), pid=gone_pid(), queues=["default"], concurrency=2
+    )
+    admitted = engine.put()
+    engine.clock.advance(1)
+    engine.forget()
+
+    # When a new process of the node starts
+    retire_predecessor(engine.rt, NODE)
+
+    # Then the unclaimed job is published again now, not after the lost path's wait
+    assert [(d.why, d.job_id) for d in engine.hook.dispatched] == [(Why.SWEEP, admitted.id)]
