@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from jobsys.store.db import normalize_url
 from jobsys.store.fairness import Waiting, share
+from jobsys.store.fastpath import connect
 from jobsys.store.prepared import PreparedSession, Run, Statement
 from jobsys.store.queries import ADMIT_CHANNEL, URGENT_MARK, URGENT_PRIORITY
 
@@ -167,11 +168,7 @@ class Listener:
 
     def __init__(self, url: str) -> None:
         dsn = sa.engine.make_url(normalize_url(url)).set(drivername="postgresql")
-        self.conn = psycopg2.connect(
-            dsn.render_as_string(hide_password=False),
-            connect_timeout=5,
-            application_name="jobsys-admission",
-        )
+        self.conn = connect(dsn, application_name="jobsys-admission")
         self.conn.autocommit = True
         with self.conn.cursor() as cur:
             cur.execute(f"LISTEN {ADMIT_CHANNEL}")

@@ -61,25 +61,37 @@ class FastPath:
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            try:
-                conn = psycopg2.connect(
-                    self._dsn.render_as_string(hide_password=False),
-                    options=self._options,
-                    connect_timeout=5,
-                    application_name="jobsys",
-                    connection_factory=self._factory,
-                )
-            except psycopg2.OperationalError as e:
-                raise StoreUnavailableError(f"PostgreSQL unavailable: {e}") from e
+            conn = connect(self._dsn, options=self._options, factory=self._factory)
             conn.autocommit = True
             self._local.conn = conn
         return conn
 
     def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                pass
+        close_thread_connection(self._local)
+
+
+def connect(
+    dsn: sa.URL, *, options: str = "", application_name: str = "jobsys", factory: Any = None
+) -> Any:
+    """A direct psycopg2 connection; a failure to connect is StoreUnavailableError."""
+    try:
+        return psycopg2.connect(
+            dsn.render_as_string(hide_password=False),
+            options=options,
+            connect_timeout=5,
+            application_name=application_name,
+            connection_factory=factory,
+        )
+    except psycopg2.OperationalError as e:
+        raise StoreUnavailableError(f"PostgreSQL unavailable: {e}") from e
+
+
+def close_thread_connection(local: threading.local) -> None:
+    """Close and forget the connection a thread keeps in ``local.conn``."""
+    conn = getattr(local, "conn", None)
+    local.conn = None
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg2.Error:
+            pass

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from jobsys.errors import StoreUnavailableError
 from jobsys.store.db import normalize_url
+from jobsys.store.fastpath import close_thread_connection, connect
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)\b")
 Run = Callable[["Statement", dict[str, Any]], list[dict[str, Any]]]
@@ -63,13 +64,7 @@ class PreparedSession:
             raise StoreUnavailableError(f"PostgreSQL unavailable: {e}") from e
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                pass
+        close_thread_connection(self._local)
 
     def _run(self, cur: Any, st: Statement, params: dict[str, Any]) -> list[dict[str, Any]]:
         prepared: set[str] = self._local.prepared
@@ -85,15 +80,11 @@ class PreparedSession:
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            try:
-                conn = psycopg2.connect(
-                    self._dsn.render_as_string(hide_password=False),
-                    options="-c synchronous_commit=off",
-                    connect_timeout=5,
-                    application_name="jobsys-admission",
-                )
-            except psycopg2.OperationalError as e:
-                raise StoreUnavailableError(f"PostgreSQL unavailable: {e}") from e
+            conn = connect(
+                self._dsn,
+                options="-c synchronous_commit=off",
+                application_name="jobsys-admission",
+            )
             self._local.conn = conn
             self._local.prepared = set()
         return conn
