@@ -53,8 +53,8 @@ def environ(args: argparse.Namespace, admission: bool) -> dict[str, str]:
     }
 
 
-def prepare(args: argparse.Namespace) -> None:
-    """A fresh database with the migrations, and this process's jobsys pointed at it."""
+def _recreate(args: argparse.Namespace, *, create: bool) -> None:
+    """Drop the bench's database, and create it again when ``create``."""
     import psycopg2
 
     base, _, name = args.db_url.rpartition("/")
@@ -62,8 +62,14 @@ def prepare(args: argparse.Namespace) -> None:
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
+        if create:
+            cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """A fresh database with the migrations, and this process's jobsys pointed at it."""
+    _recreate(args, create=True)
     os.environ.update(environ(args, True))
     from jobsys.store.migrate import upgrade
 
@@ -71,14 +77,7 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def drop(args: argparse.Namespace) -> None:
-    import psycopg2
-
-    base, _, name = args.db_url.rpartition("/")
-    admin = psycopg2.connect(base + "/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    _recreate(args, create=False)
 
 
 class Bench:
