@@ -106,6 +106,17 @@ class Settings(BaseSettings):
         0, ge=0, description="fewest messages a node keeps ready (0: its concurrency)"
     )
     ready_max: int = Field(500, ge=1, description="most messages a node keeps ready per queue")
+    # Quotas (README "Quotas"): defaults for users without an override in the database.
+    user_max_queued: int | None = Field(
+        None, ge=1, description="queued jobs a user may hold (unset: no limit)"
+    )
+    user_max_per_hour: int | None = Field(
+        None, ge=1, description="jobs a user may enqueue per hour (unset: no limit)"
+    )
+    # Periodic syncs (README "Periodic syncs"): one beat entry ticks for every user.
+    sync_interval: float = Field(300.0, ge=1, description="seconds between a user's syncs")
+    schedule_tick: float = Field(30.0, gt=0, description="period of the schedule's tick, s")
+    schedule_batch: int = Field(1000, ge=1, le=50_000, description="users enqueued per batch")
     worker_heartbeat: float = Field(10.0, gt=0, description="worker heartbeat period, s")
     worker_dead_after: float = Field(60.0, gt=0, description="missed-heartbeat window, s")
     sweep_interval: float = Field(15.0, gt=0, description="sweeper period under beat, s")

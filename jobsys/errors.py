@@ -37,6 +37,7 @@ None). Subclasses set them as class attributes or per instance.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 
@@ -138,6 +139,48 @@ class DuplicateJobError(JobsysError):
         self.existing_id = existing_id
         super().__init__(
             f"a live {kind!r} job for user {user_id!r} already has unique_key {unique_key!r}"
+        )
+
+
+class QuotaExceeded(JobsysError):
+    """An enqueue would take a user past one of its quotas; nothing was stored.
+
+    Attributes:
+        user_id: whose quota.
+        limit: ``max_queued`` or ``max_per_hour``.
+        value: the limit's value.
+        used: what the user holds (queued jobs) or spent (enqueues in the last hour).
+        asked: jobs the refused call asked for.
+        frees_at: when enough of the hour's enqueues age out (``max_per_hour``);
+            None for ``max_queued``, which frees as the user's queued jobs start.
+    """
+
+    reason = "quota"
+    retryable = True
+
+    def __init__(
+        self,
+        user_id: str,
+        limit: str,
+        value: int,
+        *,
+        used: int,
+        asked: int,
+        frees_at: datetime | None = None,
+    ) -> None:
+        self.user_id, self.limit, self.value = user_id, limit, value
+        self.used, self.asked, self.frees_at = used, asked, frees_at
+        held = "queued" if limit == "max_queued" else "enqueued in the last hour"
+        if asked > value:
+            when = f"the call asks for {asked}, more than the limit allows at once"
+        elif frees_at is not None:
+            when = f"frees up at {frees_at.isoformat(timespec='seconds')}"
+            self.retry_after = max(0.0, (frees_at - datetime.now(UTC)).total_seconds())
+        else:
+            when = "frees up as its queued jobs start"
+        super().__init__(
+            f"user {user_id!r} is over its quota {limit}={value} ({used} {held},"
+            f" {asked} more asked): {when}"
         )
 
 

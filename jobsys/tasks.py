@@ -21,6 +21,7 @@ from jobsys.pipeline.kinds import (
     sync_user,
 )
 from jobsys.pipeline.repair import RunRepair
+from jobsys.pipeline.schedule import schedule_tick
 
 if TYPE_CHECKING:
     from jobsys.engine.hooks import Hook
@@ -40,5 +41,6 @@ __all__ = [
     "normalize",
     "plan",
     "process",
+    "schedule_tick",
     "sync_user",
 ]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kombu import Queue
 
 from jobsys.engine import runtime
 from jobsys.engine.registry import registry
 from jobsys.engine.transport import TRANSPORT
+
+if TYPE_CHECKING:
+    from jobsys.config import Settings
 
 CONTROL_QUEUE = "jobsys.control"
 DEFAULT_QUEUE = "default"
@@ -60,17 +63,31 @@ def celery_config(rt: runtime.Runtime | None = None) -> dict[str, Any]:
         "accept_content": ["json"],
         "task_default_queue": DEFAULT_QUEUE,
         "task_queues": [Queue(n, routing_key=n) for n in queue_names],
-        "task_routes": {"jobsys.sweep": {"queue": CONTROL_QUEUE}},
-        "imports": list(s.imports),
-        "beat_schedule": {
-            "jobsys-sweep": {
-                "task": "jobsys.sweep",
-                "schedule": s.sweep_interval,
-                "options": {"queue": CONTROL_QUEUE, "expires": s.sweep_interval},
-            }
+        "task_routes": {
+            "jobsys.sweep": {"queue": CONTROL_QUEUE},
+            "jobsys.schedule.tick": {"queue": CONTROL_QUEUE},
         },
+        "imports": list(s.imports),
+        "beat_schedule": _beat_schedule(s),
         "worker_hijack_root_logger": False,
     }
+
+
+def _beat_schedule(s: Settings) -> dict[str, Any]:
+    entries = {
+        "jobsys-sweep": {
+            "task": "jobsys.sweep",
+            "schedule": s.sweep_interval,
+            "options": {"queue": CONTROL_QUEUE, "expires": s.sweep_interval},
+        }
+    }
+    if "jobsys.tasks" in s.imports:  # the sync pipeline is loaded: sync every user periodically
+        entries["jobsys-schedule"] = {
+            "task": "jobsys.schedule.tick",
+            "schedule": s.schedule_tick,
+            "options": {"queue": CONTROL_QUEUE, "expires": s.schedule_tick},
+        }
+    return entries
 
 
 def _redis_transport(broker_url: str) -> dict[str, Any]:

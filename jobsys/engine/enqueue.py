@@ -25,6 +25,7 @@ from jobsys.engine.results import JobResult
 from jobsys.engine.runtime import Runtime
 from jobsys.errors import OptionError, PayloadError, UnknownKindError
 from jobsys.store import NewJob
+from jobsys.store.quotas import Quota
 
 # Options jobsys shapes the job with; any other option is Celery's canvas context.
 _OURS = {"countdown", "eta", "priority", "unique_key", "queue"}
@@ -72,6 +73,7 @@ def enqueue(
         PayloadError: the payload does not match the kind's schema.
         OptionError: a bad ``user_id``, ``priority`` or ``delay``.
         DuplicateJobError: ``unique_key`` is held by a live job.
+        QuotaExceeded: the user is at one of its quotas; nothing was stored.
 
     Returns:
         A :class:`JobResult` (an ``AsyncResult`` that reads the job's row); its
@@ -114,9 +116,9 @@ def submit(
         # The backlog: a node's promoter publishes it when a slot is free. (A job
         # applied with Celery's own options, which the row does not hold, is
         # published at once with them.)
-        rt.store.insert(dataclasses.replace(new, admitted=False))
+        rt.store.insert(dataclasses.replace(new, admitted=False), quota=quota_of(rt))
         return JobResult(str(new.id), runtime=rt)
-    rt.store.insert(new)
+    rt.store.insert(new, quota=None if dispatch.why is Why.CANVAS else quota_of(rt))
     rt.dispatcher.send(dispatch)
     if dispatch.in_canvas:
         return AsyncResult(str(new.id), app=rt.app)
@@ -139,25 +141,36 @@ def enqueue_many(
     Raises:
         UnknownKindError: as :func:`enqueue`.
         PayloadError: naming each bad item (a bad payload, user id or shape).
+        QuotaExceeded: the batch would take a user past a quota; nothing was stored.
     """
     rt = runtime or _runtime.current()
     spec = spec_of(rt, kind)
     batch = _batch(rt, spec, jobs, priority)
     if not batch:
         return []
+    quota = quota_of(rt)
     if rt.settings.admission:
-        rt.store.insert_many([dataclasses.replace(new, admitted=False) for new in batch])
+        backlog = [dataclasses.replace(new, admitted=False) for new in batch]
+        rt.store.insert_many(backlog, quota=quota)
         return [JobResult(str(new.id), runtime=rt) for new in batch]
     # The COPY waits on the database with the GIL released: build the messages
     # meanwhile. They are pushed only once the rows are committed.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        inserted = pool.submit(rt.store.insert_many, batch)
+        inserted = pool.submit(rt.store.insert_many, batch, quota=quota)
         parent = parent_job()
         bulk = [Dispatch.of_new(new, Why.BULK, parent_id=parent) for new in batch]
         prepared = rt.dispatcher.prepare(bulk)
         inserted.result()
     rt.dispatcher.push(prepared)
     return [JobResult(str(new.id), runtime=rt) for new in batch]
+
+
+def quota_of(rt: Runtime) -> Quota | None:
+    """The quota an enqueue is charged to: none for the work a running job starts
+    (a sync under way finishes whatever its user's quota says)."""
+    if parent_job() is not None:
+        return None
+    return Quota(rt.settings.user_max_queued, rt.settings.user_max_per_hour)
 
 
 def _batch(rt: Runtime, spec: JobSpec, jobs: Iterable[Item], priority: int | None) -> list[NewJob]:

@@ -13,13 +13,14 @@ import re
 import sys
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
 
-from jobsys.engine import runtime
 from jobsys.errors import JobsysError
+from jobsys.interfaces.cli_schedule import schedule as schedule_group
+from jobsys.interfaces.cli_users import user as user_group
+from jobsys.interfaces.clictx import runtime_of, users_of
 from jobsys.store import Status
 
 ENV_HELP = """
@@ -49,13 +50,7 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _rt() -> runtime.Runtime:
-    """The command's runtime, built from the environment on first use (and installed)."""
-    root = click.get_current_context().find_root()
-    if not isinstance(root.obj, runtime.Runtime):
-        root.obj = runtime.Runtime.from_env()
-        runtime.install(root.obj)
-    return root.obj
+_rt = runtime_of
 
 
 def _store() -> Any:
@@ -296,138 +291,7 @@ def _last_change(history: tuple[dict[str, Any], ...]) -> str:
     return f"{last['state']} at {at} by {last['by']}"
 
 
-def _users() -> Any:
-    from jobsys.store.users import UserStore
-
-    return UserStore(_rt().postgres)
-
-
-def _cipher() -> Any:
-    from jobsys.store.tokens import TokenCipher
-
-    key = _rt().settings.encryption_key
-    return TokenCipher(key.get_secret_value() if key else None)
-
-
-@cli.group()
-def user() -> None:
-    """Users whose Gmail and Calendar jobsys syncs."""
-
-
-@user.command("add")
-@click.argument("email")
-@click.option(
-    "--token-file",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help='JSON file {"token": ..., "refresh_token": ...} with Google OAuth tokens',
-)
-@click.option("--region", default="default", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def user_add(email: str, token_file: str | None, region: str, as_json: bool) -> None:
-    """Add a user, with their Google tokens stored encrypted."""
-    tokens = _read_token_file(token_file) if token_file else None
-    cipher = _cipher() if tokens else None  # fail on a missing key before storing anything
-    users = _users()
-    added = users.add(email, region=region)
-    if tokens and cipher:
-        refresh = tokens.get("refresh_token")
-        users.save_credential(
-            added.id,
-            "google",
-            token=cipher.encrypt(tokens["token"]),
-            refresh_token=cipher.encrypt(refresh) if refresh else None,
-        )
-    click.echo(json.dumps(added.as_dict()) if as_json else f"added {added.email} as {added.id}")
-
-
-@user.command("reauth")
-@click.argument("user_ident", metavar="USER")
-@click.option(
-    "--token-file",
-    type=click.Path(exists=True, dir_okay=False),
-    required=True,
-    help='JSON file {"token": ..., "refresh_token": ...} with the new Google OAuth tokens',
-)
-def user_reauth(user_ident: str, token_file: str) -> None:
-    """Store a parked user's new tokens, resume the user and close their breaker."""
-    import redis
-
-    from jobsys.pipeline.guarding import reset_user_breaker
-
-    tokens = _read_token_file(token_file)
-    cipher = _cipher()  # fail on a missing key before storing anything
-    users = _users()
-    found = users.get(user_ident)
-    refresh = tokens.get("refresh_token")
-    users.save_credential(
-        found.id,
-        "google",
-        token=cipher.encrypt(tokens["token"]),
-        refresh_token=cipher.encrypt(refresh) if refresh else None,
-    )
-    users.unpark(found.id)
-    try:
-        reset_user_breaker(_rt(), found.id)
-    except redis.RedisError as e:
-        click.echo(
-            f"jobsys: warning: breaker of {found.email} not reset ({e}); "
-            "it closes after its reset timeout",
-            err=True,
-        )
-    click.echo(f"{found.email} re-authorised and resumed")
-
-
-def _read_token_file(path: str) -> dict[str, str]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise click.BadParameter(f"cannot read JSON: {e}", param_hint="--token-file") from e
-    if not isinstance(data, dict) or not isinstance(data.get("token"), str):
-        raise click.BadParameter(
-            'must hold {"token": "...", "refresh_token": "..."}', param_hint="--token-file"
-        )
-    return {k: str(v) for k, v in data.items() if isinstance(v, str)}
-
-
-@user.command("set")
-@click.argument("user_ident", metavar="USER")
-@click.option(
-    "--weight",
-    type=click.FloatRange(min=0, min_open=True, max=1000),
-    required=True,
-    help="USER's share of the fleet against other users waiting (default 1)",
-)
-def user_set(user_ident: str, weight: float) -> None:
-    """Set USER's (id or email) share of the fleet."""
-    found = _users().get(user_ident)
-    _rt().store.set_weight(found.id, weight)
-    click.echo(f"{found.email}: weight {weight:g}")
-
-
-@user.command("list")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def user_list(as_json: bool) -> None:
-    """List users, with their share of the fleet."""
-    from jobsys.interfaces import render
-
-    found = _users().list()
-    limits = _rt().store.user_limits()
-    weight = {u.id: float(limits.get(u.id, {}).get("weight", 1.0)) for u in found}
-    if as_json:
-        render.emit_json([{**u.as_dict(), "weight": weight[u.id]} for u in found])
-        return
-    rows = [
-        (
-            u.id,
-            u.email,
-            u.region,
-            f"{weight[u.id]:g}",
-            "paused: " + (u.paused_reason or "") if u.paused else "",
-        )
-        for u in found
-    ]
-    render.table("users", ["id", "email", "region", "weight", "state"], rows)
+_users = users_of
 
 
 @cli.command("sync")
@@ -578,6 +442,10 @@ def demo(
             sample=sample,
         )
     )
+
+
+cli.add_command(user_group)
+cli.add_command(schedule_group)
 
 
 def main() -> None:

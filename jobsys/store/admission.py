@@ -144,15 +144,6 @@ NEXT_DUE = sa.text(
 
 DISPATCHED = sa.text("SELECT dispatched_at IS NOT NULL FROM jobs WHERE id = :id")
 
-SET_WEIGHT = sa.text(
-    """
-INSERT INTO user_limits (user_id, weight) VALUES (:user_id, :weight)
-ON CONFLICT (user_id) DO UPDATE SET weight = EXCLUDED.weight, updated_at = now()
-"""
-)
-
-LIST_LIMITS = sa.text("SELECT user_id, weight, max_queued, max_per_hour FROM user_limits")
-
 
 @dataclasses.dataclass(frozen=True)
 class Promotion:
@@ -240,14 +231,6 @@ class AdmissionSql:
         """Whether the job's message was published (False while it waits in the backlog)."""
         with self.transaction() as conn:
             return bool(conn.execute(DISPATCHED, {"id": job_id}).scalar())
-
-    def set_weight(self, user_id: str, weight: float) -> None:
-        with self.transaction() as conn:
-            conn.execute(SET_WEIGHT, {"user_id": user_id, "weight": weight})
-
-    def user_limits(self) -> dict[str, dict[str, Any]]:
-        with self.transaction() as conn:
-            return {r["user_id"]: dict(r) for r in conn.execute(LIST_LIMITS).mappings()}
 
 
 def _share(run: Run, queue: str, slots: int) -> list[dict[str, Any]]:

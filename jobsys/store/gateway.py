@@ -7,8 +7,6 @@ worker loses the race and changes nothing.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -20,9 +18,7 @@ import psycopg2
 import sqlalchemy as sa
 
 from jobsys.errors import (
-    DuplicateJobError,
     JobNotFoundError,
-    OptionError,
     StoreUnavailableError,
 )
 from jobsys.store import queries as q
@@ -30,17 +26,14 @@ from jobsys.store.admission import AdmissionSql
 from jobsys.store.db import make_engine
 from jobsys.store.fastpath import FastPath, compiled
 from jobsys.store.fleet import FleetSql, audit_event
-from jobsys.store.records import Job, NewJob, unknown_kind_entry
+from jobsys.store.inserts import InsertSql
+from jobsys.store.quotas import QuotaSql
+from jobsys.store.records import Job, unknown_kind_entry
 from jobsys.store.status import Status
 
 _SWEEP_LOCK_KEY = 0x6A6F6273  # "jobs"
 # The hot path's statements, compiled once for the direct connections.
 _SQL = {
-    "insert": compiled(q.INSERT_JOB),
-    "insert_chosen": compiled(q.INSERT_CHOSEN_ID),
-    "run_after": compiled(q.RUN_AFTER),
-    "fair_join_many": compiled(q.FAIR_JOIN_MANY),
-    "wake": compiled(q.WAKE),
     "claim": compiled(q.CLAIM),
     "claim_by_user": compiled(q.CLAIM_BY_USER),
     "job_state": compiled(q.JOB_STATE),
@@ -53,7 +46,7 @@ _SQL = {
 }
 
 
-class Store(FleetSql, AdmissionSql):
+class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
     """Gateway to PostgreSQL.
 
     ``durable`` is a SQLAlchemy engine for everything that is not on a job's
@@ -92,93 +85,6 @@ class Store(FleetSql, AdmissionSql):
             if getattr(e, "connection_invalidated", False) or _is_connectivity(e):
                 raise StoreUnavailableError(f"PostgreSQL unavailable: {e.orig}") from e
             raise
-
-    # -- enqueue -----------------------------------------------------------
-
-    def insert(self, job: NewJob) -> datetime:
-        """Insert one job; returns its ``run_after``.
-
-        Inserting an id that exists changes nothing (a re-sent canvas member, or
-        a Celery retry of the same message) and returns the stored ``run_after``.
-
-        Raises:
-            DuplicateJobError: a live job of that kind and user holds ``unique_key``.
-        """
-        try:
-            return self._insert(job)
-        except StoreUnavailableError:
-            # Connections from before a database restart fail once and are then
-            # discarded with their pool, so one more try runs on a fresh connection.
-            try:
-                return self._insert(job)
-            except sa.exc.IntegrityError:
-                # The first try committed but its answer was lost.
-                return self.get_job(job.id).run_after
-
-    def _insert(self, job: NewJob) -> datetime:
-        sql = _SQL["insert_chosen" if job.chosen_id else "insert"]
-        row = self.hot_durable.one(sql, _insert_params(job))
-        if row is None:
-            row = self.hot_durable.one(_SQL["run_after"], {"user_id": job.user_id, "id": job.id})
-        if row is None:
-            if self.job_state(job.id) is not None:
-                raise OptionError("task_id", str(job.id), "is the id of another user's job")
-            with self.transaction() as conn:
-                raise _duplicate(conn, job)
-        return row["run_after"]  # type: ignore[no-any-return]
-
-    def insert_many(self, jobs: Sequence[NewJob]) -> None:
-        """Insert many jobs with one COPY (no unique keys; they all run now).
-
-        Jobs not ``admitted`` join the backlog as :meth:`insert` does.
-        """
-        try:
-            self._copy(jobs)
-        except StoreUnavailableError:
-            # As in insert(): one more try on a fresh connection after a restart.
-            try:
-                self._copy(jobs)
-            except psycopg2.IntegrityError:
-                pass  # the first COPY committed; its answer was lost
-
-    def _copy(self, jobs: Sequence[NewJob]) -> None:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        for j in jobs:
-            writer.writerow(
-                (
-                    j.id,
-                    j.user_id,
-                    j.kind,
-                    j.queue,
-                    j.priority,
-                    json.dumps(j.payload),
-                    j.max_attempts,
-                    "now" if j.admitted else "",
-                )
-            )
-        buffer.seek(0)
-        try:
-            raw = self.durable.raw_connection()
-        except sa.exc.OperationalError as e:
-            raise StoreUnavailableError(f"PostgreSQL unavailable: {e.orig}") from e
-        try:
-            cur = raw.cursor()
-            cur.copy_expert(q.COPY_JOBS, buffer)
-            waiting = sorted({(j.queue, j.user_id) for j in jobs if not j.admitted})
-            if waiting:
-                queues, users = [w[0] for w in waiting], [w[1] for w in waiting]
-                cur.execute(_SQL["fair_join_many"], {"queues": queues, "users": users})
-                joined = {row[0] for row in cur.fetchall()}
-                cur.execute(_SQL["wake"], {"wake": _wake(jobs, joined)})
-            cur.close()
-            raw.commit()
-        except psycopg2.OperationalError as e:
-            raw.invalidate()
-            self.durable.dispose()  # its siblings in the pool predate the outage too
-            raise StoreUnavailableError(f"PostgreSQL unavailable: {e}") from e
-        finally:
-            raw.close()
 
     # -- execution ---------------------------------------------------------
 
@@ -347,14 +253,6 @@ class Store(FleetSql, AdmissionSql):
             yield bool(conn.execute(q.SWEEP_LOCK, {"key": _SWEEP_LOCK_KEY}).scalar())
 
 
-def _wake(jobs: Sequence[NewJob], joined: set[str]) -> list[str]:
-    """The admission channel's payloads for these backlog jobs: each queue where a user
-    started waiting or urgent work joined (marked so)."""
-    backlog = [j for j in jobs if not j.admitted]
-    urgent = {j.queue for j in backlog if j.priority >= q.URGENT_PRIORITY}
-    return sorted({q.URGENT_MARK + n for n in urgent} | (joined - urgent))
-
-
 def _key(job: Job) -> dict[str, Any]:
     return {"id": job.id, "user_id": job.user_id, "attempt": job.attempt}
 
@@ -371,29 +269,6 @@ def _bury_params(
         "retryable": retryable,
         "actor": actor,
     }
-
-
-def _insert_params(job: NewJob) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "user_id": job.user_id,
-        "kind": job.kind,
-        "queue": job.queue,
-        "priority": job.priority,
-        "payload": json.dumps(job.payload),
-        "max_attempts": job.max_attempts,
-        "unique_key": job.unique_key,
-        "delay": job.delay,
-        "admitted": job.admitted,
-    }
-
-
-def _duplicate(conn: sa.Connection, job: NewJob) -> DuplicateJobError:
-    # Only a unique key can turn the insert into a no-op.
-    key = job.unique_key or ""
-    params = {"user_id": job.user_id, "kind": job.kind, "unique_key": key}
-    existing = conn.execute(q.FIND_LIVE_UNIQUE, params).scalar()
-    return DuplicateJobError(job.kind, job.user_id, key, existing)
 
 
 def _is_connectivity(e: sa.exc.DBAPIError) -> bool:

@@ -17,12 +17,15 @@ import itertools
 import json
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from jobsys.errors import DuplicateJobError, JobNotFoundError, OptionError
 from jobsys.store.memory_admission import MemoryAdmission
+from jobsys.store.memory_quotas import MemoryQuotas
+from jobsys.store.quotas import Quota
 from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow, unknown_kind_entry
 from jobsys.store.status import LIVE, MOVES, Status
 
@@ -38,7 +41,7 @@ def _later(at: datetime, seconds: float) -> datetime:
     return at + timedelta(seconds=seconds)
 
 
-class MemoryStore(MemoryAdmission):
+class MemoryStore(MemoryQuotas, MemoryAdmission):
     """Jobs, workers, dead letters and audit events in dictionaries."""
 
     def __init__(self, clock: Clock = _now) -> None:
@@ -51,13 +54,14 @@ class MemoryStore(MemoryAdmission):
         self._lock = threading.RLock()
         self._sweeping = threading.Lock()
         self._init_admission()
+        self._init_quotas()
 
     def dispose(self, *, close: bool = True) -> None:
         return None
 
     # -- enqueue ----------------------------------------------------------------
 
-    def insert(self, job: NewJob) -> datetime:
+    def insert(self, job: NewJob, *, quota: Quota | None = None) -> datetime:
         with self._lock:
             found = self.jobs.get(job.id)
             if found is not None and found.user_id != job.user_id:
@@ -67,14 +71,18 @@ class MemoryStore(MemoryAdmission):
             holder = self._unique_holder(job)
             if holder is not None:
                 raise DuplicateJobError(job.kind, job.user_id, job.unique_key or "", holder)
+            if quota is not None:
+                self._charge({job.user_id: 1}, quota)
             now = self.clock()
             self.jobs[job.id] = _job(job, now, _later(now, job.delay))
             if not job.admitted:
                 self._join_backlog(self.jobs[job.id])
             return self.jobs[job.id].run_after
 
-    def insert_many(self, jobs: Sequence[NewJob]) -> None:
+    def insert_many(self, jobs: Sequence[NewJob], *, quota: Quota | None = None) -> None:
         with self._lock:
+            if quota is not None:
+                self._charge(dict(Counter(j.user_id for j in jobs)), quota)
             now = self.clock()
             for new in jobs:
                 if new.id not in self.jobs:

@@ -23,12 +23,12 @@ class MemoryAdmission:
     jobs: dict[uuid.UUID, Job]
     clock: Callable[[], datetime]
     _lock: threading.RLock
+    _weight: Callable[[str], float]
 
     def _init_admission(self) -> None:
         self.backlog: set[uuid.UUID] = set()
         self.vtimes: dict[Key, float] = {}
         self.waiting: set[Key] = set()
-        self.weights: dict[str, float] = {}
         self.vclocks: dict[str, float] = {}
 
     def _join_backlog(self, job: Job) -> None:
@@ -83,7 +83,7 @@ class MemoryAdmission:
             return []
         users = {j.user_id for j in due}
         keys = sorted((self.vtimes[(queue, u)], u) for u in users if (queue, u) in self.waiting)
-        waiting = [Waiting(u, v, self.weights.get(u, 1.0)) for v, u in keys[:slots]]
+        waiting = [Waiting(u, v, self._weight(u)) for v, u in keys[:slots]]
         lines = {w.user_id: [j for j in due if j.user_id == w.user_id] for w in waiting}
 
         def pick(counts: dict[str, int], total: int) -> dict[str, list[Job]]:
@@ -121,17 +121,6 @@ class MemoryAdmission:
                 if j.queue == queue and j.status is Status.QUEUED
             ]
         return min(times, default=None)
-
-    def set_weight(self, user_id: str, weight: float) -> None:
-        with self._lock:
-            self.weights[user_id] = weight
-
-    def user_limits(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            return {
-                u: {"user_id": u, "weight": w, "max_queued": None, "max_per_hour": None}
-                for u, w in self.weights.items()
-            }
 
 
 def _row(job: Job) -> dict[str, Any]:

@@ -70,6 +70,7 @@ class JobRow(Base):
             "run_after",
             postgresql_where=sa.text("status = 'queued' AND dispatched_at IS NOT NULL"),
         ),
+        sa.Index("jobs_user_queued_idx", "user_id", postgresql_where=sa.text("status = 'queued'")),
         {"postgresql_partition_by": "HASH (user_id)"},
     )
 
@@ -131,7 +132,13 @@ class UserLimitRow(Base):
     """A user's share of the fleet and quotas (defaults come from settings)."""
 
     __tablename__ = "user_limits"
-    __table_args__ = (sa.CheckConstraint("weight > 0", name="user_limits_weight_positive"),)
+    __table_args__ = (
+        sa.CheckConstraint("weight > 0", name="user_limits_weight_positive"),
+        sa.CheckConstraint(
+            "(max_queued IS NULL OR max_queued > 0) AND (max_per_hour IS NULL OR max_per_hour > 0)",
+            name="user_limits_quotas_positive",
+        ),
+    )
 
     user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     weight: Mapped[float] = mapped_column(sa.Float, server_default="1")
@@ -190,6 +197,12 @@ class AuditEventRow(Base):
 
 class UserRow(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "sync_interval IS NULL OR sync_interval > 0", name="users_sync_interval_positive"
+        ),
+        sa.Index("users_sync_due_idx", "next_sync_at", postgresql_where=sa.text("NOT paused")),
+    )
 
     id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     email: Mapped[str] = mapped_column(sa.Text, unique=True)
@@ -197,6 +210,19 @@ class UserRow(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
     paused: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
     paused_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # Periodic syncs (``schedule.py``): due at next_sync_at; NULL interval: the settings'.
+    sync_interval: Mapped[float | None] = mapped_column(sa.Float)
+    next_sync_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+
+
+class QuotaUsageRow(Base):
+    """A limited user's enqueues in one minute (``quotas.py``)."""
+
+    __tablename__ = "quota_usage"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    minute: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), primary_key=True)
+    n: Mapped[int] = mapped_column(sa.Integer)
 
 
 class CredentialRow(Base):

@@ -9,12 +9,13 @@ engine without servers.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
 from jobsys.store.admission import Listener, Promotion
+from jobsys.store.quotas import Quota
 from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow
 from jobsys.store.status import Status
 
@@ -23,8 +24,8 @@ class JobStore(Protocol):
     """A store of jobs. Every transition is conditional on the status and attempt it expects."""
 
     # -- enqueue
-    def insert(self, job: NewJob) -> datetime: ...
-    def insert_many(self, jobs: Sequence[NewJob]) -> None: ...
+    def insert(self, job: NewJob, *, quota: Quota | None = None) -> datetime: ...
+    def insert_many(self, jobs: Sequence[NewJob], *, quota: Quota | None = None) -> None: ...
 
     # -- admission (jobs inserted not ``admitted`` wait in the backlog)
     def promote(self, queue: str, slots: int) -> Promotion: ...
@@ -32,7 +33,9 @@ class JobStore(Protocol):
     def next_due(self, queue: str) -> datetime | None: ...
     def dispatched(self, job_id: uuid.UUID) -> bool: ...
     def listener(self) -> Listener | None: ...
-    def set_weight(self, user_id: str, weight: float) -> None: ...
+
+    # -- users' weights and quotas (``quotas.py``)
+    def set_limits(self, user_id: str, changes: Mapping[str, Any]) -> None: ...
     def user_limits(self) -> dict[str, dict[str, Any]]: ...
 
     # -- one attempt

@@ -27,7 +27,7 @@ JOB_COLUMNS = (
 # A user starting to wait in a queue joins at the queue's virtual clock (see
 # fairness.py); one already waiting keeps its place. A row comes back only where
 # the user started waiting or its next job is due sooner: then promoters wake.
-_FAIR_JOIN = """
+FAIR_JOIN_TEMPLATE = """
 INSERT INTO fair_users AS f (queue, user_id, vtime, next_due)
 SELECT b.queue, b.user_id,
   COALESCE((SELECT c.vclock FROM fair_queues c WHERE c.queue = b.queue), 0), b.next_due
@@ -55,7 +55,7 @@ WITH ins AS (
     :unique_key, now() + make_interval(secs => :delay), CASE WHEN :admitted THEN now() END
   {{guard}}ON CONFLICT DO NOTHING
   RETURNING user_id, queue, priority, run_after, dispatched_at
-), fair AS ({_FAIR_JOIN.format(backlog=_BACKLOG_OF_INS)})
+), fair AS ({FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_INS)})
 SELECT run_after,
   CASE WHEN dispatched_at IS NULL AND (priority >= {URGENT_PRIORITY} OR EXISTS (SELECT FROM fair))
   THEN {_WOKE} END AS woke
@@ -70,6 +70,14 @@ INSERT_CHOSEN_ID = sa.text(
     _INSERT.format(guard="WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = :id)\n  ")
 )
 
+# Charged to a user's quota: inserts only while the user has no limit (quotas.py).
+INSERT_UNLIMITED = sa.text(
+    _INSERT.format(
+        guard="WHERE NOT EXISTS (SELECT FROM user_limits l WHERE l.user_id = :user_id"
+        " AND (l.max_queued IS NOT NULL OR l.max_per_hour IS NOT NULL))\n  "
+    )
+)
+
 COPY_JOBS = (
     "COPY jobs (id, user_id, kind, queue, priority, payload, max_attempts, dispatched_at)"
     " FROM STDIN WITH (FORMAT csv)"
@@ -77,7 +85,7 @@ COPY_JOBS = (
 
 # After a COPY of backlog jobs (all due now): their users wait, and the promoters wake.
 FAIR_JOIN_MANY = sa.text(
-    _FAIR_JOIN.format(
+    FAIR_JOIN_TEMPLATE.format(
         backlog="SELECT * FROM unnest(CAST(:queues AS text[]), CAST(:users AS text[]))"
         " AS u(queue, user_id), LATERAL (SELECT now() AS next_due) n"
     )

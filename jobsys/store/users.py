@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from jobsys.errors import DuplicateUserError, JobNotFoundError
 from jobsys.store.gateway import Store
 
-_USER_COLUMNS = "id, email, region, created_at, paused, paused_reason"
+_USER_COLUMNS = "id, email, region, created_at, paused, paused_reason, sync_interval, next_sync_at"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -23,10 +23,13 @@ class User:
     created_at: datetime
     paused: bool
     paused_reason: str | None
+    sync_interval: float | None  # None: the settings' JOBSYS_SYNC_INTERVAL
+    next_sync_at: datetime
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["created_at"] = self.created_at.isoformat()
+        data["next_sync_at"] = self.next_sync_at.isoformat()
         return data
 
 

@@ -22,7 +22,7 @@ def users(rows: list[dict[str, Any]]) -> list[str]:
 
 
 class AdmissionContract(ContractBase):
-    """promote, next_due, set_weight, and what the backlog means to the sweeper's queries."""
+    """promote, next_due, set_limits, and what the backlog means to the sweeper's queries."""
 
     def test_backlog_jobs_are_promoted_once_and_published_ones_never(self, store: JobStore) -> None:
         # Given two jobs in the backlog and one its caller published at once
@@ -63,7 +63,7 @@ class AdmissionContract(ContractBase):
         # Given two users with long backlogs, weights 1 and 3
         waiting(store, "one", 40)
         waiting(store, "three", 40)
-        store.set_weight("three", 3.0)
+        store.set_limits("three", {"weight": 3.0})
 
         # When 40 slots are promoted, 4 at a time
         got: Counter[str] = Counter()

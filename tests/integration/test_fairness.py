@@ -66,7 +66,7 @@ def test_two_users_with_weights_one_and_three_start_jobs_one_to_three(
     jobsys_env: Env, start_workers: StartWorkers
 ) -> None:
     # Given two users with long backlogs, of weights 1 and 3
-    jobsys_env.store.set_weight("three", 3.0)
+    jobsys_env.store.set_limits("three", {"weight": 3.0})
     enqueue_many("test.stamp", stamps("one", "w", 400) + stamps("three", "w", 400))
 
     # When a node runs 400 of their jobs
