@@ -263,6 +263,25 @@ def promotion_cost(args: argparse.Namespace) -> dict[str, float]:
     return {"load_s": loaded, "promotion_s": median, "per_job_s": median / args.slots}
 
 
+def tick_cost(args: argparse.Namespace) -> dict[str, float]:
+    """One periodic-sync tick with ``--tick-users`` users due (``jobsys schedule tick``)."""
+    import jobsys.tasks  # noqa: F401  (registers sync.user, the kind a tick enqueues)
+    from jobsys.pipeline.schedule import tick
+
+    bench = Bench(args, True)
+    bench.reset()
+    with bench.rt.postgres.transaction() as conn:
+        conn.exec_driver_sql("TRUNCATE users CASCADE")
+        conn.exec_driver_sql(
+            "INSERT INTO users (id, email) SELECT 'tick-' || g, 'tick-' || g || '@example.com'"
+            f" FROM generate_series(1, {args.tick_users}) g"
+        )
+    done = tick(bench.rt)
+    again = tick(bench.rt)
+    assert len(done.enqueued) == args.tick_users and again.due == 0, "a tick missed users"
+    return {"tick_s": done.seconds, "batches": done.batches, "idle_tick_s": again.seconds}
+
+
 def report(args: argparse.Namespace, on: dict[str, Any], off: dict[str, Any]) -> None:
     print(f"\nlight users' start latency (one node, -c 2; {args.heavy} heavy jobs of "
           f"{args.seconds * 1000:.0f} ms, light jobs every {args.light_every} s)")  # fmt: skip
@@ -292,13 +311,21 @@ def parse() -> argparse.Namespace:
     p.add_argument("--backlog-users", type=int, default=10_000)
     p.add_argument("--slots", type=int, default=100, help="jobs per timed promotion")
     p.add_argument("--promotions", type=int, default=20)
+    p.add_argument("--tick-users", type=int, default=100_000, help="users due at one tick")
+    p.add_argument(
+        "--parts", default="latency,promotion,tick", help="which measures to run, comma-separated"
+    )
     p.add_argument("--log", default="/tmp/jobsys-bench-fairness.log")
     args = p.parse_args()
-    for name in ("heavy", "samples", "backlog", "backlog_users", "slots", "promotions"):
+    parts = ("heavy", "samples", "backlog", "backlog_users", "slots", "promotions", "tick_users")
+    for name in parts:
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.noop < 0 or args.seconds < 0 or args.light_every <= 0:
         p.error("--noop and --seconds must not be negative, --light-every must be positive")
+    args.parts = {p.strip() for p in args.parts.split(",")}
+    if not args.parts <= {"latency", "promotion", "tick"}:
+        p.error("--parts names latency, promotion or tick")
     return args
 
 
@@ -306,16 +333,24 @@ def main() -> None:
     args = parse()
     prepare(args)
     try:
-        on = run_variant(args, True)
-        off = run_variant(args, False)
-        report(args, on, off)
-        cost = promotion_cost(args)
-        print(
-            f"\npromotion of {args.slots} jobs on a backlog of {args.backlog:,} jobs over "
-            f"{args.backlog_users:,} users (loaded in {cost['load_s']:.0f} s): "
-            f"{cost['promotion_s'] * 1000:.1f} ms, {cost['per_job_s'] * 1e6:.0f} us a job"
-        )
-        print("periodic-sync tick: not built yet (no figure)")
+        if "latency" in args.parts:
+            on = run_variant(args, True)
+            off = run_variant(args, False)
+            report(args, on, off)
+        if "promotion" in args.parts:
+            cost = promotion_cost(args)
+            print(
+                f"\npromotion of {args.slots} jobs on a backlog of {args.backlog:,} jobs over "
+                f"{args.backlog_users:,} users (loaded in {cost['load_s']:.0f} s): "
+                f"{cost['promotion_s'] * 1000:.1f} ms, {cost['per_job_s'] * 1e6:.0f} us a job"
+            )
+        if "tick" in args.parts:
+            ticked = tick_cost(args)
+            print(
+                f"\nperiodic-sync tick, {args.tick_users:,} users due: {ticked['tick_s']:.2f} s"
+                f" ({ticked['batches']:.0f} batches); the next tick, nobody due:"
+                f" {ticked['idle_tick_s'] * 1000:.1f} ms"
+            )
     finally:
         drop(args)
 

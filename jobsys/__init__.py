@@ -29,6 +29,7 @@ from jobsys.errors import (
     JobsysError,
     OptionError,
     PayloadError,
+    QuotaExceeded,
     StoreUnavailableError,
     UnknownKindError,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "OptionError",
     "Outcome",
     "PayloadError",
+    "QuotaExceeded",
     "Recorded",
     "Runtime",
     "Status",
