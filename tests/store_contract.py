@@ -15,13 +15,21 @@ from __future__ import annotations
 from tests.contract.admission import AdmissionContract
 from tests.contract.fleet import FleetContract
 from tests.contract.jobs import JobsContract
+from tests.contract.keys import KeysContract
 from tests.contract.quotas import QuotaContract
 from tests.contract.running import MOVE_DRIVERS, RunningContract
 
 __all__ = ["MOVE_DRIVERS", "StoreContract"]
 
 
-class StoreContract(JobsContract, RunningContract, FleetContract, AdmissionContract, QuotaContract):
+class StoreContract(
+    JobsContract,
+    RunningContract,
+    FleetContract,
+    AdmissionContract,
+    QuotaContract,
+    KeysContract,
+):
     """Every test of the store protocol; a subclass gives the ``store`` fixture and the audit log.
 
     ``audit_log(store)`` returns every audit event so far, oldest first, as dicts of

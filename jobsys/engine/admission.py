@@ -24,14 +24,14 @@ import selectors
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from jobsys.engine.dispatch import Dispatch, Why, broker_connection
 from jobsys.engine.runtime import Runtime
-from jobsys.store.admission import Listener
+from jobsys.store.admission import KEY_RECHECK_MS, Listener
 
 log = structlog.get_logger("jobsys.admission")
 POLL = 0.05  # s between looks at the buffer while a backlog is known
@@ -111,8 +111,11 @@ class Admitter:
             raise
 
     def _due(self, queue: str) -> bool:
+        # Soon counts as now: users whose jobs wait for their concurrency keys are
+        # looked at again within KEY_RECHECK_MS, and should not wait for an idle poll.
         due = self.rt.store.next_due(queue)
-        return due is not None and due <= datetime.now(UTC)
+        soon = datetime.now(UTC) + timedelta(milliseconds=KEY_RECHECK_MS)
+        return due is not None and due <= soon
 
 
 class Promoter(threading.Thread):

@@ -112,10 +112,11 @@ def submit(
     # a chain's next step, with the parent and root it continues.
     if dispatch.in_canvas or "root_id" in canvas or "parent_id" in canvas:
         dispatch = dispatch.evolve(why=Why.CANVAS)
-    elif rt.settings.admission and not dispatch.canvas:
-        # The backlog: a node's promoter publishes it when a slot is free. (A job
-        # applied with Celery's own options, which the row does not hold, is
-        # published at once with them.)
+    elif (rt.settings.admission or new.concurrency_key is not None) and not dispatch.canvas:
+        # The backlog: a node's promoter publishes it when a slot is free, and a
+        # keyed job when its key has room too. (A job applied with Celery's own
+        # options, which the row does not hold, is published at once with them; a
+        # keyed canvas member then counts against its key but is not held back.)
         rt.store.insert(dataclasses.replace(new, admitted=False), quota=quota_of(rt))
         return JobResult(str(new.id), runtime=rt)
     rt.store.insert(new, quota=None if dispatch.why is Why.CANVAS else quota_of(rt))
@@ -149,7 +150,7 @@ def enqueue_many(
     if not batch:
         return []
     quota = quota_of(rt)
-    if rt.settings.admission:
+    if rt.settings.admission or any(new.concurrency_key is not None for new in batch):
         backlog = [dataclasses.replace(new, admitted=False) for new in batch]
         rt.store.insert_many(backlog, quota=quota)
         return [JobResult(str(new.id), runtime=rt) for new in batch]
@@ -218,10 +219,12 @@ def new_job(
         OptionError: a bad ``user_id``, ``priority``, ``delay`` or ``task_id``.
     """
     valid = spec.validate(payload)
+    user = _user_id(user_id)
+    key = spec.key_of(user, valid)
     return NewJob(
         id=_job_id(task_id),
         chosen_id=task_id is not None,
-        user_id=_user_id(user_id),
+        user_id=user,
         kind=spec.kind,
         queue=queue or spec.queue,
         payload=spec.dump(valid),
@@ -229,6 +232,8 @@ def new_job(
         priority=_priority(spec.priority if priority is None else priority),
         unique_key=unique_key,
         delay=_delay(countdown, eta),
+        concurrency_key=key,
+        concurrency=spec.concurrency if key is not None else None,
     )
 
 

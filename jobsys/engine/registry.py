@@ -15,6 +15,9 @@ from jobsys.errors import PayloadError, UnknownKindError
 _KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 Handler = Callable[..., Any]
+# A concurrency key: a template formatted with ``user_id`` and the payload's fields
+# ("gmail:{user_id}"), or a function of (user_id, validated payload).
+KeyRule = str | Callable[[str, Any], str]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -30,6 +33,31 @@ class JobSpec:
     soft_timeout: int | None
     queue: str
     priority: int = 0
+    concurrency_key: KeyRule | None = None
+    concurrency: int = 1
+
+    def key_of(self, user_id: str, payload: BaseModel | None) -> str | None:
+        """The job's concurrency key (None: the kind has none).
+
+        Raises:
+            PayloadError: the template names a field the payload lacks.
+        """
+        rule = self.concurrency_key
+        if rule is None:
+            return None
+        if callable(rule):
+            key = str(rule(user_id, payload))
+        else:
+            fields = payload.model_dump(mode="json") if payload is not None else {}
+            try:
+                key = rule.format(**{**fields, "user_id": user_id})
+            except (KeyError, IndexError, AttributeError) as e:
+                raise PayloadError(
+                    self.kind, [f"concurrency_key {rule!r}: no field {e} to fill it from"]
+                ) from None
+        if not key:
+            raise PayloadError(self.kind, [f"concurrency_key {rule!r} made an empty key"])
+        return key
 
     def hard_limit(self, settings: Settings) -> int:
         return self.timeout if self.timeout is not None else settings.default_timeout
@@ -90,6 +118,8 @@ def check_spec(spec: JobSpec) -> None:
     for name, value in (("timeout", spec.timeout), ("soft_timeout", spec.soft_timeout)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be at least 1 second, got {value}")
+    if spec.concurrency < 1 or spec.concurrency > 10_000:
+        raise ValueError(f"concurrency must be from 1 to 10000, got {spec.concurrency}")
     if spec.timeout and spec.soft_timeout and spec.soft_timeout > spec.timeout:
         raise ValueError(
             f"soft_timeout ({spec.soft_timeout}) must be positive and at most timeout "

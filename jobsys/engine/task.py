@@ -27,7 +27,7 @@ from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext
 from jobsys.engine.executor import execute
-from jobsys.engine.registry import JobSpec, registry
+from jobsys.engine.registry import JobSpec, KeyRule, registry
 from jobsys.store import Job, Status
 
 
@@ -80,6 +80,8 @@ def job(
     queue: str = "default",
     priority: int = 0,
     results: bool = False,
+    concurrency_key: KeyRule | None = None,
+    concurrency: int = 1,
 ) -> Callable[[Callable[..., Any]], JobTask]:
     """Register a job kind and return its Celery task.
 
@@ -93,6 +95,11 @@ def job(
         priority: default priority, 0 (normal) to 9 (most urgent).
         results: also store results in Celery's result backend (needed by chord
             members); results are always recorded in Postgres.
+        concurrency_key: jobs with the same key run ``concurrency`` at a time at
+            most (counting those in the broker): a template of ``user_id`` and
+            payload fields (``"gmail:{user_id}"``) or a function of (user_id,
+            payload). A job whose key is at its limit waits in PostgreSQL.
+        concurrency: how many jobs of one key may run or wait in the broker.
 
     Raises:
         ValueError: the declaration breaks a rule (named in the message).
@@ -108,6 +115,8 @@ def job(
             soft_timeout=soft_timeout,
             queue=queue,
             priority=priority,
+            concurrency_key=concurrency_key,
+            concurrency=concurrency,
         )
         registry.add(spec)
         _ensure_queue(queue)

@@ -34,10 +34,19 @@ from jobsys.store.prepared import PreparedSession, Run, Statement
 from jobsys.store.queries import ADMIT_CHANNEL, URGENT_MARK, URGENT_PRIORITY
 
 _COLUMNS = "j.id, j.user_id, j.kind, j.queue, j.priority, j.payload"
+_HOLDING = "(h.status = 'running' OR (h.status = 'queued' AND h.dispatched_at IS NOT NULL))"
+# A keyed job may go while its key's holders (running, or published) are fewer than
+# its concurrency (counted on jobs_key_holders_idx).
+_ROOM = (
+    "(j.concurrency_key IS NULL OR (SELECT count(*) FROM jobs h"
+    f" WHERE h.concurrency_key = j.concurrency_key AND {_HOLDING}) < j.concurrency)"
+)
 _DUE = (
     "j.status = 'queued' AND j.dispatched_at IS NULL AND j.run_after <= now()"
-    " AND NOT j.cancel_requested"
+    f" AND NOT j.cancel_requested AND {_ROOM}"
 )
+_KEYED = "j.concurrency_key, j.concurrency"
+KEY_RECHECK_MS = 200  # a user whose due jobs all wait for their keys is looked at again
 
 # The picks are MATERIALIZED: a sub-select with LIMIT and SKIP LOCKED that the plan
 # ran again (as a nested loop's inner side) would lock, and mark, other rows each time.
@@ -51,7 +60,7 @@ WITH pick AS MATERIALIZED (
 UPDATE jobs j SET dispatched_at = now()
 FROM pick
 WHERE j.user_id = pick.user_id AND j.id = pick.id
-RETURNING {_COLUMNS}, j.run_after
+RETURNING {_COLUMNS}, j.run_after, {_KEYED}
 """,
     [("queue", "text"), ("limit", "integer")],
 )
@@ -84,7 +93,7 @@ WITH pick AS MATERIALIZED (
 UPDATE jobs j SET dispatched_at = now()
 FROM pick
 WHERE j.user_id = pick.user_id AND j.id = pick.id
-RETURNING {_COLUMNS}, j.run_after
+RETURNING {_COLUMNS}, j.run_after, {_KEYED}
 """,
     [("queue", "text"), ("users", "text[]"), ("counts", "integer[]"), ("total", "integer")],
 )
@@ -100,8 +109,12 @@ RESHARE = Statement(
     "jobsys_reshare",
     f"""
 UPDATE fair_users f SET vtime = a.vtime, next_due = COALESCE(
-  (SELECT j.run_after FROM jobs j WHERE {_BACKLOG_OF_F} AND j.run_after <= now()
+  (SELECT j.run_after FROM jobs j WHERE {_BACKLOG_OF_F} AND j.run_after <= now() AND {_ROOM}
    ORDER BY j.priority DESC, j.run_after LIMIT 1),
+  -- Due jobs whose keys are all at their limit: look again shortly (a holder that
+  -- ends does not wake its key's waiters; this is how soon they notice).
+  (SELECT now() + interval '{KEY_RECHECK_MS} milliseconds' FROM jobs j
+   WHERE {_BACKLOG_OF_F} AND j.run_after <= now() LIMIT 1),
   (SELECT min(h.run_after) FROM generate_series(0, 9) AS p(priority)
    CROSS JOIN LATERAL (
      SELECT j.run_after FROM jobs j WHERE {_BACKLOG_OF_F} AND j.priority = p.priority
@@ -110,6 +123,27 @@ FROM unnest(CAST(:users AS text[]), CAST(:vtimes AS float8[])) AS a(user_id, vti
 WHERE f.queue = :queue AND f.user_id = a.user_id
 """,
     [("queue", "text"), ("users", "text[]"), ("vtimes", "float8[]")],
+)
+
+# Promoters holding jobs of one key take turns, and each counts the key's holders
+# afresh (a new statement sees the others' committed promotions).
+KEY_LOCK = Statement(
+    "jobsys_key_lock",
+    "SELECT pg_advisory_xact_lock(hashtextextended('jobsys.key:' || :key, 0))",
+    [("key", "text")],
+)
+KEY_HELD = Statement(
+    "jobsys_key_held",
+    f"SELECT count(*) AS n FROM jobs h WHERE h.concurrency_key = :key AND {_HOLDING}",
+    [("key", "text")],
+)
+UNMARK = Statement(
+    "jobsys_unmark",
+    """
+UPDATE jobs SET dispatched_at = NULL
+WHERE user_id = ANY(CAST(:users AS text[])) AND id = ANY(CAST(:ids AS uuid[]))
+""",
+    [("users", "text[]"), ("ids", "uuid[]")],
 )
 
 # The queue's virtual clock moves to where service is (the last slot's virtual start).
@@ -203,7 +237,7 @@ class AdmissionSql:
         if slots <= 0:
             return Promotion([], False)
         with self._promotions().transaction() as run:
-            urgent = run(URGENT, {"queue": queue, "limit": slots})
+            urgent = hold_keys(run, run(URGENT, {"queue": queue, "limit": slots}))
             fair = _share(run, queue, slots - len(urgent))
         rows = _by_priority(urgent) + fair
         return Promotion(rows, len(rows) >= slots)
@@ -246,7 +280,7 @@ def _share(run: Run, queue: str, slots: int) -> list[dict[str, Any]]:
         users = list(counts)
         params = {"queue": queue, "users": users, "counts": [counts[u] for u in users]}
         picked: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in _by_priority(run(PICK, {**params, "total": total})):
+        for row in hold_keys(run, _by_priority(run(PICK, {**params, "total": total}))):
             picked[row["user_id"]].append(row)
         return picked
 
@@ -256,6 +290,28 @@ def _share(run: Run, queue: str, slots: int) -> list[dict[str, Any]]:
     if done.frontier is not None:
         run(TICK, {"queue": queue, "vclock": done.frontier})
     return done.jobs
+
+
+def hold_keys(run: Run, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The promoted rows whose keys have room for them, in their order; the others
+    (the last of each key past its limit) go back to the backlog."""
+    keyed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["concurrency_key"] is not None:
+            keyed[row["concurrency_key"]].append(row)
+    back: list[dict[str, Any]] = []
+    for key in sorted(keyed):  # in one order on every promoter: no deadlock
+        run(KEY_LOCK, {"key": key})
+        (held,) = run(KEY_HELD, {"key": key})
+        excess = held["n"] - keyed[key][0]["concurrency"]
+        if excess > 0:
+            back += keyed[key][-excess:]
+    if not back:
+        return rows
+    users = sorted({r["user_id"] for r in back})
+    run(UNMARK, {"users": users, "ids": [r["id"] for r in back]})
+    gone = {r["id"] for r in back}
+    return [r for r in rows if r["id"] not in gone]
 
 
 def _by_priority(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -177,6 +177,8 @@ def _csv(jobs: Sequence[NewJob]) -> io.StringIO:
                 json.dumps(j.payload),
                 j.max_attempts,
                 "now" if j.admitted else "",
+                j.concurrency_key,
+                j.concurrency,
             )
         )
     buffer.seek(0)
@@ -203,6 +205,8 @@ def _insert_params(job: NewJob) -> dict[str, Any]:
         "unique_key": job.unique_key,
         "delay": job.delay,
         "admitted": job.admitted,
+        "concurrency_key": job.concurrency_key,
+        "concurrency": job.concurrency,
     }
 
 

@@ -75,6 +75,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
                 self._charge({job.user_id: 1}, quota)
             now = self.clock()
             self.jobs[job.id] = _job(job, now, _later(now, job.delay))
+            self._note_key(job)
             if not job.admitted:
                 self._join_backlog(self.jobs[job.id])
             return self.jobs[job.id].run_after
@@ -87,6 +88,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             for new in jobs:
                 if new.id not in self.jobs:
                     self.jobs[new.id] = _job(new, now, now)
+                    self._note_key(new)
                     if not new.admitted:
                         self._join_backlog(self.jobs[new.id])
 

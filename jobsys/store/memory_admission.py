@@ -11,7 +11,7 @@ from typing import Any
 from jobsys.store.admission import Promotion
 from jobsys.store.fairness import Waiting, share
 from jobsys.store.queries import URGENT_PRIORITY
-from jobsys.store.records import Job
+from jobsys.store.records import Job, NewJob
 from jobsys.store.status import Status
 
 Key = tuple[str, str]  # (queue, user_id)
@@ -30,6 +30,11 @@ class MemoryAdmission:
         self.vtimes: dict[Key, float] = {}
         self.waiting: set[Key] = set()
         self.vclocks: dict[str, float] = {}
+        self.keys: dict[uuid.UUID, tuple[str, int]] = {}  # concurrency key and limit
+
+    def _note_key(self, job: NewJob) -> None:
+        if job.concurrency_key is not None:
+            self.keys[job.id] = (job.concurrency_key, job.concurrency or 1)
 
     def _join_backlog(self, job: Job) -> None:
         key = (job.queue, job.user_id)
@@ -76,7 +81,27 @@ class MemoryAdmission:
             and j.run_after <= now
             and not j.cancel_requested
         ]
-        return sorted(found, key=lambda j: (-j.priority, j.run_after))
+        return self._with_room(sorted(found, key=lambda j: (-j.priority, j.run_after)))
+
+    def _with_room(self, due: list[Job]) -> list[Job]:
+        """The due jobs whose keys have room for them, in order (as ``hold_keys``)."""
+        held: dict[str, int] = {}
+        for job_id, (key, _) in self.keys.items():
+            job = self.jobs.get(job_id)
+            live = job is not None and (
+                job.status is Status.RUNNING
+                or (job.status is Status.QUEUED and job_id not in self.backlog)
+            )
+            held[key] = held.get(key, 0) + int(live)
+        out = []
+        for job in due:
+            found = self.keys.get(job.id)
+            if found is None:
+                out.append(job)
+            elif held[found[0]] < found[1]:
+                held[found[0]] += 1
+                out.append(job)
+        return out
 
     def _share(self, queue: str, due: list[Job], slots: int) -> list[Job]:
         if slots <= 0:

@@ -71,6 +71,14 @@ class JobRow(Base):
             postgresql_where=sa.text("status = 'queued' AND dispatched_at IS NOT NULL"),
         ),
         sa.Index("jobs_user_queued_idx", "user_id", postgresql_where=sa.text("status = 'queued'")),
+        sa.Index(
+            "jobs_key_holders_idx",
+            "concurrency_key",
+            postgresql_where=sa.text(
+                "concurrency_key IS NOT NULL AND (status = 'running'"
+                " OR (status = 'queued' AND dispatched_at IS NOT NULL))"
+            ),
+        ),
         {"postgresql_partition_by": "HASH (user_id)"},
     )
 
@@ -98,6 +106,9 @@ class JobRow(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(
         sa.DateTime(timezone=True), server_default=_NOW
     )
+    # At most ``concurrency`` jobs of one key run or wait in the broker (admission.py).
+    concurrency_key: Mapped[str | None] = mapped_column(sa.Text)
+    concurrency: Mapped[int | None] = mapped_column(sa.Integer)
 
 
 class FairUserRow(Base):

@@ -50,9 +50,10 @@ _WOKE = (
 _INSERT = f"""
 WITH ins AS (
   INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key,
-    run_after, dispatched_at)
+    run_after, dispatched_at, concurrency_key, concurrency)
   SELECT :id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
-    :unique_key, now() + make_interval(secs => :delay), CASE WHEN :admitted THEN now() END
+    :unique_key, now() + make_interval(secs => :delay), CASE WHEN :admitted THEN now() END,
+    :concurrency_key, :concurrency
   {{guard}}ON CONFLICT DO NOTHING
   RETURNING user_id, queue, priority, run_after, dispatched_at
 ), fair AS ({FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_INS)})
@@ -79,7 +80,8 @@ INSERT_UNLIMITED = sa.text(
 )
 
 COPY_JOBS = (
-    "COPY jobs (id, user_id, kind, queue, priority, payload, max_attempts, dispatched_at)"
+    "COPY jobs (id, user_id, kind, queue, priority, payload, max_attempts, dispatched_at,"
+    " concurrency_key, concurrency)"
     " FROM STDIN WITH (FORMAT csv)"
 )
 

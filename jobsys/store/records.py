@@ -28,6 +28,9 @@ class NewJob:
     chosen_id: bool = False
     # Published by the caller at once (a canvas member); else it waits for admission.
     admitted: bool = True
+    # At most ``concurrency`` jobs with this key run or wait in the broker (admission.py).
+    concurrency_key: str | None = None
+    concurrency: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

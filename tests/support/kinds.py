@@ -63,6 +63,28 @@ def stamp(ctx: JobContext, payload: Stamp) -> None:
     time.sleep(payload.seconds)
 
 
+class Overlap(Keyed):
+    tag: str
+    seconds: float = 0.05
+
+
+def _bracket(payload: Overlap) -> None:
+    """Records its start and end in ``<key>:events``: the order shows any overlap."""
+    counters().rpush(f"{payload.key}:events", f"start:{payload.tag}")
+    time.sleep(payload.seconds)
+    counters().rpush(f"{payload.key}:events", f"end:{payload.tag}")
+
+
+@job(kind="test.keyed_one", payload=Overlap, concurrency_key="one:{key}", concurrency=1)
+def keyed_one(ctx: JobContext, payload: Overlap) -> None:
+    _bracket(payload)
+
+
+@job(kind="test.keyed_three", payload=Overlap, concurrency_key="three:{key}", concurrency=3)
+def keyed_three(ctx: JobContext, payload: Overlap) -> None:
+    _bracket(payload)
+
+
 @job(kind="test.noop")
 def noop(ctx: JobContext) -> None:
     return None

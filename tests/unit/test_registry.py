@@ -72,3 +72,25 @@ def test_unknown_kind_lists_known_kinds() -> None:
 def test_bad_declarations_are_refused(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_spec(spec(**changes))
+
+
+def test_a_concurrency_key_is_made_from_the_user_and_the_payload() -> None:
+    payload = Resize(photo_id=7)
+    assert spec(concurrency_key="photos:{user_id}").key_of("u1", payload) == "photos:u1"
+    assert spec(concurrency_key="p{photo_id}w{width}").key_of("u1", payload) == "p7w100"
+    by_function = spec(concurrency_key=lambda user, p: f"{user}/{p.photo_id % 2}")
+    assert by_function.key_of("u9", payload) == "u9/1"
+    assert spec().key_of("u1", payload) is None
+
+
+def test_a_key_template_naming_no_field_or_making_nothing_is_a_payload_error() -> None:
+    with pytest.raises(PayloadError, match="concurrency_key 'a:{album}': no field 'album'"):
+        spec(concurrency_key="a:{album}").key_of("u1", Resize(photo_id=1))
+    with pytest.raises(PayloadError, match="made an empty key"):
+        spec(concurrency_key=lambda user, p: "").key_of("u1", Resize(photo_id=1))
+
+
+@pytest.mark.parametrize("limit", [0, -1, 10_001])
+def test_a_concurrency_out_of_range_is_refused_at_declaration(limit: int) -> None:
+    with pytest.raises(ValueError, match=f"concurrency must be from 1 to 10000, got {limit}"):
+        check_spec(spec(concurrency_key="k", concurrency=limit))

@@ -1,0 +1,78 @@
+"""The store contract: concurrency keys, held at promotion."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jobsys.store import JobStore, NewJob
+from tests.contract.base import ContractBase, new_job
+
+
+def keyed(store: JobStore, n: int, key: str, limit: int, **changes: Any) -> list[NewJob]:
+    jobs = [
+        new_job(admitted=False, concurrency_key=key, concurrency=limit, **changes) for _ in range(n)
+    ]
+    for job in jobs:
+        store.insert(job)
+    return jobs
+
+
+def ids(store: JobStore, queue: str = "default", slots: int = 10) -> list[Any]:
+    return [r["id"] for r in store.promote(queue, slots).rows]
+
+
+def promoted_within(store: JobStore, seconds: float) -> list[Any]:
+    """The first promotion that finds jobs: a user whose jobs all waited for their keys
+    is looked at again shortly, not at once (``KEY_RECHECK_MS``)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = ids(store)
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+class KeysContract(ContractBase):
+    """promote never puts more jobs of one key in the broker than its concurrency."""
+
+    def test_one_job_of_a_key_at_a_time_and_the_next_when_the_holder_ends(
+        self, store: JobStore
+    ) -> None:
+        # Given five jobs sharing a key of concurrency 1, and one job without a key
+        jobs = keyed(store, 5, "gmail:u1", 1)
+        plain = new_job(admitted=False)
+        store.insert(plain)
+
+        # When slots for all of them are promoted, twice
+        first, second = ids(store), ids(store)
+
+        # Then one keyed job went, with the plain one; nothing more while it holds the key
+        assert sorted(first, key=str) == sorted([jobs[0].id, plain.id], key=str)
+        assert second == []
+        assert [store.dispatched(j.id) for j in jobs] == [True] + [False] * 4
+
+        # And once the holder ran, the next one goes
+        holder = store.claim(jobs[0].id, "u1", lease=30, worker="w", pid=1)
+        assert holder is not None and ids(store) == []  # running still holds it
+        assert store.succeed(holder, {"ok": True})
+        assert promoted_within(store, 2.0) == [jobs[1].id]
+
+    def test_a_key_of_concurrency_three_lets_three_go(self, store: JobStore) -> None:
+        keyed(store, 5, "k3", 3)
+        assert len(ids(store)) == 3
+        assert ids(store) == []
+
+    def test_a_user_held_up_by_a_key_leaves_the_slots_to_others(self, store: JobStore) -> None:
+        # Given a user whose key is held, with more jobs of it waiting
+        keyed(store, 4, "busy", 1, user_id="held")
+        assert len(ids(store, slots=1)) == 1
+
+        # When another user's jobs wait too and two slots free
+        others = [new_job(user_id="other", admitted=False) for _ in range(3)]
+        for job in others:
+            store.insert(job)
+        rows = store.promote("default", 2).rows
+
+        # Then both go to the other user
+        assert [r["user_id"] for r in rows] == ["other", "other"]

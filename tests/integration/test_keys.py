@@ -1,0 +1,58 @@
+"""Concurrency keys on real workers: the recorded start/end order shows the overlap."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobsys import enqueue_many
+from tests.conftest import Env, StartWorkers
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def most_at_once(events: list[str]) -> int:
+    """The most jobs between their start and end at any point of the recorded order."""
+    running, most = 0, 0
+    for event in events:
+        running += 1 if event.startswith("start:") else -1
+        most = max(most, running)
+    return most
+
+
+def events(env: Env, key: str) -> list[str]:
+    return [e.decode() for e in env.redis.lrange(f"{key}:events", 0, -1)]
+
+
+def attempts(env: Env, kind: str) -> tuple[int, int, int]:
+    with env.store.durable.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT count(*), sum(attempt), sum(jsonb_array_length(errors)) FROM jobs"
+            " WHERE kind = %(k)s AND status = 'succeeded'",
+            {"k": kind},
+        ).one()
+    return int(row[0]), int(row[1] or 0), int(row[2] or 0)
+
+
+@pytest.mark.parametrize(("kind", "limit"), [("test.keyed_one", 1), ("test.keyed_three", 3)])
+def test_jobs_sharing_a_key_never_overlap_past_its_concurrency(
+    jobsys_env: Env, start_workers: StartWorkers, kind: str, limit: int
+) -> None:
+    # Given a node of 4 pool processes, and 50 jobs sharing one key (from two users)
+    start_workers(1, concurrency=4)
+    users = ["u1", "u2"]
+    jobs = [(users[i % 2], {"key": "k", "tag": str(i), "seconds": 0.03}) for i in range(50)]
+
+    # When they are enqueued at once
+    enqueue_many(kind, jobs)
+
+    # Then all ran, once each, never more than the key's concurrency at a time
+    wait_until(lambda: len(events(jobsys_env, "k")) == 100, timeout=120, what="50 jobs to run")
+    order = events(jobsys_env, "k")
+    assert sorted(e for e in order if e.startswith("start:")) == sorted(
+        f"start:{i}" for i in range(50)
+    )
+    assert most_at_once(order) == limit
+    # And waiting for the key spent no attempt and left no error (no busy retries)
+    wait_until(lambda: attempts(jobsys_env, kind)[0] == 50, timeout=30, what="rows to settle")
+    assert attempts(jobsys_env, kind) == (50, 50, 0)
