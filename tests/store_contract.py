@@ -13,6 +13,7 @@ the in-memory store is wrong.
 from __future__ import annotations
 
 from tests.contract.admission import AdmissionContract
+from tests.contract.coalesce import CoalesceContract
 from tests.contract.fleet import FleetContract
 from tests.contract.jobs import JobsContract
 from tests.contract.keys import KeysContract
@@ -29,6 +30,7 @@ class StoreContract(
     AdmissionContract,
     QuotaContract,
     KeysContract,
+    CoalesceContract,
 ):
     """Every test of the store protocol; a subclass gives the ``store`` fixture and the audit log.
 

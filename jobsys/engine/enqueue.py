@@ -26,6 +26,7 @@ from jobsys.engine.runtime import Runtime
 from jobsys.errors import OptionError, PayloadError, UnknownKindError
 from jobsys.store import NewJob
 from jobsys.store.quotas import Quota
+from jobsys.store.records import JoinRace
 
 # Options jobsys shapes the job with; any other option is Celery's canvas context.
 _OURS = {"countdown", "eta", "priority", "unique_key", "queue"}
@@ -112,6 +113,8 @@ def submit(
     # a chain's next step, with the parent and root it continues.
     if dispatch.in_canvas or "root_id" in canvas or "parent_id" in canvas:
         dispatch = dispatch.evolve(why=Why.CANVAS)
+    elif spec.coalesce and not dispatch.canvas:
+        return _coalesced(rt, spec, new)
     elif (rt.settings.admission or new.concurrency_key is not None) and not dispatch.canvas:
         # The backlog: a node's promoter publishes it when a slot is free, and a
         # keyed job when its key has room too. (A job applied with Celery's own
@@ -124,6 +127,20 @@ def submit(
     if dispatch.in_canvas:
         return AsyncResult(str(new.id), app=rt.app)
     return JobResult(str(new.id), runtime=rt)
+
+
+def _coalesced(rt: Runtime, spec: JobSpec, new: NewJob) -> JobResult:
+    """Join the user's job of this kind waiting in the backlog, or be that job."""
+    waiting = dataclasses.replace(new, admitted=False, coalesce=True)
+    while True:
+        joined = rt.store.join(waiting, spec.merge)
+        if joined is not None:
+            return JobResult(str(joined), runtime=rt)
+        try:
+            rt.store.insert(waiting, quota=quota_of(rt))
+        except JoinRace:
+            continue  # another request's job got in first: join that one
+        return JobResult(str(new.id), runtime=rt)
 
 
 def enqueue_many(
@@ -149,6 +166,9 @@ def enqueue_many(
     batch = _batch(rt, spec, jobs, priority)
     if not batch:
         return []
+    if spec.coalesce:
+        # Each joins or becomes its user's waiting job: one at a time, not one COPY.
+        return [_coalesced(rt, spec, new) for new in batch]
     quota = quota_of(rt)
     if rt.settings.admission or any(new.concurrency_key is not None for new in batch):
         backlog = [dataclasses.replace(new, admitted=False) for new in batch]

@@ -18,6 +18,9 @@ Handler = Callable[..., Any]
 # A concurrency key: a template formatted with ``user_id`` and the payload's fields
 # ("gmail:{user_id}"), or a function of (user_id, validated payload).
 KeyRule = str | Callable[[str, Any], str]
+# How a request joins the job of its kind already waiting for the user: the merged
+# payload from (waiting, requested) payloads; True: the requested one wins.
+Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,6 +38,13 @@ class JobSpec:
     priority: int = 0
     concurrency_key: KeyRule | None = None
     concurrency: int = 1
+    coalesce: bool | Merge = False
+
+    def merge(self, waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
+        """The payload of a waiting job that a new request of the same kind joined."""
+        if callable(self.coalesce):
+            return self.dump(self.validate(self.coalesce(waiting, requested)))
+        return requested
 
     def key_of(self, user_id: str, payload: BaseModel | None) -> str | None:
         """The job's concurrency key (None: the kind has none).

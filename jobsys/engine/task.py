@@ -27,7 +27,7 @@ from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext
 from jobsys.engine.executor import execute
-from jobsys.engine.registry import JobSpec, KeyRule, registry
+from jobsys.engine.registry import JobSpec, KeyRule, Merge, registry
 from jobsys.store import Job, Status
 
 
@@ -82,6 +82,7 @@ def job(
     results: bool = False,
     concurrency_key: KeyRule | None = None,
     concurrency: int = 1,
+    coalesce: bool | Merge = False,
 ) -> Callable[[Callable[..., Any]], JobTask]:
     """Register a job kind and return its Celery task.
 
@@ -100,6 +101,10 @@ def job(
             payload fields (``"gmail:{user_id}"``) or a function of (user_id,
             payload). A job whose key is at its limit waits in PostgreSQL.
         concurrency: how many jobs of one key may run or wait in the broker.
+        coalesce: a request while a job of this kind waits for the same user in
+            the backlog joins that job (its id comes back) instead of adding one:
+            True keeps the newest payload, a function ``(waiting, requested) ->
+            payload`` merges them.
 
     Raises:
         ValueError: the declaration breaks a rule (named in the message).
@@ -117,6 +122,7 @@ def job(
             priority=priority,
             concurrency_key=concurrency_key,
             concurrency=concurrency,
+            coalesce=coalesce,
         )
         registry.add(spec)
         _ensure_queue(queue)

@@ -13,6 +13,7 @@ from jobsys.pipeline import canvas, ingest, transform
 from jobsys.pipeline.google import parking_on_auth_failure, session
 from jobsys.pipeline.guarding import ingesting
 from jobsys.pipeline.payloads import Batch, Step, SyncRequest
+from jobsys.pipeline.schedule import sync_job
 from jobsys.store.status import RunStatus
 from jobsys.store.sync import SyncStore
 from jobsys.store.users import UserStore
@@ -26,9 +27,22 @@ def _email(ctx: JobContext) -> str:
     return UserStore(ctx.runtime.postgres).get(ctx.user_id).email
 
 
-@job(kind="sync.user", payload=SyncRequest, queue="default", max_attempts=5)
+def _either_full(waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
+    return {"full": bool(waiting.get("full")) or bool(requested.get("full"))}
+
+
+@job(
+    kind="sync.user",
+    payload=SyncRequest,
+    queue="default",
+    max_attempts=5,
+    coalesce=_either_full,
+)
 def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
-    """Start one pipeline run for the user (or join the one already running)."""
+    """Start one pipeline run for the user; while one runs, ask for one run after it.
+
+    Requests while a sync waits in the backlog join it (a full sync wins).
+    """
     user = UserStore(ctx.runtime.postgres).get(ctx.user_id)  # an unknown user fails here, clearly
     if user.paused:
         # Parked (e.g. revoked token): syncing would only dead-letter its steps again.
@@ -37,7 +51,7 @@ def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
     if started:
         tasks = ctx.runtime.app.tasks
         canvas.sync_canvas(tasks, ctx.user_id, run_id, full=payload.full).apply_async()
-    return {"run_id": str(run_id), "started": started}
+    return {"run_id": str(run_id), "started": started, "follow_up": not started}
 
 
 @job(kind="sync.ingest_gmail", payload=Step, queue="ingest", results=True, max_attempts=8)
@@ -92,7 +106,7 @@ def process(ctx: JobContext, payload: Step) -> dict[str, int]:
     sync = _sync(ctx)
     done = transform.process_user(sync, ctx.user_id, _email(ctx))
     sync.step(payload.run_id, "process", **done)
-    sync.finish_run(payload.run_id, RunStatus.SUCCEEDED)
+    sync.finish_run(payload.run_id, RunStatus.SUCCEEDED, follow_up=sync_job(ctx.runtime))
     return done
 
 

@@ -17,6 +17,7 @@ from celery import chain
 
 from jobsys.engine.hooks import Hook
 from jobsys.engine.runtime import Runtime
+from jobsys.pipeline.schedule import sync_job
 from jobsys.store.status import RunStatus
 from jobsys.store.sync import SyncStore
 
@@ -41,7 +42,8 @@ def repair_runs(rt: Runtime) -> int:
         jobs = sync.jobs_of_run(run["user_id"], run["id"])
         if any(j["status"] == "dead" for j in jobs):
             kinds = sorted({j["kind"] for j in jobs if j["status"] == "dead"})
-            sync.finish_run(run["id"], RunStatus.FAILED, f"dead step(s): {', '.join(kinds)}")
+            error = f"dead step(s): {', '.join(kinds)}"
+            sync.finish_run(run["id"], RunStatus.FAILED, error, follow_up=sync_job(rt))
             fixed += 1
         elif _stalled(jobs, quiet):
             _resume(rt, run, jobs)

@@ -19,7 +19,7 @@ from jobsys.engine.app import app
 from jobsys.engine.celeryconf import CONTROL_QUEUE
 from jobsys.engine.enqueue import spec_of
 from jobsys.engine.runtime import Runtime
-from jobsys.store.schedule import PeriodicJob, ScheduleStore
+from jobsys.store.schedule import JobTemplate, ScheduleStore
 
 SYNC_KIND = "sync.user"
 # A user's periodic sync holds this key while queued or running: a tick finding it
@@ -48,23 +48,23 @@ class Tick:
         }
 
 
-def periodic_job(rt: Runtime) -> PeriodicJob:
-    """The job every due user gets: an incremental sync."""
+def sync_job(rt: Runtime, *, unique_key: str | None = None) -> JobTemplate:
+    """A user's incremental sync, as SQL inserts it for many users (a tick, a follow-up)."""
     spec = spec_of(rt, SYNC_KIND)
-    return PeriodicJob(
+    return JobTemplate(
         kind=spec.kind,
         queue=spec.queue,
         priority=spec.priority,
         payload=spec.dump(spec.validate({"full": False})),
         max_attempts=spec.attempts(rt.settings),
-        unique_key=PERIODIC_KEY,
+        unique_key=unique_key,
     )
 
 
 def tick(rt: Runtime) -> Tick:
     """Enqueue a sync for every due user, a batch per transaction."""
     started = time.perf_counter()
-    store, job = ScheduleStore(rt.postgres), periodic_job(rt)
+    store, job = ScheduleStore(rt.postgres), sync_job(rt, unique_key=PERIODIC_KEY)
     batch = rt.settings.schedule_batch
     enqueued: list[tuple[str, str]] = []
     coalesced: list[str] = []

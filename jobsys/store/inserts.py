@@ -24,7 +24,7 @@ from jobsys.store import queries as q
 from jobsys.store import quotas
 from jobsys.store.fastpath import FastPath, compiled
 from jobsys.store.quotas import Quota
-from jobsys.store.records import NewJob
+from jobsys.store.records import JoinRace, NewJob
 from jobsys.store.status import Status
 
 _SQL = {
@@ -76,6 +76,8 @@ class InsertSql:
         if row is None:
             if self.job_state(job.id) is not None:
                 raise OptionError("task_id", str(job.id), "is the id of another user's job")
+            if job.coalesce and job.unique_key is None:
+                raise JoinRace(job.kind)
             with self.transaction() as conn:
                 raise _duplicate(conn, job)
         return row["run_after"]  # type: ignore[no-any-return]
@@ -108,6 +110,22 @@ class InsertSql:
                 cur.connection.rollback()
                 return None
             return {"run_after": row[0]}
+
+    def join(self, job: NewJob, merge: Callable[[dict[str, Any], dict[str, Any]], Any]) -> Any:
+        """The id of the user's job of ``job``'s kind still in the backlog, its payload
+        merged with ``job``'s; None when there is none (insert ``job`` then)."""
+        with self.transaction() as conn:
+            params = {"user_id": job.user_id, "kind": job.kind}
+            found = conn.execute(q.WAITING_TWIN, params).first()
+            if found is None:
+                return None
+            payload = merge(dict(found.payload), dict(job.payload))
+            if payload != found.payload:
+                conn.execute(
+                    q.SET_PAYLOAD,
+                    {"user_id": job.user_id, "id": found.id, "payload": json.dumps(payload)},
+                )
+            return found.id
 
     def insert_many(self, jobs: Sequence[NewJob], *, quota: Quota | None = None) -> None:
         """Insert many jobs with one COPY (no unique keys; they all run now).
@@ -207,6 +225,7 @@ def _insert_params(job: NewJob) -> dict[str, Any]:
         "admitted": job.admitted,
         "concurrency_key": job.concurrency_key,
         "concurrency": job.concurrency,
+        "coalesce": job.coalesce,
     }
 
 

@@ -26,7 +26,14 @@ from jobsys.errors import DuplicateJobError, JobNotFoundError, OptionError
 from jobsys.store.memory_admission import MemoryAdmission
 from jobsys.store.memory_quotas import MemoryQuotas
 from jobsys.store.quotas import Quota
-from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow, unknown_kind_entry
+from jobsys.store.records import (
+    DeadLetter,
+    Job,
+    JoinRace,
+    NewJob,
+    WorkerRow,
+    unknown_kind_entry,
+)
 from jobsys.store.status import LIVE, MOVES, Status
 
 Clock = Callable[[], datetime]
@@ -55,6 +62,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
         self._sweeping = threading.Lock()
         self._init_admission()
         self._init_quotas()
+        self.coalescing: set[uuid.UUID] = set()
 
     def dispose(self, *, close: bool = True) -> None:
         return None
@@ -71,11 +79,15 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             holder = self._unique_holder(job)
             if holder is not None:
                 raise DuplicateJobError(job.kind, job.user_id, job.unique_key or "", holder)
+            if job.coalesce and self._twin(job) is not None:
+                raise JoinRace(job.kind)
             if quota is not None:
                 self._charge({job.user_id: 1}, quota)
             now = self.clock()
             self.jobs[job.id] = _job(job, now, _later(now, job.delay))
             self._note_key(job)
+            if job.coalesce:
+                self.coalescing.add(job.id)
             if not job.admitted:
                 self._join_backlog(self.jobs[job.id])
             return self.jobs[job.id].run_after
@@ -91,6 +103,23 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
                     self._note_key(new)
                     if not new.admitted:
                         self._join_backlog(self.jobs[new.id])
+
+    def join(self, job: NewJob, merge: Callable[[dict[str, Any], dict[str, Any]], Any]) -> Any:
+        with self._lock:
+            twin = self._twin(job)
+            if twin is None:
+                return None
+            payload = _json(merge(copy.deepcopy(twin.payload), dict(job.payload)))
+            self.jobs[twin.id] = dataclasses.replace(twin, payload=payload)
+            return twin.id
+
+    def _twin(self, job: NewJob) -> Job | None:
+        for other_id in self.coalescing:
+            other = self.jobs[other_id]
+            same = (other.user_id, other.kind) == (job.user_id, job.kind)
+            if same and other.status is Status.QUEUED and other.id in self.backlog:
+                return other
+        return None
 
     def _unique_holder(self, job: NewJob) -> uuid.UUID | None:
         if job.unique_key is None:

@@ -72,6 +72,13 @@ class JobRow(Base):
         ),
         sa.Index("jobs_user_queued_idx", "user_id", postgresql_where=sa.text("status = 'queued'")),
         sa.Index(
+            "jobs_coalesce_idx",
+            "user_id",
+            "kind",
+            unique=True,
+            postgresql_where=sa.text("coalesce AND status = 'queued' AND dispatched_at IS NULL"),
+        ),
+        sa.Index(
             "jobs_key_holders_idx",
             "concurrency_key",
             postgresql_where=sa.text(
@@ -109,6 +116,8 @@ class JobRow(Base):
     # At most ``concurrency`` jobs of one key run or wait in the broker (admission.py).
     concurrency_key: Mapped[str | None] = mapped_column(sa.Text)
     concurrency: Mapped[int | None] = mapped_column(sa.Integer)
+    # One job of a coalescing kind per user waits in the backlog; requests join it.
+    coalesce: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
 
 
 class FairUserRow(Base):
@@ -372,6 +381,10 @@ class PipelineRunRow(Base):
             unique=True,
             postgresql_where=sa.text("status = 'running'"),
         ),
+        sa.CheckConstraint(
+            "follow_up IS NULL OR follow_up IN ('incremental', 'full')",
+            name="pipeline_runs_follow_up_kind",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
@@ -382,3 +395,5 @@ class PipelineRunRow(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # A sync asked for while this run ran: the run after it ('incremental' or 'full').
+    follow_up: Mapped[str | None] = mapped_column(sa.Text)

@@ -9,7 +9,7 @@ engine without servers.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ class JobStore(Protocol):
     # -- enqueue
     def insert(self, job: NewJob, *, quota: Quota | None = None) -> datetime: ...
     def insert_many(self, jobs: Sequence[NewJob], *, quota: Quota | None = None) -> None: ...
+    def join(self, job: NewJob, merge: Callable[[dict[str, Any], dict[str, Any]], Any]) -> Any: ...
 
     # -- admission (jobs inserted not ``admitted`` wait in the backlog)
     def promote(self, queue: str, slots: int) -> Promotion: ...

@@ -50,10 +50,10 @@ _WOKE = (
 _INSERT = f"""
 WITH ins AS (
   INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key,
-    run_after, dispatched_at, concurrency_key, concurrency)
+    run_after, dispatched_at, concurrency_key, concurrency, coalesce)
   SELECT :id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
     :unique_key, now() + make_interval(secs => :delay), CASE WHEN :admitted THEN now() END,
-    :concurrency_key, :concurrency
+    :concurrency_key, :concurrency, :coalesce
   {{guard}}ON CONFLICT DO NOTHING
   RETURNING user_id, queue, priority, run_after, dispatched_at
 ), fair AS ({FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_INS)})
@@ -96,6 +96,15 @@ FAIR_JOIN_MANY = sa.text(
 WAKE = sa.text(f"SELECT pg_notify('{ADMIT_CHANNEL}', q) FROM unnest(CAST(:wake AS text[])) q")
 
 RUN_AFTER = sa.text("SELECT run_after FROM jobs WHERE user_id = :user_id AND id = :id")
+
+# The user's job of a coalescing kind still in the backlog (jobs_coalesce_idx).
+WAITING_TWIN = sa.text(
+    "SELECT id, payload FROM jobs WHERE user_id = :user_id AND kind = :kind AND coalesce"
+    " AND status = 'queued' AND dispatched_at IS NULL FOR UPDATE"
+)
+SET_PAYLOAD = sa.text(
+    "UPDATE jobs SET payload = CAST(:payload AS jsonb) WHERE user_id = :user_id AND id = :id"
+)
 
 FIND_LIVE_UNIQUE = sa.text(
     """

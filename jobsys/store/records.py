@@ -31,6 +31,8 @@ class NewJob:
     # At most ``concurrency`` jobs with this key run or wait in the broker (admission.py).
     concurrency_key: str | None = None
     concurrency: int | None = None
+    # One per user and kind waits in the backlog; requests join it (``Store.join``).
+    coalesce: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -147,3 +149,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     return value
+
+
+class JoinRace(Exception):
+    """A coalescing job's insert met another request's job, inserted meanwhile: join it."""

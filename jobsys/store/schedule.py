@@ -5,7 +5,9 @@ users with ``FOR UPDATE SKIP LOCKED``, moves each one's ``next_sync_at`` on by
 its interval and inserts its job into the backlog, all in one statement: two
 ticks at once take disjoint users, and a user whose row moved on is no longer
 due, so nothing is enqueued twice. The job carries a unique key, so a user
-whose previous periodic sync is still queued or running gets no second one.
+whose previous periodic sync is still queued or running gets no second one, and
+coalesces (``jobs.coalesce``): a sync of the user's still waiting in the
+backlog stands for it.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ WITH due AS (
   RETURNING u.id
 ), ins AS (
   INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key,
-    dispatched_at)
+    coalesce, dispatched_at)
   SELECT gen_random_uuid(), moved.id, :kind, :queue, :priority, CAST(:payload AS jsonb),
-    :max_attempts, :unique_key, NULL
+    :max_attempts, :unique_key, true, NULL
   FROM moved
   ON CONFLICT DO NOTHING
   RETURNING user_id, id, queue, run_after, run_after AS next_due
@@ -49,15 +51,15 @@ _SYNC_NOW = sa.text("UPDATE users SET next_sync_at = now() WHERE id = ANY(CAST(:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class PeriodicJob:
-    """What every due user's periodic job is: a kind with its payload and options."""
+class JobTemplate:
+    """A job SQL inserts for many users: a kind with its payload and options."""
 
     kind: str
     queue: str
     priority: int
-    payload: dict[str, Any]
     max_attempts: int
-    unique_key: str
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
+    unique_key: str | None = None
 
 
 class ScheduleStore:
@@ -66,7 +68,7 @@ class ScheduleStore:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def take_due(self, job: PeriodicJob, *, interval: float, batch: int) -> list[dict[str, Any]]:
+    def take_due(self, job: JobTemplate, *, interval: float, batch: int) -> list[dict[str, Any]]:
         """One batch of due users, moved on and given a job each (``job_id`` None: the
         user's previous periodic job is still queued or running)."""
         params = {

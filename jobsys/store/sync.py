@@ -7,7 +7,6 @@ transaction as the raw rows they cover.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,10 +26,10 @@ from jobsys.store.models import (
     RawEventRow,
     RawMessageRow,
 )
-from jobsys.store.status import RunStatus
+from jobsys.store.runs import RunSql
 
 
-class SyncStore:
+class SyncStore(RunSql):
     """Gateway for the pipeline's tables, on the engines of :class:`Store`."""
 
     def __init__(self, store: Store) -> None:
@@ -40,80 +39,6 @@ class SyncStore:
     def _tx(self) -> Iterator[sa.Connection]:
         with self._store.transaction() as conn:
             yield conn
-
-    # -- pipeline runs ------------------------------------------------------
-
-    def start_run(self, user_id: str, *, full: bool) -> tuple[uuid.UUID, bool]:
-        """A new run, or the user's running one: ``(run_id, started)``."""
-        run_id = uuid.uuid4()
-        with self._tx() as conn:
-            row = conn.execute(
-                sa.text(
-                    "INSERT INTO pipeline_runs (id, user_id, full_sync) VALUES (:id, :u, :full)"
-                    " ON CONFLICT DO NOTHING RETURNING id"
-                ),
-                {"id": run_id, "u": user_id, "full": full},
-            ).first()
-            if row is not None:
-                return run_id, True
-            existing = conn.execute(
-                sa.text("SELECT id FROM pipeline_runs WHERE user_id = :u AND status = 'running'"),
-                {"u": user_id},
-            ).scalar_one()
-        return existing, False
-
-    def step(self, run_id: uuid.UUID, name: str, **fields: Any) -> None:
-        """Merge ``fields`` into the run's record of step ``name``."""
-        with self._tx() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE pipeline_runs SET steps = jsonb_set(steps, ARRAY[:name],"
-                    " COALESCE(steps -> :name, '{}'::jsonb) || CAST(:f AS jsonb)) WHERE id = :id"
-                ),
-                {"id": run_id, "name": name, "f": json.dumps(fields, default=str)},
-            )
-
-    def count_step(self, run_id: uuid.UUID, name: str, key: str, amount: int) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE pipeline_runs SET steps = jsonb_set(steps, ARRAY[:name, :key],"
-                    " to_jsonb(COALESCE((steps -> :name ->> :key)::int, 0) + :n), true)"
-                    " WHERE id = :id"
-                ),
-                {"id": run_id, "name": name, "key": key, "n": amount},
-            )
-
-    def finish_run(self, run_id: uuid.UUID, status: RunStatus, error: str | None = None) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE pipeline_runs SET status = :s, error = :e, finished_at = now()"
-                    " WHERE id = :id AND status = 'running'"
-                ),
-                {"id": run_id, "s": status.value, "e": error},
-            )
-
-    def get_run(self, run_id: uuid.UUID) -> dict[str, Any] | None:
-        with self._tx() as conn:
-            row = (
-                conn.execute(sa.text("SELECT * FROM pipeline_runs WHERE id = :id"), {"id": run_id})
-                .mappings()
-                .first()
-            )
-        return dict(row) if row else None
-
-    def running_runs(self, *, idle_for: float) -> list[dict[str, Any]]:
-        """Running runs created more than ``idle_for`` seconds ago."""
-        with self._tx() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT * FROM pipeline_runs WHERE status = 'running'"
-                    " AND created_at < now() - make_interval(secs => :s) ORDER BY created_at"
-                ),
-                {"s": idle_for},
-            ).mappings()
-            return [dict(r) for r in rows]
 
     def jobs_of_run(self, user_id: str, run_id: uuid.UUID) -> list[dict[str, Any]]:
         """Kind, status and id of every job of the user whose payload names the run.
