@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         0, ge=0, description="fewest messages a node keeps ready (0: its concurrency)"
     )
     ready_max: int = Field(500, ge=1, description="most messages a node keeps ready per queue")
+    priority_aging: float = Field(
+        60.0, gt=0, description="s a job waits before it goes ahead of its user's other jobs"
+    )
     # Quotas (README "Quotas"): defaults for users without an override in the database.
     user_max_queued: int | None = Field(
         None, ge=1, description="queued jobs a user may hold (unset: no limit)"

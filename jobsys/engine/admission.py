@@ -93,7 +93,8 @@ class Admitter:
         if low_water and not urgent and ready > target // 2:
             return True
         while ready < target or urgent:
-            promotion = self.rt.store.promote(queue, max(1, target - ready))
+            aging = self.rt.settings.priority_aging
+            promotion = self.rt.store.promote(queue, max(1, target - ready), aging=aging)
             self._publish(promotion.rows)
             if not promotion.full:
                 # Short: the backlog ran dry, or rows were taken by another promoter

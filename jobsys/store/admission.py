@@ -46,6 +46,7 @@ _DUE = (
     f" AND NOT j.cancel_requested AND {_ROOM}"
 )
 _KEYED = "j.concurrency_key, j.concurrency"
+AGING = 60.0  # s a job waits before it goes ahead of its user's other jobs
 KEY_RECHECK_MS = 200  # a user whose due jobs all wait for their keys is looked at again
 
 # The picks are MATERIALIZED: a sub-select with LIMIT and SKIP LOCKED that the plan
@@ -96,6 +97,31 @@ WHERE j.user_id = pick.user_id AND j.id = pick.id
 RETURNING {_COLUMNS}, j.run_after, {_KEYED}
 """,
     [("queue", "text"), ("users", "text[]"), ("counts", "integer[]"), ("total", "integer")],
+)
+
+# Aging: each user's oldest due job that has waited longer than :aging seconds, ahead
+# of its user's other jobs whatever their priority (the oldest of each priority's
+# first job: ten probes of jobs_backlog_idx per user).
+AGED = Statement(
+    "jobsys_aged",
+    f"""
+WITH pick AS MATERIALIZED (
+  SELECT o.user_id, o.id
+  FROM unnest(CAST(:users AS text[])) AS a(user_id)
+  CROSS JOIN LATERAL (
+    SELECT h.user_id, h.id FROM generate_series(0, 9) AS p(priority)
+    CROSS JOIN LATERAL (
+      SELECT j.user_id, j.id, j.run_after FROM jobs j
+      WHERE j.user_id = a.user_id AND j.queue = :queue AND {_DUE} AND j.priority = p.priority
+        AND j.run_after < now() - make_interval(secs => :aging)
+      ORDER BY j.run_after LIMIT 1 FOR UPDATE SKIP LOCKED) h
+    ORDER BY h.run_after LIMIT 1) o)
+UPDATE jobs j SET dispatched_at = now()
+FROM pick
+WHERE j.user_id = pick.user_id AND j.id = pick.id
+RETURNING {_COLUMNS}, j.run_after, {_KEYED}
+""",
+    [("queue", "text"), ("users", "text[]"), ("aging", "float8")],
 )
 
 # A user's next due time: now, if any of its jobs is due (one index probe: the first
@@ -228,9 +254,11 @@ class AdmissionSql:
         """A listener for new backlog (None where the store cannot notify)."""
         return Listener(self.url)
 
-    def promote(self, queue: str, slots: int) -> Promotion:
+    def promote(self, queue: str, slots: int, *, aging: float = AGING) -> Promotion:
         """Mark up to ``slots`` due backlog jobs of ``queue`` dispatched, fairly.
 
+        A job that has waited longer than ``aging`` seconds goes ahead of its
+        user's other jobs, whatever their priority (one per user and promotion).
         Runs on prepared statements with ``synchronous_commit`` off: a promotion
         lost in a crash only publishes its jobs again later.
         """
@@ -238,7 +266,7 @@ class AdmissionSql:
             return Promotion([], False)
         with self._promotions().transaction() as run:
             urgent = hold_keys(run, run(URGENT, {"queue": queue, "limit": slots}))
-            fair = _share(run, queue, slots - len(urgent))
+            fair = _share(run, queue, slots - len(urgent), aging)
         rows = _by_priority(urgent) + fair
         return Promotion(rows, len(rows) >= slots)
 
@@ -267,7 +295,7 @@ class AdmissionSql:
             return bool(conn.execute(DISPATCHED, {"id": job_id}).scalar())
 
 
-def _share(run: Run, queue: str, slots: int) -> list[dict[str, Any]]:
+def _share(run: Run, queue: str, slots: int, aging: float) -> list[dict[str, Any]]:
     """The fair part of a promotion: slots shared among waiting users by virtual time."""
     if slots <= 0:
         return []
@@ -275,13 +303,23 @@ def _share(run: Run, queue: str, slots: int) -> list[dict[str, Any]]:
     waiting = [Waiting(r["user_id"], r["vtime"], r["weight"]) for r in found]
     if not waiting:
         return []
+    rounds = 0
 
     def pick(counts: dict[str, int], total: int) -> dict[str, list[dict[str, Any]]]:
-        users = list(counts)
-        params = {"queue": queue, "users": users, "counts": [counts[u] for u in users]}
+        nonlocal rounds
+        rounds += 1
         picked: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in hold_keys(run, _by_priority(run(PICK, {**params, "total": total}))):
-            picked[row["user_id"]].append(row)
+        if rounds == 1:  # each granted user's aged job first, once per promotion
+            aged = run(AGED, {"queue": queue, "users": list(counts), "aging": aging})
+            for row in hold_keys(run, aged):
+                picked[row["user_id"]].append(row)
+        left = {u: n - len(picked[u]) for u, n in counts.items() if n > len(picked[u])}
+        if left:
+            users = list(left)
+            params = {"queue": queue, "users": users, "counts": [left[u] for u in users]}
+            total -= sum(len(rows) for rows in picked.values())
+            for row in hold_keys(run, _by_priority(run(PICK, {**params, "total": total}))):
+                picked[row["user_id"]].append(row)
         return picked
 
     done = share(waiting, slots, pick)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from jobsys.store.admission import Promotion
+from jobsys.store.admission import AGING, Promotion
 from jobsys.store.fairness import Waiting, share
 from jobsys.store.queries import URGENT_PRIORITY
 from jobsys.store.records import Job, NewJob
@@ -58,13 +58,14 @@ class MemoryAdmission:
                     self.backlog.add(job.id)
                     self.waiting.add((job.queue, job.user_id))
 
-    def promote(self, queue: str, slots: int) -> Promotion:
+    def promote(self, queue: str, slots: int, *, aging: float = AGING) -> Promotion:
         if slots <= 0:
             return Promotion([], False)
         with self._lock:
             due = self._due(queue)
             urgent = [j for j in due if j.priority >= URGENT_PRIORITY][:slots]
-            fair = self._share(queue, [j for j in due if j not in urgent], slots - len(urgent))
+            rest = _aged_first([j for j in due if j not in urgent], self.clock(), aging)
+            fair = self._share(queue, rest, slots - len(urgent))
             promoted = urgent + fair
             self.backlog.difference_update(j.id for j in promoted)
             self._settle(queue)
@@ -146,6 +147,19 @@ class MemoryAdmission:
                 if j.queue == queue and j.status is Status.QUEUED
             ]
         return min(times, default=None)
+
+
+def _aged_first(due: list[Job], now: datetime, aging: float) -> list[Job]:
+    """``due`` (in priority order) with each user's oldest job ahead of the user's
+    others once it waited longer than ``aging`` (as ``AGED``)."""
+    oldest: dict[str, Job] = {}
+    for job in due:
+        if job.user_id not in oldest or job.run_after < oldest[job.user_id].run_after:
+            oldest[job.user_id] = job
+    cutoff = now - timedelta(seconds=aging)
+    aged = [j for j in oldest.values() if j.run_after < cutoff]
+    ahead = {j.id for j in aged}
+    return aged + [j for j in due if j.id not in ahead]
 
 
 def _row(job: Job) -> dict[str, Any]:

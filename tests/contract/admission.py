@@ -174,3 +174,16 @@ class AdmissionContract(ContractBase):
         # Then the jobs marked dispatched are those it returned, no more
         assert len(returned) == 9
         assert {j.id for j in jobs if store.dispatched(j.id)} == set(returned)
+
+    def test_a_job_waiting_past_the_aging_time_goes_ahead_of_its_users_higher_ones(
+        self, store: JobStore
+    ) -> None:
+        # Given a user's low-priority job, then two of priority 5
+        (low,) = waiting(store, "u1", 1, priority=0)
+        waiting(store, "u1", 2, priority=5)
+
+        # When promoted before the low one has aged, it waits behind the others
+        assert store.promote("default", 1, aging=3600).rows[0]["priority"] == 5
+
+        # Then once it waited past the aging time (0 s here), it goes first
+        assert [r["id"] for r in store.promote("default", 1, aging=0).rows] == [low.id]
