@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+import jobsys.tasks as tasks
 from jobsys.pipeline.schedule import sync_job
 from jobsys.store.status import RunStatus
 from jobsys.store.sync import SyncStore
-from jobsys.tasks import sync_user
 from tests.conftest import Env, StartWorkers
 from tests.support.wait import wait_until
 
@@ -43,7 +43,9 @@ def test_a_burst_of_requests_during_a_running_sync_yields_one_follow_up_run(
     assert started
 
     # When 100 sync requests come, one of them full, while no worker runs
-    burst = [sync_user.delay(user) for _ in range(99)] + [sync_user.delay(user, full=True)]
+    burst = [tasks.sync_user.delay(user) for _ in range(99)] + [
+        tasks.sync_user.delay(user, full=True)
+    ]
 
     # Then they all joined one waiting job, which asks for a full sync
     assert len({r.id for r in burst}) == 1
@@ -53,7 +55,7 @@ def test_a_burst_of_requests_during_a_running_sync_yields_one_follow_up_run(
     start_workers(1)
     assert burst[0].get(timeout=60) == {"run_id": str(run_id), "started": False, "follow_up": True}
     # (100 more while the run still runs change nothing more)
-    more = [sync_user.delay(user) for _ in range(100)]
+    more = [tasks.sync_user.delay(user) for _ in range(100)]
     for result in more:
         wait_until(lambda r=result: jobsys_env.finished(r.job_id), timeout=60, what="a request")
     assert runs_of(jobsys_env, user) == 1

@@ -9,7 +9,7 @@ import pytest
 from jobsys import enqueue, enqueue_many
 from jobsys.errors import QuotaExceeded
 from tests.conftest import Env, StartWorkers
-from tests.support.kinds import echo
+from tests.support import kinds
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def test_over_max_queued_nothing_is_stored_until_jobs_finish(
     with pytest.raises(QuotaExceeded) as refused:
         enqueue("test.echo", user_id=user, payload={"value": 6})
     with pytest.raises(QuotaExceeded):
-        echo.delay(user, value=7)
+        kinds.echo.delay(user, value=7)
     with pytest.raises(QuotaExceeded):
         enqueue_many("test.echo", [("other", {"value": 1}), (user, {"value": 8})])
     cli = jobsys_env.cli("enqueue", "test.echo", "--user", user, "--payload", '{"value": 9}')

@@ -211,9 +211,32 @@ class RecordingHook(Hook):
         counters().rpush(HOOK_LOG, f"{job_id} {os.getpid()} {event}")
 
 
+class HeldPublish(Hook):
+    """Holds admission's publishes while the file ``path`` exists, once a promotion has
+    committed (it touches ``path + ".held"`` first): a kill lands between the two."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def before_dispatch(self, dispatch: Dispatch) -> Dispatch:
+        if dispatch.why.value == "admit" and os.path.exists(self.path):
+            with open(self.path + ".held", "w"):
+                pass
+            while os.path.exists(self.path):
+                time.sleep(0.05)
+        return dispatch
+
+
 def jobsys_hooks(runtime: Runtime) -> list[Hook]:
-    """Workers started with ``JOBSYS_TEST_HOOKS=1`` record engine events (see RecordingHook)."""
-    return [RecordingHook()] if os.environ.get("JOBSYS_TEST_HOOKS") == "1" else []
+    """Workers started with ``JOBSYS_TEST_HOOKS=1`` record engine events (see RecordingHook);
+    with ``JOBSYS_TEST_HOLD_PUBLISH=path``, admission's publishes wait (HeldPublish)."""
+    hooks: list[Hook] = []
+    if os.environ.get("JOBSYS_TEST_HOOKS") == "1":
+        hooks.append(RecordingHook())
+    held = os.environ.get("JOBSYS_TEST_HOLD_PUBLISH")
+    if held:
+        hooks.append(HeldPublish(held))
+    return hooks
 
 
 def hook_events(client: redis.Redis, job_id: uuid.UUID) -> list[tuple[int, str]]:
