@@ -165,7 +165,12 @@ class Dispatch:
 
     @property
     def in_canvas(self) -> bool:
-        return any(self.canvas.get(k) for k in _LINKS)
+        return linked(self.canvas)
+
+
+def linked(canvas: Mapping[str, Any] | None) -> bool:
+    """Whether canvas options place a message in a chord, chain, group or link."""
+    return any((canvas or {}).get(k) for k in _LINKS)
 
 
 def canvas_of(request: Any, *, retried: bool = False) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import structlog
 
 from jobsys.config import Settings
-from jobsys.engine.dispatch import Dispatch, Why
+from jobsys.engine.dispatch import Dispatch, Why, linked
 from jobsys.engine.failures import STORE_UNAVAILABLE, Failure, backoff
 from jobsys.engine.hooks import Outcome, Recorded
 from jobsys.engine.runtime import Runtime
@@ -54,26 +54,30 @@ def settle_failure(
     ``why`` names the retry's dispatch path (a worker's retry, the main process's
     recovery of a lost child, the sweeper's expired lease).
     """
+    # With admission, a job back in the queue waits in the backlog until due (no broker
+    # ETA held in a worker's memory); a canvas member is published again at once with
+    # its countdown, since its place in the canvas rides on the message, not the row.
+    backlog = rt.settings.admission and not linked(canvas)
     if failure.postpone:
-        settled = _postpone(rt, job, failure)
+        settled = _postpone(rt, job, failure, backlog)
     elif failure.retryable and job.attempt < job.max_attempts:
-        settled = _retry(rt, job, failure)
+        settled = _retry(rt, job, failure, backlog)
     else:
         settled = _bury(rt, job, failure, actor)
     notify(rt, job, settled.outcome, delay=settled.delay, reason=failure.reason, actor=actor)
-    if settled.outcome in (Outcome.RETRIED, Outcome.POSTPONED):
+    if settled.outcome in (Outcome.RETRIED, Outcome.POSTPONED) and not backlog:
         path = why if settled.outcome is Outcome.RETRIED else Why.POSTPONE
         rt.dispatcher.send(Dispatch.of_job(job, path, countdown=settled.delay, canvas=canvas))
     return settled
 
 
-def _retry(rt: Runtime, job: Job, failure: Failure) -> Settled:
+def _retry(rt: Runtime, job: Job, failure: Failure, backlog: bool) -> Settled:
     settings = rt.settings
     entry = failure.entry(job.attempt, job.started_at, job.worker)
     delay = failure.retry_after
     if delay is None:
         delay = backoff(job.attempt, base=settings.retry_base, cap=settings.retry_cap)
-    if rt.store.requeue(job, delay=delay, error=entry) is None:
+    if rt.store.requeue(job, delay=delay, error=entry, backlog=backlog) is None:
         return _stopped_or_lost(rt, job)
     log.info(
         "job.retry",
@@ -115,12 +119,12 @@ def _bury(rt: Runtime, job: Job, failure: Failure, actor: str) -> Settled:
     return Settled(Outcome.DEAD if letter is not None else Outcome.LOST)
 
 
-def _postpone(rt: Runtime, job: Job, failure: Failure) -> Settled:
+def _postpone(rt: Runtime, job: Job, failure: Failure, backlog: bool) -> Settled:
     delay = failure.retry_after
     if delay is None:
         # A lost database names no delay: try again when the claim path would.
         delay = rt.settings.db_retry_delay if failure.reason == STORE_UNAVAILABLE else 0.0
-    if rt.store.postpone(job, delay=delay) is None:
+    if rt.store.postpone(job, delay=delay, backlog=backlog) is None:
         return _stopped_or_lost(rt, job)
     log.info(
         "job.postponed",

@@ -104,15 +104,19 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         params = {**_key(job), "result": json.dumps(result)}
         return self.hot.one(_SQL["succeed"], params) is not None
 
-    def requeue(self, job: Job, *, delay: float, error: dict[str, Any]) -> datetime | None:
-        """Put a failed attempt back in the queue after ``delay`` seconds."""
-        params = {**_key(job), "delay": delay, "error": json.dumps([error])}
+    def requeue(
+        self, job: Job, *, delay: float, error: dict[str, Any], backlog: bool = False
+    ) -> datetime | None:
+        """Put a failed attempt back in the queue after ``delay`` seconds; with
+        ``backlog``, into admission's backlog (else the caller publishes it)."""
+        params = {**_key(job), "delay": delay, "error": json.dumps([error]), "backlog": backlog}
         row = self.hot.one(_SQL["requeue"], params)
         return row["run_after"] if row else None
 
-    def postpone(self, job: Job, *, delay: float) -> datetime | None:
+    def postpone(self, job: Job, *, delay: float, backlog: bool = False) -> datetime | None:
         """Put a running job back without counting its attempt (a guard said not yet)."""
-        row = self.hot.one(_SQL["postpone"], {**_key(job), "delay": delay})
+        params = {**_key(job), "delay": delay, "backlog": backlog}
+        row = self.hot.one(_SQL["postpone"], params)
         return row["run_after"] if row else None
 
     def bury(

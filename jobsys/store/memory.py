@@ -167,20 +167,27 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             self._put(found, status=Status.SUCCEEDED, **done)
             return True
 
-    def requeue(self, job: Job, *, delay: float, error: dict[str, Any]) -> datetime | None:
+    def requeue(
+        self, job: Job, *, delay: float, error: dict[str, Any], backlog: bool = False
+    ) -> datetime | None:
         with self._lock:
             found = self._holding(job, "requeue")
             if found is None or found.cancel_requested:
                 return None
             back = self._put(found, errors=[*found.errors, _json(error)], **self._back(delay))
+            if backlog:
+                self._join_backlog(back)
             return back.run_after
 
-    def postpone(self, job: Job, *, delay: float) -> datetime | None:
+    def postpone(self, job: Job, *, delay: float, backlog: bool = False) -> datetime | None:
         with self._lock:
             found = self._holding(job, "postpone")
             if found is None or found.cancel_requested:
                 return None
-            return self._put(found, attempt=found.attempt - 1, **self._back(delay)).run_after
+            back = self._put(found, attempt=found.attempt - 1, **self._back(delay))
+            if backlog:
+                self._join_backlog(back)
+            return back.run_after
 
     def _back(self, delay: float) -> dict[str, Any]:
         when = _later(self.clock(), delay)

@@ -142,27 +142,41 @@ RETURNING id
 """
 )
 
-REQUEUE = sa.text(
-    f"""
-UPDATE jobs SET {_REQUEUE.set()}, run_after = now() + make_interval(secs => :delay),
-  lease_until = NULL, worker = NULL, worker_pid = NULL,
-  errors = errors || CAST(:error AS jsonb)
-WHERE user_id = :user_id AND id = :id AND {_REQUEUE.where()} AND attempt = :attempt
-  -- A job asked to stop is not put back: the caller cancels it instead.
-  AND NOT cancel_requested
-RETURNING run_after
+# Back in the queue: with :backlog, into admission's backlog (its message is
+# published when due and its user's share allows); else the caller publishes it
+# with a countdown (a canvas member, whose place in its chord the row does not hold).
+_BACK = """
+WITH moved AS (
+  UPDATE jobs SET {set}, run_after = now() + make_interval(secs => :delay),
+    lease_until = NULL, worker = NULL, worker_pid = NULL,
+    dispatched_at = CASE WHEN :backlog THEN NULL ELSE dispatched_at END{extra}
+  WHERE user_id = :user_id AND id = :id AND {where} AND attempt = :attempt
+    -- A job asked to stop is not put back: the caller cancels it instead.
+    AND NOT cancel_requested
+  RETURNING queue, user_id, run_after, dispatched_at
+), fair AS ({fair})
+SELECT run_after FROM moved
 """
+_BACKLOG_OF_MOVED = (
+    "SELECT queue, user_id, run_after AS next_due FROM moved WHERE dispatched_at IS NULL"
+)
+REQUEUE = sa.text(
+    _BACK.format(
+        set=_REQUEUE.set(),
+        where=_REQUEUE.where(),
+        extra=",\n    errors = errors || CAST(:error AS jsonb)",
+        fair=FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_MOVED),
+    )
 )
 
 # Postponed: back in the queue with the attempt handed back, since nothing was tried.
 POSTPONE = sa.text(
-    f"""
-UPDATE jobs SET {_POSTPONE.set()}, run_after = now() + make_interval(secs => :delay),
-  attempt = attempt - 1, lease_until = NULL, worker = NULL, worker_pid = NULL
-WHERE user_id = :user_id AND id = :id AND {_POSTPONE.where()} AND attempt = :attempt
-  AND NOT cancel_requested
-RETURNING run_after
-"""
+    _BACK.format(
+        set=_POSTPONE.set(),
+        where=_POSTPONE.where(),
+        extra=",\n    attempt = attempt - 1",
+        fair=FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_MOVED),
+    )
 )
 
 CANCEL_RUNNING = sa.text(

@@ -53,16 +53,17 @@ def test_a_hook_sees_every_transition_of_a_job_that_retries_twice_then_succeeds(
         "claim:1",
         "run:1",
         "record:retried:1",
-        "dispatch:retry",
+        "dispatch:admit",
         "claim:2",
         "run:2",
         "record:retried:2",
-        "dispatch:retry",
+        "dispatch:admit",
         "claim:3",
         "run:3",
         "record:succeeded:3",
     ]
-    # And everything happened in worker processes: a node's promoter admitted the job
+    # And everything happened in worker processes: a node's promoter admitted the job,
+    # and each retry when its backoff was over
     assert all(pid != os.getpid() for pid, _ in events)
 
 
@@ -238,14 +239,15 @@ def test_a_retry_issues_no_insert_and_no_select(jobsys_env: Env) -> None:
             kinds.flaky.pop_request()
     store.dispose()
 
-    # Then the claim and the requeue were the only statements: no INSERT, no SELECT
-    assert _Counting.seen == ["UPDATE", "UPDATE"]
+    # Then the claim and the requeue were the only statements: no INSERT of a job, no
+    # SELECT of one (the requeue is one statement that also joins the user's fair share)
+    assert _Counting.seen == ["UPDATE", "WITH"]
     assert durable == []
     job = jobsys_env.store.get_job(result.job_id)
     assert (job.status, job.attempt, len(job.errors)) == (Status.QUEUED, 1, 1)
-    # And the retry's message is on the broker (the first attempt, run here by hand,
-    # was claimed straight from the backlog)
-    assert jobsys_env.queue_length() == 1
+    # And the retry waits in the backlog, with no message on the broker
+    assert not jobsys_env.store.dispatched(result.job_id)
+    assert jobsys_env.queue_length() == 0
 
 
 def test_a_lost_child_and_a_canvas_publish_through_the_dispatcher(
@@ -261,9 +263,11 @@ def test_a_lost_child_and_a_canvas_publish_through_the_dispatcher(
     second = uuid.UUID(chained.id)
     wait_until(lambda: jobsys_env.finished(second), timeout=30, what="the chain")
 
-    # Then the main process's retries of the lost child went through the dispatcher
+    # Then the main process recorded the lost child's attempts, and admission published
+    # each retry through the dispatcher
     events = [e for _, e in kinds.hook_events(jobsys_env.redis, poison.job_id)]
-    assert events.count("dispatch:recover") == 2  # attempts 1 and 2; 3 is the last
+    assert events.count("record:retried:1") + events.count("record:retried:2") == 2
+    assert events.count("dispatch:admit") == 3  # the first publish, then attempts 2 and 3
     # And the chain's second step was dispatched as a canvas member by the worker
     assert [e for _, e in kinds.hook_events(jobsys_env.redis, second)][:1] == ["dispatch:canvas"]
 

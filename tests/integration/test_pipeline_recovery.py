@@ -71,29 +71,32 @@ def test_a_run_completes_when_the_node_running_its_ingestion_is_killed(
     assert jobsys_env.store.list_dead_letters() == []
 
 
-def test_two_concurrent_syncs_of_one_user_share_one_run_and_duplicate_nothing(
+def test_two_syncs_of_one_user_asked_at_once_make_one_run_and_duplicate_nothing(
     jobsys_env: Env,
     start_workers: StartWorkers,
     pipeline_factory: MakePipeline,  # noqa: F811
 ) -> None:
-    # Given two workers with room for both sync requests at once, and slowed answers
+    # Given a user, and sync_user sent twice for it at once (once asking for a full sync)
     p = pipeline_factory(users=2, messages_per_user=20, events_per_user=6)
     p.emulator.set_faults(latency=0.3)
-    start_workers(2, concurrency=2, env=p.worker_env)
     email, user_id = next(iter(p.users.items()))
-
-    # When sync_user is sent twice for the same user at once (once asking for a full sync)
     requests = [
         uuid.UUID(sync_user.delay(user_id).id),
         uuid.UUID(sync_user.delay(user_id, full=True).id),
     ]
-    results = [p.finished_job(j).result for j in requests]
 
-    # Then one request started the run and the other joined it
-    assert {r["run_id"] for r in results} == {results[0]["run_id"]}
-    assert sorted(r["started"] for r in results) == [False, True]
-    run_id = uuid.UUID(results[0]["run_id"])
-    assert p.wait_run(run_id)["status"] == "succeeded"
+    # Then the second joined the first, still waiting, and made it a full sync
+    assert requests[0] == requests[1]
+
+    # When two workers run it
+    start_workers(2, concurrency=2, env=p.worker_env)
+    result = p.finished_job(requests[0]).result
+
+    # Then it started one full run, and no follow-up run after it
+    assert (result["started"], result["follow_up"]) == (True, False)
+    run_id = uuid.UUID(result["run_id"])
+    run = p.wait_run(run_id)
+    assert (run["status"], run["full_sync"], run["follow_up"]) == ("succeeded", True, None)
 
     # And the run's steps ran once each
     kinds = Counter(j["kind"] for j in p.sync.jobs_of_run(user_id, run_id))

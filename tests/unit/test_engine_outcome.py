@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from jobsys.engine.dispatch import Why
 from jobsys.engine.failures import Failure, classify
 from jobsys.engine.hooks import Outcome
 from jobsys.engine.outcome import Settled, settle_failure
+from jobsys.engine.runtime import Runtime
 from jobsys.errors import StoreUnavailableError
 from jobsys.store import Job, Status
-from tests.support.engine import Engine
+from tests.support.engine import UNIT_APP, UNIT_SETTINGS, Engine
 
 
 def failure(**changes: Any) -> Failure:
@@ -49,12 +51,28 @@ def test_a_retryable_failure_is_requeued_after_a_backoff(engine: Engine) -> None
     assert [(e["type"], e["message"], e["reason"], e["worker"]) for e in stored.errors] == [
         ("RuntimeError", "boom", "bug", "node-1")
     ]
-    # And the hook heard it was retried, then the retry was dispatched with that countdown
-    assert engine.hook.names() == ["after_record", "before_dispatch", "after_dispatch"]
+    # And the hook heard it was retried; the retry waits in the backlog, with no message
+    assert engine.hook.names() == ["after_record"]
     (recorded,) = engine.hook.recorded
     assert (recorded.job, recorded.outcome, recorded.delay) == (job, Outcome.RETRIED, settled.delay)
     assert (recorded.reason, recorded.actor) == ("bug", "node-1")
-    assert [(d.why, d.countdown) for d in engine.hook.dispatched] == [(Why.RETRY, settled.delay)]
+    assert not engine.store.dispatched(job.id)
+
+    # And admission publishes it once its backoff is over, not before
+    engine.admit()
+    assert engine.hook.dispatched == []
+    engine.clock.advance(settled.delay + 0.001)
+    engine.admit()
+    assert [(d.why, d.job_id) for d in engine.hook.dispatched] == [(Why.ADMIT, job.id)]
+
+
+def test_without_admission_a_retry_is_published_with_its_countdown(engine: Engine) -> None:
+    settings = UNIT_SETTINGS.model_copy(update={"admission": False})
+    rt = Runtime(settings, app=UNIT_APP, hooks=[engine.hook], store=engine.store)
+    job = running(engine)
+    settled = settle_failure(rt, job, failure(retry_after=7.0), actor="node-1")
+    assert settled == Settled(Outcome.RETRIED, 7.0)
+    assert [(d.why, d.countdown) for d in engine.hook.dispatched] == [(Why.RETRY, 7.0)]
 
 
 def test_retry_after_replaces_the_backoff(engine: Engine) -> None:
@@ -64,9 +82,11 @@ def test_retry_after_replaces_the_backoff(engine: Engine) -> None:
     # When it is settled
     settled = settle_failure(engine.rt, job, failure(retry_after=42.0), actor="node-1")
 
-    # Then the retry waits exactly that long
+    # Then the retry waits exactly that long, in the backlog
     assert settled == Settled(Outcome.RETRIED, 42.0)
-    assert [(d.why, d.countdown) for d in engine.hook.dispatched] == [(Why.RETRY, 42.0)]
+    stored = engine.store.get_job(job.id)
+    assert stored.run_after == engine.clock() + timedelta(seconds=42.0)
+    assert engine.hook.dispatched == [] and not engine.store.dispatched(job.id)
 
 
 def test_the_retry_is_dispatched_on_the_callers_path_with_its_canvas(engine: Engine) -> None:
@@ -135,11 +155,12 @@ def test_a_postponement_hands_the_attempt_back_even_on_the_last_attempt(engine: 
         why=Why.EXPIRED,
     )
 
-    # Then it is postponed, not buried: queued at attempt 0, dispatched as a POSTPONE
+    # Then it is postponed, not buried: queued at attempt 0, back in the backlog for 30 s
     assert settled == Settled(Outcome.POSTPONED, 30.0)
     stored = engine.store.get_job(job.id)
     assert (stored.status, stored.attempt, stored.errors) == (Status.QUEUED, 0, [])
-    assert [(d.why, d.countdown) for d in engine.hook.dispatched] == [(Why.POSTPONE, 30.0)]
+    assert stored.run_after == engine.clock() + timedelta(seconds=30.0)
+    assert engine.hook.dispatched == [] and not engine.store.dispatched(job.id)
     (recorded,) = engine.hook.recorded
     assert (recorded.outcome, recorded.delay, recorded.reason) == (Outcome.POSTPONED, 30.0, "quota")
 
@@ -148,7 +169,8 @@ def test_a_postponement_without_a_delay_is_due_at_once(engine: Engine) -> None:
     job = running(engine)
     settled = settle_failure(engine.rt, job, failure(postpone=True), actor="node-1")
     assert settled == Settled(Outcome.POSTPONED, 0.0)
-    assert [(d.why, d.countdown) for d in engine.hook.dispatched] == [(Why.POSTPONE, 0.0)]
+    engine.admit()
+    assert [(d.why, d.job_id) for d in engine.hook.dispatched] == [(Why.ADMIT, job.id)]
 
 
 def test_a_stale_attempt_is_lost_whatever_it_would_have_become(engine: Engine) -> None:

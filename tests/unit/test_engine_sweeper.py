@@ -42,15 +42,19 @@ def test_an_expired_lease_is_retried(engine: Engine) -> None:
     assert (stored.status, stored.attempt) == (Status.QUEUED, 1)
     assert [(e["type"], e["reason"]) for e in stored.errors] == [("LeaseExpired", "worker_lost")]
     assert "node-1" in stored.errors[0]["message"]
-    # And the retry went out on the EXPIRED path, recorded by the sweeper
-    assert engine.hook.whys() == [Why.EXPIRED]
-    assert [m.task_id for m in engine.broker.take("default")] == [str(job.id)]
+    # And the retry, recorded by the sweeper, waits in the backlog for its backoff
     (recorded,) = engine.hook.recorded
     assert (recorded.outcome, recorded.actor, recorded.reason) == (
         Outcome.RETRIED,
         "sweeper",
         "worker_lost",
     )
+    assert engine.hook.whys() == [] and not engine.store.dispatched(job.id)
+    # And admission publishes it once the backoff is over
+    engine.clock.advance(recorded.delay + 0.001)
+    engine.admit()
+    assert engine.hook.whys() == [Why.ADMIT]
+    assert [m.task_id for m in engine.broker.take("default")] == [str(job.id)]
 
 
 def test_an_expired_lease_on_the_last_attempt_is_buried(engine: Engine) -> None:
@@ -92,7 +96,7 @@ def test_a_dead_workers_jobs_are_retried_though_their_lease_is_live(engine: Engi
     assert (report.dead_workers, report.expired) == (("node-2",), 1)
     assert engine.store.get_job(orphan.id).status is Status.QUEUED
     assert engine.store.get_job(alive.id) == alive
-    assert [(d.why, d.job_id) for d in engine.hook.dispatched] == [(Why.EXPIRED, orphan.id)]
+    assert engine.hook.dispatched == [] and not engine.store.dispatched(orphan.id)
 
 
 def test_a_broker_reset_republishes_every_queued_job(engine: Engine) -> None:
