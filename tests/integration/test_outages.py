@@ -27,16 +27,16 @@ def test_queued_jobs_survive_a_redis_flush(jobsys_env: Env, start_workers: Start
     assert Sweeper(jobsys_env.runtime).run().broker_reset is True
     assert Sweeper(jobsys_env.runtime).run().broker_reset is False
 
-    # And 1,000 jobs queued with no worker running: 300 admitted into the broker, the
+    # And 5,000 jobs queued with no worker running: 300 admitted into the broker, the
     # rest waiting in PostgreSQL's backlog
-    ids = job_ids(enqueue_many("test.noop", [(f"user-{n % 50}", None) for n in range(1000)]))
+    ids = job_ids(enqueue_many("test.noop", [(f"user-{n % 50}", None) for n in range(5000)]))
     Admitter(jobsys_env.runtime, ["default"], 300).fill("default", low_water=False)
     assert jobsys_env.queue_length() == 300
 
     # When Redis loses everything (FLUSHDB on the test's db: the epoch key is per db)
     jobsys_env.redis.flushdb()
     assert jobsys_env.queue_length() == 0
-    assert jobsys_env.store.count_by_status(ids) == {Status.QUEUED: 1000}
+    assert jobsys_env.store.count_by_status(ids) == {Status.QUEUED: 5000}
 
     # Then the next sweep re-publishes exactly the 300 jobs that were in the broker
     report = Sweeper(jobsys_env.runtime).run()
@@ -48,9 +48,9 @@ def test_queued_jobs_survive_a_redis_flush(jobsys_env: Env, start_workers: Start
 
     # Then every job completes, exactly one attempt each
     wait_until(
-        lambda: jobsys_env.store.count_by_status(ids) == {Status.SUCCEEDED: 1000},
-        timeout=60,
-        what="all 1,000 jobs to succeed",
+        lambda: jobsys_env.store.count_by_status(ids) == {Status.SUCCEEDED: 5000},
+        timeout=180,
+        what="all 5,000 jobs to succeed",
         interval=0.5,
     )
     with jobsys_env.store.durable.connect() as conn:
