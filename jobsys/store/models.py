@@ -215,6 +215,23 @@ class AuditEventRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(server_default=sa.text("'{}'::jsonb"))
 
 
+class ApiTokenRow(Base):
+    """A bearer token of the HTTP API: an admin's, or one user's (only its sha256 is kept)."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        sa.CheckConstraint("admin <> (user_id IS NOT NULL)", name="api_tokens_scope"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    digest: Mapped[bytes] = mapped_column(sa.LargeBinary, unique=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    user_id: Mapped[str | None] = mapped_column(sa.Text)
+    admin: Mapped[bool] = mapped_column(sa.Boolean)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
 class UserRow(Base):
     __tablename__ = "users"
     __table_args__ = (
