@@ -18,6 +18,8 @@ from typing import Any
 import click
 
 from jobsys.errors import JobsysError
+from jobsys.interfaces.cli_api import api as api_command
+from jobsys.interfaces.cli_api import token as token_group
 from jobsys.interfaces.cli_schedule import schedule as schedule_group
 from jobsys.interfaces.cli_users import user as user_group
 from jobsys.interfaces.clictx import runtime_of, users_of
@@ -446,6 +448,8 @@ def demo(
 
 cli.add_command(user_group)
 cli.add_command(schedule_group)
+cli.add_command(api_command)
+cli.add_command(token_group)
 
 
 def main() -> None:

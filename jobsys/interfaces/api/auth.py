@@ -1,0 +1,68 @@
+"""Who is calling: a bearer token, an admin's or one user's.
+
+A user token sees and acts on its own user's rows only. Another user's row
+answers 404, as a row that does not exist would: existence is not leaked.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from jobsys.engine.runtime import Runtime
+from jobsys.interfaces.api.errors import ApiError
+from jobsys.store.api_tokens import ApiToken, TokenStore
+
+_bearer = HTTPBearer(auto_error=False, description="a token from `jobsys token create`")
+
+
+def runtime_of(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+
+def principal(
+    rt: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiToken:
+    if credentials is None:
+        raise ApiError(401, "unauthenticated", "an Authorization: Bearer token is required")
+    token = TokenStore(rt.postgres).authenticate(credentials.credentials)
+    if token is None:
+        raise ApiError(401, "unauthenticated", "unknown or revoked token")
+    return token
+
+
+Caller = Annotated[ApiToken, Depends(principal)]
+
+
+def admin(caller: Caller) -> ApiToken:
+    if not caller.admin:
+        raise ApiError(403, "forbidden", "this call needs an admin token")
+    return caller
+
+
+Admin = Annotated[ApiToken, Depends(admin)]
+
+
+def sees(caller: ApiToken, user_id: str) -> bool:
+    return caller.admin or caller.user_id == user_id
+
+
+def own(caller: ApiToken, user_id: str, what: str, ident: object) -> None:
+    """Raise the 404 a missing row gives when the row is another user's."""
+    if not sees(caller, user_id):
+        raise ApiError(404, "not_found", f"no {what} with id {ident}")
+
+
+def scope(caller: ApiToken, asked: str | None) -> str | None:
+    """The user a listing is for: a user token's own, whatever it asked for."""
+    if caller.admin:
+        return asked
+    assert caller.user_id is not None
+    return caller.user_id

@@ -1,0 +1,81 @@
+"""``/api/dlq``: dead letters, and retrying them one by one or by filter."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from jobsys.engine import operations
+from jobsys.errors import InvalidTransitionError
+from jobsys.interfaces.api import schemas as s
+from jobsys.interfaces.api.auth import Caller, RuntimeDep, own, sees
+from jobsys.store.listing import LetterFilter, Listing
+
+router = APIRouter(prefix="/api/dlq", tags=["dead letters"])
+
+
+@router.get("", response_model=s.Page[s.LetterOut])
+def list_letters(
+    caller: Caller,
+    rt: RuntimeDep,
+    kind: str | None = None,
+    user: str | None = None,
+    reason: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
+) -> s.Page[s.LetterOut]:
+    """Dead letters, newest first (without tracebacks: ask for one letter for it)."""
+    if user is not None and not sees(caller, user):
+        return s.Page(items=[], next_cursor=None)
+    where = LetterFilter(user_id=user if caller.admin else caller.user_id, kind=kind, reason=reason)
+    found = Listing(rt.postgres).letters(where, limit=limit, after=s.decode_cursor(cursor))
+    last = found[-1] if len(found) == limit else None
+    return s.Page(
+        items=[letter_out(d, traceback=False) for d in found],
+        next_cursor=s.encode_cursor(last["created_at"], f"{last['id']:020d}") if last else None,
+    )
+
+
+@router.get("/{letter_id}", response_model=s.LetterOut)
+def get_letter(letter_id: int, caller: Caller, rt: RuntimeDep) -> s.LetterOut:
+    """One dead letter with its full context: payload, every attempt, the traceback."""
+    letter = rt.store.get_dead_letter(letter_id)
+    own(caller, letter.user_id, "dead letter", letter_id)
+    return letter_out(letter.as_dict(), traceback=True)
+
+
+@router.post("/retry", response_model=s.BulkRetryOut)
+def retry_many(body: s.BulkRetryBody, caller: Caller, rt: RuntimeDep) -> s.BulkRetryOut:
+    """Retry every unretried dead letter matching the filter (up to ``limit``)."""
+    if body.user_id is not None and not sees(caller, body.user_id):
+        return s.BulkRetryOut(retried=[], skipped=[])
+    user = body.user_id if caller.admin else caller.user_id
+    where = LetterFilter(user_id=user, kind=body.kind, reason=body.reason)
+    found = Listing(rt.postgres).letters(where, limit=body.limit, after=None, unretried=True)
+    retried: list[s.RetryOut] = []
+    skipped: list[dict[str, Any]] = []
+    for letter in found:
+        try:
+            job_id = operations.retry_dead_letter(rt, letter["id"], actor=caller.actor)
+        except InvalidTransitionError as e:  # retried meanwhile by someone else
+            skipped.append({"letter_id": letter["id"], "message": str(e)})
+            continue
+        retried.append(s.RetryOut(letter_id=letter["id"], job_id=str(job_id)))
+    return s.BulkRetryOut(retried=retried, skipped=skipped)
+
+
+@router.post("/{letter_id}/retry", response_model=s.RetryOut)
+def retry_one(letter_id: int, caller: Caller, rt: RuntimeDep) -> s.RetryOut:
+    """Give the dead letter's job a fresh set of attempts."""
+    letter = rt.store.get_dead_letter(letter_id)
+    own(caller, letter.user_id, "dead letter", letter_id)
+    job_id = operations.retry_dead_letter(rt, letter_id, actor=caller.actor)
+    return s.RetryOut(letter_id=letter_id, job_id=str(job_id))
+
+
+def letter_out(letter: dict[str, Any], *, traceback: bool) -> s.LetterOut:
+    fields = {k: letter[k] for k in s.LetterOut.model_fields if k in letter}
+    if not traceback:
+        fields.pop("traceback", None)
+    return s.LetterOut.model_validate({**fields, "job_id": str(letter["job_id"])})

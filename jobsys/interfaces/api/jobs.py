@@ -1,0 +1,96 @@
+"""``/api/jobs``: enqueue, list, show and cancel jobs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from jobsys.engine import operations
+from jobsys.engine.enqueue import enqueue
+from jobsys.interfaces.api import schemas as s
+from jobsys.interfaces.api.auth import Caller, RuntimeDep, own, sees
+from jobsys.interfaces.api.errors import ApiError
+from jobsys.store import Job, Status
+from jobsys.store.listing import JobFilter, Listing
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="rows per page")]
+
+
+@router.post("", status_code=201, response_model=s.Created)
+def create_job(body: s.NewJobBody, caller: Caller, rt: RuntimeDep) -> s.Created:
+    """Create a job (a user token's jobs are for its own user)."""
+    user_id = _owner(caller, body.user_id)
+    result = enqueue(
+        body.kind,
+        user_id=user_id,
+        payload=body.payload,
+        priority=body.priority,
+        unique_key=body.unique_key,
+        delay=body.delay,
+        runtime=rt,
+    )
+    rt.store.audit(caller.actor, "job.created", job_id=uuid.UUID(result.id), user_id=user_id)
+    return s.Created(id=result.id, status=Status.QUEUED.value)
+
+
+@router.get("", response_model=s.Page[s.JobOut])
+def list_jobs(
+    caller: Caller,
+    rt: RuntimeDep,
+    user: str | None = None,
+    status: Status | None = None,
+    kind: str | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> s.Page[s.JobOut]:
+    """Jobs, newest first; a user token lists its own user's only."""
+    if user is not None and not sees(caller, user):
+        return s.Page(items=[], next_cursor=None)
+    where = JobFilter(user_id=user if caller.admin else caller.user_id, status=status, kind=kind)
+    found = Listing(rt.postgres).jobs(where, limit=limit, after=s.decode_cursor(cursor))
+    last = found[-1] if len(found) == limit else None
+    return s.Page(
+        items=[job_out(j) for j in found],
+        next_cursor=s.encode_cursor(last.created_at, str(last.id)) if last else None,
+    )
+
+
+@router.get("/{job_id}", response_model=s.JobOut)
+def get_job(job_id: uuid.UUID, caller: Caller, rt: RuntimeDep) -> s.JobOut:
+    """One job, with its attempts' errors and its result."""
+    return job_out(_job(caller, rt, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=s.CancelOut)
+def cancel_job(job_id: uuid.UUID, caller: Caller, rt: RuntimeDep) -> s.CancelOut:
+    """Cancel a queued job, or ask a running one to stop."""
+    _job(caller, rt, job_id)
+    status = operations.cancel(rt, job_id, actor=caller.actor)
+    shown = "cancelled" if status is Status.CANCELLED else "cancel_requested"
+    return s.CancelOut(id=str(job_id), status=shown)
+
+
+def _owner(caller: Caller, asked: str | None) -> str:
+    if caller.admin:
+        if asked is None:
+            raise ApiError(422, "invalid_request", "an admin token must name user_id", "user_id")
+        return asked
+    if asked is not None and asked != caller.user_id:
+        raise ApiError(403, "forbidden", "a user token enqueues for its own user", "user_id")
+    assert caller.user_id is not None
+    return caller.user_id
+
+
+def _job(caller: Caller, rt: RuntimeDep, job_id: uuid.UUID) -> Job:
+    job = rt.store.get_job(job_id)
+    own(caller, job.user_id, "job", job_id)
+    return job
+
+
+def job_out(job: Job) -> s.JobOut:
+    data = job.as_dict()
+    return s.JobOut.model_validate({k: data[k] for k in s.JobOut.model_fields})

@@ -1,0 +1,168 @@
+"""The API's request and response bodies (the OpenAPI schema is built from them)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobsys.interfaces.api.errors import ApiError
+from jobsys.store.listing import Cursor
+
+_STRICT = ConfigDict(extra="forbid")
+T = TypeVar("T")
+
+
+class NewJobBody(BaseModel):
+    model_config = _STRICT
+
+    kind: str = Field(min_length=1, max_length=200, description="a registered job kind")
+    payload: dict[str, Any] = Field(default_factory=dict, description="the kind's fields")
+    priority: int | None = Field(default=None, ge=0, le=9, description="0 normal .. 9 urgent")
+    unique_key: str | None = Field(default=None, min_length=1, max_length=200)
+    delay: float = Field(default=0.0, ge=0, le=366 * 86400, description="seconds before it runs")
+    user_id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="admin tokens only"
+    )
+
+
+class Created(BaseModel):
+    id: str
+    status: str
+
+
+class JobOut(BaseModel):
+    id: str
+    user_id: str
+    kind: str
+    queue: str
+    priority: int
+    payload: dict[str, Any]
+    status: str
+    attempt: int
+    max_attempts: int
+    unique_key: str | None
+    run_after: datetime
+    cancel_requested: bool
+    result: Any = None
+    errors: list[dict[str, Any]]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class CancelOut(BaseModel):
+    id: str
+    status: str
+
+
+class SyncBody(BaseModel):
+    model_config = _STRICT
+
+    full: bool = Field(default=False, description="ignore stored cursors and list everything")
+
+
+class SyncOut(BaseModel):
+    job_id: str
+    user_id: str
+    full: bool
+    running_run: str | None = Field(description="the user's run already running, if any")
+
+
+class RunOut(BaseModel):
+    id: str
+    user_id: str
+    status: str
+    full_sync: bool
+    steps: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    follow_up: str | None
+    jobs: list[dict[str, Any]] | None = None
+
+
+class LetterOut(BaseModel):
+    id: int
+    job_id: str
+    user_id: str
+    kind: str
+    queue: str
+    payload: dict[str, Any]
+    exc_type: str
+    message: str
+    traceback: str | None = None
+    reason: str
+    retryable: bool
+    attempts: list[dict[str, Any]]
+    worker: str | None
+    first_attempt_at: datetime | None
+    created_at: datetime
+    retried_at: datetime | None
+
+
+class RetryOut(BaseModel):
+    letter_id: int
+    job_id: str
+
+
+class BulkRetryBody(BaseModel):
+    model_config = _STRICT
+
+    kind: str | None = None
+    user_id: str | None = None
+    reason: str | None = None
+    limit: int = Field(default=100, ge=1, le=10_000)
+
+
+class BulkRetryOut(BaseModel):
+    retried: list[RetryOut]
+    skipped: list[dict[str, Any]]
+
+
+class WorkerOut(BaseModel):
+    name: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    status: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+class TickOut(BaseModel):
+    due: int
+    enqueued: int
+    coalesced: int
+    batches: int
+    seconds: float
+    jobs: list[dict[str, str]]
+
+
+def encode_cursor(created_at: datetime, ident: str) -> str:
+    raw = json.dumps([created_at.isoformat(), ident]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(value: str | None) -> Cursor | None:
+    if value is None:
+        return None
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        at, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("no time zone")
+        return Cursor(when, str(ident))
+    except (ValueError, TypeError, binascii.Error) as e:
+        raise ApiError(422, "invalid_request", f"not a cursor this API gave: {e}", "cursor") from e

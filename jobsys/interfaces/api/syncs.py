@@ -1,0 +1,87 @@
+"""``/api/users/{id}/sync``, ``/api/users/{id}/runs``, ``/api/runs/{id}``: the sync pipeline."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from jobsys.interfaces.api import schemas as s
+from jobsys.interfaces.api.auth import Caller, RuntimeDep, own
+from jobsys.interfaces.api.errors import ApiError
+from jobsys.store.listing import Listing
+from jobsys.store.sync import SyncStore
+from jobsys.store.users import User, UserStore
+
+router = APIRouter(tags=["sync"])
+
+
+@router.post("/api/users/{user}/sync", status_code=202, response_model=s.SyncOut)
+def start_sync(
+    user: str,
+    caller: Caller,
+    rt: RuntimeDep,
+    body: Annotated[s.SyncBody | None, Body()] = None,
+) -> s.SyncOut:
+    """Ask for a sync of the user (by id or e-mail); requests made meanwhile join it."""
+    from jobsys.tasks import sync_user
+
+    found = _user(caller, rt, user)
+    if found.paused:
+        raise ApiError(409, "paused", f"user {found.id} is paused: {found.paused_reason}")
+    full = body.full if body else False
+    result = sync_user.delay(found.id, full=full)
+    rt.store.audit(caller.actor, "sync.requested", user_id=found.id, detail={"full": full})
+    running = Listing(rt.postgres).running_run(found.id)
+    return s.SyncOut(job_id=result.id, user_id=found.id, full=full, running_run=running)
+
+
+@router.get("/api/users/{user}/runs", response_model=s.Page[s.RunOut])
+def list_runs(
+    user: str,
+    caller: Caller,
+    rt: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    cursor: str | None = None,
+) -> s.Page[s.RunOut]:
+    """The user's pipeline runs, newest first."""
+    found = _user(caller, rt, user)
+    runs = Listing(rt.postgres).runs(found.id, limit=limit, after=s.decode_cursor(cursor))
+    last = runs[-1] if len(runs) == limit else None
+    return s.Page(
+        items=[run_out(r) for r in runs],
+        next_cursor=s.encode_cursor(last["created_at"], str(last["id"])) if last else None,
+    )
+
+
+@router.get("/api/runs/{run_id}", response_model=s.RunOut)
+def get_run(run_id: uuid.UUID, caller: Caller, rt: RuntimeDep) -> s.RunOut:
+    """One run: its steps (counts and timings) and the state of each of its jobs."""
+    run = Listing(rt.postgres).run(run_id)
+    if run is None:
+        raise ApiError(404, "not_found", f"no run with id {run_id}")
+    own(caller, run["user_id"], "run", run_id)
+    jobs = SyncStore(rt.postgres).jobs_of_run(run["user_id"], run_id)
+    return run_out(run, jobs=[_jsonable(j) for j in jobs])
+
+
+def _user(caller: Caller, rt: RuntimeDep, ident: str) -> User:
+    found = UserStore(rt.postgres).get(ident)
+    own(caller, found.id, "user", ident)
+    return found
+
+
+def run_out(run: dict[str, Any], jobs: list[dict[str, Any]] | None = None) -> s.RunOut:
+    fields = {k: run[k] for k in s.RunOut.model_fields if k in run}
+    return s.RunOut.model_validate({**fields, "id": str(run["id"]), "jobs": jobs})
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _text(v) for k, v in row.items()}
+
+
+def _text(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
