@@ -61,6 +61,17 @@ def test_bad_fields_are_named_and_nothing_is_stored(api: Api) -> None:
     assert api.env.store.list_jobs() == []
 
 
+def test_text_postgresql_cannot_store_is_refused_not_a_server_error(api: Api) -> None:
+    answer = api.as_a(
+        "POST", "/api/jobs", json={"kind": "test.echo", "payload": {"value": "a\u0000b"}}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["type"] == "invalid_request"
+    nul_user = api.admin("GET", "/api/jobs", params={"user": "a\x00b"})
+    assert nul_user.status_code == 422
+    assert api.env.store.list_jobs() == []
+
+
 def test_missing_unknown_and_revoked_tokens_are_refused(api: Api) -> None:
     assert api.call("GET", "/api/jobs", None).status_code == 401
     wrong = api.call("GET", "/api/jobs", "jobsys_not-a-token")

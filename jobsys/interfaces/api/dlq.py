@@ -12,16 +12,16 @@ from jobsys.interfaces.api import schemas as s
 from jobsys.interfaces.api.auth import Caller, RuntimeDep, own, sees
 from jobsys.store.listing import LetterFilter, Listing
 
-router = APIRouter(prefix="/api/dlq", tags=["dead letters"])
+router = APIRouter(prefix="/api/dlq", tags=["dead letters"], responses=s.ERRORS)
 
 
 @router.get("", response_model=s.Page[s.LetterOut])
 def list_letters(
     caller: Caller,
     rt: RuntimeDep,
-    kind: str | None = None,
-    user: str | None = None,
-    reason: str | None = None,
+    kind: s.Name | None = None,
+    user: s.Name | None = None,
+    reason: s.Name | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> s.Page[s.LetterOut]:
@@ -38,7 +38,7 @@ def list_letters(
 
 
 @router.get("/{letter_id}", response_model=s.LetterOut)
-def get_letter(letter_id: int, caller: Caller, rt: RuntimeDep) -> s.LetterOut:
+def get_letter(letter_id: s.LetterId, caller: Caller, rt: RuntimeDep) -> s.LetterOut:
     """One dead letter with its full context: payload, every attempt, the traceback."""
     letter = rt.store.get_dead_letter(letter_id)
     own(caller, letter.user_id, "dead letter", letter_id)
@@ -66,7 +66,7 @@ def retry_many(body: s.BulkRetryBody, caller: Caller, rt: RuntimeDep) -> s.BulkR
 
 
 @router.post("/{letter_id}/retry", response_model=s.RetryOut)
-def retry_one(letter_id: int, caller: Caller, rt: RuntimeDep) -> s.RetryOut:
+def retry_one(letter_id: s.LetterId, caller: Caller, rt: RuntimeDep) -> s.RetryOut:
     """Give the dead letter's job a fresh set of attempts."""
     letter = rt.store.get_dead_letter(letter_id)
     own(caller, letter.user_id, "dead letter", letter_id)

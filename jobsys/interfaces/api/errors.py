@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import psycopg2
+import sqlalchemy as sa
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,6 +57,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(e.JobsysError, _jobsys_error)
+    app.add_exception_handler(sa.exc.DataError, _unstorable)
+    app.add_exception_handler(psycopg2.DataError, _unstorable)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -87,6 +91,14 @@ async def _jobsys_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, cls):
             return JSONResponse(body(type_, str(exc), _field(exc)), status, headers=_headers(exc))
     return await _unexpected(request, exc)
+
+
+async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+    # A value valid JSON yet not storable (jsonb refuses \u0000): the caller's to fix.
+    orig = exc.orig if isinstance(exc, sa.exc.DataError) else exc
+    cause = (str(orig).strip() or "invalid value").splitlines()[0]
+    message = f"a value PostgreSQL cannot store: {cause}"
+    return JSONResponse(body("invalid_request", message), 422)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -15,7 +15,7 @@ from jobsys.interfaces.api.errors import ApiError
 from jobsys.store import Job, Status
 from jobsys.store.listing import JobFilter, Listing
 
-router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=s.ERRORS)
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="rows per page")]
 
@@ -41,9 +41,9 @@ def create_job(body: s.NewJobBody, caller: Caller, rt: RuntimeDep) -> s.Created:
 def list_jobs(
     caller: Caller,
     rt: RuntimeDep,
-    user: str | None = None,
+    user: s.Name | None = None,
     status: Status | None = None,
-    kind: str | None = None,
+    kind: s.Name | None = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> s.Page[s.JobOut]:

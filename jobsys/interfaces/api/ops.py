@@ -15,7 +15,7 @@ from jobsys.interfaces.api.auth import Admin, RuntimeDep
 from jobsys.interfaces.api.errors import ApiError
 from jobsys.store import migrate
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=s.ERRORS)
 
 
 @router.post("/api/jobs/runner", response_model=s.TickOut)

@@ -6,9 +6,10 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobsys.interfaces.api.errors import ApiError
 from jobsys.store.listing import Cursor
@@ -16,18 +17,47 @@ from jobsys.store.listing import Cursor
 _STRICT = ConfigDict(extra="forbid")
 T = TypeVar("T")
 
+# Text PostgreSQL can store and compare: no NUL, a bounded length.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+LetterId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a dead letter's id")]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    field: str | None = None
+    problems: list[dict[str, str]] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+_ERROR = {"model": ErrorBody}
+# Every route may answer these; the OpenAPI schema says so (and what the body is).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {**_ERROR, "description": text}
+    for code, text in {
+        401: "no token, or an unknown or revoked one",
+        403: "the token may not make this call",
+        404: "no such row, or another user's",
+        409: "the row's state does not allow it",
+        422: "a field breaks its rule (each one named)",
+        429: "over a quota (Retry-After says when to try again)",
+        503: "PostgreSQL or Redis unreachable",
+    }.items()
+}
+
 
 class NewJobBody(BaseModel):
     model_config = _STRICT
 
-    kind: str = Field(min_length=1, max_length=200, description="a registered job kind")
+    kind: Name = Field(description="a registered job kind")
     payload: dict[str, Any] = Field(default_factory=dict, description="the kind's fields")
     priority: int | None = Field(default=None, ge=0, le=9, description="0 normal .. 9 urgent")
-    unique_key: str | None = Field(default=None, min_length=1, max_length=200)
+    unique_key: Name | None = None
     delay: float = Field(default=0.0, ge=0, le=366 * 86400, description="seconds before it runs")
-    user_id: str | None = Field(
-        default=None, min_length=1, max_length=200, description="admin tokens only"
-    )
+    user_id: Name | None = Field(default=None, description="admin tokens only")
 
 
 class Created(BaseModel):
@@ -118,9 +148,9 @@ class RetryOut(BaseModel):
 class BulkRetryBody(BaseModel):
     model_config = _STRICT
 
-    kind: str | None = None
-    user_id: str | None = None
-    reason: str | None = None
+    kind: Name | None = None
+    user_id: Name | None = None
+    reason: Name | None = None
     limit: int = Field(default=100, ge=1, le=10_000)
 
 

@@ -14,12 +14,12 @@ from jobsys.store.listing import Listing
 from jobsys.store.sync import SyncStore
 from jobsys.store.users import User, UserStore
 
-router = APIRouter(tags=["sync"])
+router = APIRouter(tags=["sync"], responses=s.ERRORS)
 
 
 @router.post("/api/users/{user}/sync", status_code=202, response_model=s.SyncOut)
 def start_sync(
-    user: str,
+    user: s.Name,
     caller: Caller,
     rt: RuntimeDep,
     body: Annotated[s.SyncBody | None, Body()] = None,
@@ -39,7 +39,7 @@ def start_sync(
 
 @router.get("/api/users/{user}/runs", response_model=s.Page[s.RunOut])
 def list_runs(
-    user: str,
+    user: s.Name,
     caller: Caller,
     rt: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
