@@ -19,6 +19,7 @@ import click
 
 from jobsys.errors import JobsysError
 from jobsys.interfaces.cli_api import api as api_command
+from jobsys.interfaces.cli_api import db_roles
 from jobsys.interfaces.cli_api import token as token_group
 from jobsys.interfaces.cli_schedule import schedule as schedule_group
 from jobsys.interfaces.cli_users import user as user_group
@@ -450,6 +451,7 @@ cli.add_command(user_group)
 cli.add_command(schedule_group)
 cli.add_command(api_command)
 cli.add_command(token_group)
+db.add_command(db_roles)
 
 
 def main() -> None:

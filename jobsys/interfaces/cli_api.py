@@ -75,3 +75,18 @@ def token_revoke(token_id: int) -> None:
 
     done = TokenStore(runtime_of().postgres).revoke(token_id)
     click.echo(f"token {done.id} ({done.name}) revoked")
+
+
+@click.command("roles")
+@click.option("--print", "only_print", is_flag=True, help="print the statements, run nothing")
+def db_roles(only_print: bool) -> None:
+    """Create the jobsys_api and jobsys_worker roles and their grants (idempotent)."""
+    from jobsys.store import roles
+
+    store = runtime_of().postgres
+    if only_print:
+        database = store.durable.url.database or "jobsys"
+        click.echo(";\n".join(roles.statements(database)) + ";")
+        return
+    roles.create(store)
+    click.echo(f"roles {roles.API_ROLE} (row-level security) and {roles.WORKER_ROLE} ready")

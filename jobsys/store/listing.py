@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from jobsys.store import queries as q
+from jobsys.store import roles
 from jobsys.store.gateway import Store
-from jobsys.store.records import Job
+from jobsys.store.records import DeadLetter, Job
 from jobsys.store.status import Status
 
 
@@ -42,16 +44,52 @@ class LetterFilter:
 
 
 class Listing:
-    """Read-only SQL for the API's listings, on the same engines as :class:`Store`."""
+    """Read-only SQL for the API, on the same engines as :class:`Store`.
 
-    def __init__(self, store: Store) -> None:
+    With ``user_id``, every statement runs as ``jobsys_api`` for that user, so the
+    database's row-level security, not only this code, keeps other users' rows out.
+    """
+
+    def __init__(self, store: Store, *, user_id: str | None = None) -> None:
         self._store = store
+        self._user_id = user_id
+
+    def _tx(self) -> AbstractContextManager[sa.Connection]:
+        if self._user_id is None:
+            return self._store.transaction()
+        return roles.scoped(self._store, self._user_id)
+
+    def job(self, job_id: uuid.UUID) -> Job | None:
+        sql = sa.text(q.LIST_JOBS + " WHERE id = :id")
+        with self._tx() as conn:
+            row = conn.execute(sql, {"id": job_id}).mappings().first()
+        return Job.from_row(row) if row else None
+
+    def letter(self, letter_id: int) -> DeadLetter | None:
+        with self._tx() as conn:
+            row = conn.execute(q.GET_DEAD_LETTER, {"id": letter_id}).mappings().first()
+        return DeadLetter.from_row(row) if row else None
+
+    def user(self, ident: str) -> str | None:
+        """The id of the user with that id or e-mail."""
+        sql = sa.text("SELECT id FROM users WHERE id = :v OR email = lower(:v)")
+        with self._tx() as conn:
+            found = conn.execute(sql, {"v": ident}).scalar()
+        return str(found) if found is not None else None
+
+    def jobs_of_run(self, user_id: str, run_id: uuid.UUID) -> list[dict[str, Any]]:
+        sql = sa.text(
+            "SELECT id, kind, status, attempt, created_at, started_at, finished_at FROM jobs"
+            " WHERE user_id = :u AND payload ->> 'run_id' = :r AND payload ? 'run_id'"
+        )
+        with self._tx() as conn:
+            return [dict(r) for r in conn.execute(sql, {"u": user_id, "r": str(run_id)}).mappings()]
 
     def jobs(self, where: JobFilter, *, limit: int, after: Cursor | None) -> list[Job]:
         clauses, params = _equalities(dataclasses.asdict(where))
         sql = q.LIST_JOBS + _where(clauses, after, params, "id::text")
         sql += " ORDER BY created_at DESC, id::text DESC LIMIT :limit"
-        with self._store.transaction() as conn:
+        with self._tx() as conn:
             rows = conn.execute(sa.text(sql), {**params, "limit": limit}).mappings().all()
         return [Job.from_row(r) for r in rows]
 
@@ -59,19 +97,19 @@ class Listing:
         clauses, params = _equalities({"user_id": user_id})
         sql = "SELECT * FROM pipeline_runs" + _where(clauses, after, params, "id::text")
         sql += " ORDER BY created_at DESC, id::text DESC LIMIT :limit"
-        with self._store.transaction() as conn:
+        with self._tx() as conn:
             rows = conn.execute(sa.text(sql), {**params, "limit": limit}).mappings().all()
         return [dict(r) for r in rows]
 
     def run(self, run_id: uuid.UUID) -> dict[str, Any] | None:
         sql = sa.text("SELECT * FROM pipeline_runs WHERE id = :id")
-        with self._store.transaction() as conn:
+        with self._tx() as conn:
             row = conn.execute(sql, {"id": run_id}).mappings().first()
         return dict(row) if row else None
 
     def running_run(self, user_id: str) -> str | None:
         sql = sa.text("SELECT id FROM pipeline_runs WHERE user_id = :u AND status = 'running'")
-        with self._store.transaction() as conn:
+        with self._tx() as conn:
             found = conn.execute(sql, {"u": user_id}).scalar()
         return str(found) if found else None
 
@@ -84,7 +122,7 @@ class Listing:
         key = "lpad(id::text, 20, '0')"  # a text key that sorts as the number does
         sql = "SELECT * FROM dead_letters" + _where(clauses, after, params, key)
         sql += " ORDER BY created_at DESC, id DESC LIMIT :limit"
-        with self._store.transaction() as conn:
+        with self._tx() as conn:
             rows = conn.execute(sa.text(sql), {**params, "limit": limit}).mappings().all()
         return [dict(r) for r in rows]
 

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from jobsys.interfaces.api import create_app
+from jobsys.store import roles
 from jobsys.store.api_tokens import TokenStore
 from jobsys.store.users import User, UserStore
 from tests.conftest import Env
@@ -42,6 +43,7 @@ class Api:
 @pytest.fixture
 def api(jobsys_env: Env) -> Iterator[Api]:
     store = jobsys_env.runtime.postgres
+    roles.create(store)  # user tokens read as jobsys_api, under row-level security
     users, tokens = UserStore(store), TokenStore(store)
     a, b = users.add("ann@example.com"), users.add("bob@example.com")
     _, admin = tokens.create(name="ops", user_id=None)

@@ -75,6 +75,7 @@ def _up(base: str) -> bool:
 
 
 def test_jobsys_api_serves_jobs_to_a_token(jobsys_env: Env, served: str) -> None:
+    assert jobsys_env.cli("db", "roles").returncode == 0
     ann = UserStore(jobsys_env.store).add("ann@example.com")
     secret = jobsys_env.cli("token", "create", "--user", ann.id).stdout.strip()
     auth = {"Authorization": f"Bearer {secret}"}

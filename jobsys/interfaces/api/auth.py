@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jobsys.engine.runtime import Runtime
 from jobsys.interfaces.api.errors import ApiError
 from jobsys.store.api_tokens import ApiToken, TokenStore
+from jobsys.store.listing import Listing
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `jobsys token create`")
 
@@ -48,6 +49,11 @@ def admin(caller: Caller) -> ApiToken:
 
 
 Admin = Annotated[ApiToken, Depends(admin)]
+
+
+def listing(caller: ApiToken, rt: Runtime) -> Listing:
+    """Reads for this caller: a user token's run under row-level security as its user."""
+    return Listing(rt.postgres, user_id=None if caller.admin else caller.user_id)
 
 
 def sees(caller: ApiToken, user_id: str) -> bool:

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Query
 from jobsys.engine import operations
 from jobsys.errors import InvalidTransitionError
 from jobsys.interfaces.api import schemas as s
-from jobsys.interfaces.api.auth import Caller, RuntimeDep, own, sees
-from jobsys.store.listing import LetterFilter, Listing
+from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own, sees
+from jobsys.interfaces.api.errors import ApiError
+from jobsys.store.listing import LetterFilter
+from jobsys.store.records import DeadLetter
 
 router = APIRouter(prefix="/api/dlq", tags=["dead letters"], responses=s.ERRORS)
 
@@ -29,7 +31,7 @@ def list_letters(
     if user is not None and not sees(caller, user):
         return s.Page(items=[], next_cursor=None)
     where = LetterFilter(user_id=user if caller.admin else caller.user_id, kind=kind, reason=reason)
-    found = Listing(rt.postgres).letters(where, limit=limit, after=s.decode_cursor(cursor))
+    found = listing(caller, rt).letters(where, limit=limit, after=s.decode_cursor(cursor))
     last = found[-1] if len(found) == limit else None
     return s.Page(
         items=[letter_out(d, traceback=False) for d in found],
@@ -40,9 +42,7 @@ def list_letters(
 @router.get("/{letter_id}", response_model=s.LetterOut)
 def get_letter(letter_id: s.LetterId, caller: Caller, rt: RuntimeDep) -> s.LetterOut:
     """One dead letter with its full context: payload, every attempt, the traceback."""
-    letter = rt.store.get_dead_letter(letter_id)
-    own(caller, letter.user_id, "dead letter", letter_id)
-    return letter_out(letter.as_dict(), traceback=True)
+    return letter_out(_letter(caller, rt, letter_id).as_dict(), traceback=True)
 
 
 @router.post("/retry", response_model=s.BulkRetryOut)
@@ -52,7 +52,7 @@ def retry_many(body: s.BulkRetryBody, caller: Caller, rt: RuntimeDep) -> s.BulkR
         return s.BulkRetryOut(retried=[], skipped=[])
     user = body.user_id if caller.admin else caller.user_id
     where = LetterFilter(user_id=user, kind=body.kind, reason=body.reason)
-    found = Listing(rt.postgres).letters(where, limit=body.limit, after=None, unretried=True)
+    found = listing(caller, rt).letters(where, limit=body.limit, after=None, unretried=True)
     retried: list[s.RetryOut] = []
     skipped: list[dict[str, Any]] = []
     for letter in found:
@@ -68,10 +68,17 @@ def retry_many(body: s.BulkRetryBody, caller: Caller, rt: RuntimeDep) -> s.BulkR
 @router.post("/{letter_id}/retry", response_model=s.RetryOut)
 def retry_one(letter_id: s.LetterId, caller: Caller, rt: RuntimeDep) -> s.RetryOut:
     """Give the dead letter's job a fresh set of attempts."""
-    letter = rt.store.get_dead_letter(letter_id)
-    own(caller, letter.user_id, "dead letter", letter_id)
+    _letter(caller, rt, letter_id)
     job_id = operations.retry_dead_letter(rt, letter_id, actor=caller.actor)
     return s.RetryOut(letter_id=letter_id, job_id=str(job_id))
+
+
+def _letter(caller: Caller, rt: RuntimeDep, letter_id: int) -> DeadLetter:
+    letter = listing(caller, rt).letter(letter_id)
+    if letter is None:
+        raise ApiError(404, "not_found", f"no dead letter with id {letter_id}")
+    own(caller, letter.user_id, "dead letter", letter_id)
+    return letter
 
 
 def letter_out(letter: dict[str, Any], *, traceback: bool) -> s.LetterOut:

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from jobsys.engine import operations
 from jobsys.engine.enqueue import enqueue
 from jobsys.interfaces.api import schemas as s
-from jobsys.interfaces.api.auth import Caller, RuntimeDep, own, sees
+from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own, sees
 from jobsys.interfaces.api.errors import ApiError
 from jobsys.store import Job, Status
-from jobsys.store.listing import JobFilter, Listing
+from jobsys.store.listing import JobFilter
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=s.ERRORS)
 
@@ -51,7 +51,7 @@ def list_jobs(
     if user is not None and not sees(caller, user):
         return s.Page(items=[], next_cursor=None)
     where = JobFilter(user_id=user if caller.admin else caller.user_id, status=status, kind=kind)
-    found = Listing(rt.postgres).jobs(where, limit=limit, after=s.decode_cursor(cursor))
+    found = listing(caller, rt).jobs(where, limit=limit, after=s.decode_cursor(cursor))
     last = found[-1] if len(found) == limit else None
     return s.Page(
         items=[job_out(j) for j in found],
@@ -86,8 +86,10 @@ def _owner(caller: Caller, asked: str | None) -> str:
 
 
 def _job(caller: Caller, rt: RuntimeDep, job_id: uuid.UUID) -> Job:
-    job = rt.store.get_job(job_id)
-    own(caller, job.user_id, "job", job_id)
+    job = listing(caller, rt).job(job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job with id {job_id}")
+    own(caller, job.user_id, "job", job_id)  # the policies already hid it; and the code agrees
     return job
 
 

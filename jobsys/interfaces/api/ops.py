@@ -13,7 +13,7 @@ from jobsys.errors import StoreUnavailableError
 from jobsys.interfaces.api import schemas as s
 from jobsys.interfaces.api.auth import Admin, RuntimeDep
 from jobsys.interfaces.api.errors import ApiError
-from jobsys.store import migrate
+from jobsys.store import migrate, roles
 
 router = APIRouter(tags=["operations"], responses=s.ERRORS)
 
@@ -57,7 +57,7 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["health"])
 def readyz(rt: RuntimeDep) -> JSONResponse:
-    """PostgreSQL and Redis reachable, the schema at the newest migration."""
+    """PostgreSQL and Redis reachable, the schema at the newest migration, the roles made."""
     checks = {"postgres": _postgres(rt), "redis": _redis(rt)}
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
@@ -69,7 +69,10 @@ def _postgres(rt: RuntimeDep) -> str:
     except StoreUnavailableError:
         return "unreachable"
     want = migrate.head()
-    return "ok" if at == want else f"schema at {at or 'nothing'}, want {want}: jobsys db upgrade"
+    if at != want:
+        return f"schema at {at or 'nothing'}, want {want}: jobsys db upgrade"
+    absent = roles.missing(rt.postgres)
+    return f"no role {', '.join(absent)}: jobsys db roles" if absent else "ok"
 
 
 def _redis(rt: RuntimeDep) -> str:

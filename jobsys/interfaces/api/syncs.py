@@ -8,11 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 
 from jobsys.interfaces.api import schemas as s
-from jobsys.interfaces.api.auth import Caller, RuntimeDep, own
+from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own
 from jobsys.interfaces.api.errors import ApiError
 from jobsys.store.listing import Listing
-from jobsys.store.sync import SyncStore
-from jobsys.store.users import User, UserStore
+from jobsys.store.users import UserStore
 
 router = APIRouter(tags=["sync"], responses=s.ERRORS)
 
@@ -27,7 +26,7 @@ def start_sync(
     """Ask for a sync of the user (by id or e-mail); requests made meanwhile join it."""
     from jobsys.tasks import sync_user
 
-    found = _user(caller, rt, user)
+    found = UserStore(rt.postgres).get(_user(caller, rt, user))
     if found.paused:
         raise ApiError(409, "paused", f"user {found.id} is paused: {found.paused_reason}")
     full = body.full if body else False
@@ -46,8 +45,9 @@ def list_runs(
     cursor: str | None = None,
 ) -> s.Page[s.RunOut]:
     """The user's pipeline runs, newest first."""
-    found = _user(caller, rt, user)
-    runs = Listing(rt.postgres).runs(found.id, limit=limit, after=s.decode_cursor(cursor))
+    runs = listing(caller, rt).runs(
+        _user(caller, rt, user), limit=limit, after=s.decode_cursor(cursor)
+    )
     last = runs[-1] if len(runs) == limit else None
     return s.Page(
         items=[run_out(r) for r in runs],
@@ -58,17 +58,21 @@ def list_runs(
 @router.get("/api/runs/{run_id}", response_model=s.RunOut)
 def get_run(run_id: uuid.UUID, caller: Caller, rt: RuntimeDep) -> s.RunOut:
     """One run: its steps (counts and timings) and the state of each of its jobs."""
-    run = Listing(rt.postgres).run(run_id)
+    reads = listing(caller, rt)
+    run = reads.run(run_id)
     if run is None:
         raise ApiError(404, "not_found", f"no run with id {run_id}")
     own(caller, run["user_id"], "run", run_id)
-    jobs = SyncStore(rt.postgres).jobs_of_run(run["user_id"], run_id)
+    jobs = reads.jobs_of_run(run["user_id"], run_id)
     return run_out(run, jobs=[_jsonable(j) for j in jobs])
 
 
-def _user(caller: Caller, rt: RuntimeDep, ident: str) -> User:
-    found = UserStore(rt.postgres).get(ident)
-    own(caller, found.id, "user", ident)
+def _user(caller: Caller, rt: RuntimeDep, ident: str) -> str:
+    """The id of the user the caller named (by id or e-mail) and may see."""
+    found = listing(caller, rt).user(ident)
+    if found is None:
+        raise ApiError(404, "not_found", f"no user with id {ident}")
+    own(caller, found, "user", ident)
     return found
 
 

@@ -1,0 +1,124 @@
+"""Database roles: ``jobsys_api`` (row-level security applies) and ``jobsys_worker`` (cross-tenant).
+
+Migration 0010 puts two policies on every user-owned table; this module creates
+the roles they name and grants them what they need (``jobsys db roles``), or
+gives the statements to an operator whose role cannot create roles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from jobsys.errors import ConfigError
+from jobsys.store.gateway import Store
+
+API_ROLE = "jobsys_api"
+WORKER_ROLE = "jobsys_worker"
+PARTITIONS = 8
+
+# What the API role reads and writes: one user's rows, through the policies.
+API_TABLES = (
+    "jobs",
+    "dead_letters",
+    "audit_events",
+    "users",
+    "pipeline_runs",
+    "messages",
+    "events",
+    "contacts",
+    "interactions",
+    "contact_scores",
+    "digests",
+    "sync_cursors",
+    "raw_messages",
+    "raw_events",
+    "credentials",
+)
+
+
+def statements(database: str) -> list[str]:
+    """Every statement ``jobsys db roles`` runs, in order (each one idempotent)."""
+    tables = ", ".join(API_TABLES)
+    partitions = ", ".join(f"jobs_p{i}" for i in range(PARTITIONS))
+    return [
+        *_create(API_ROLE, "NOLOGIN"),
+        *_create(WORKER_ROLE, "NOLOGIN BYPASSRLS"),
+        f'GRANT CONNECT ON DATABASE "{database}" TO {API_ROLE}, {WORKER_ROLE}',
+        f"GRANT USAGE ON SCHEMA public TO {API_ROLE}, {WORKER_ROLE}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {API_ROLE}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {API_ROLE}",
+        # Through `jobs` only: a partition read directly would skip the policies.
+        f"REVOKE ALL ON {partitions} FROM {API_ROLE}",
+        f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {WORKER_ROLE}",
+        f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {WORKER_ROLE}",
+    ]
+
+
+def _create(role: str, options: str) -> list[str]:
+    # CREATE ROLE has no IF NOT EXISTS; a DO block keeps the statement re-runnable,
+    # and the exception clause covers two sessions creating it at once.
+    return [
+        "DO $$ BEGIN"
+        f" IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN"
+        f" CREATE ROLE {role} {options};"
+        " END IF;"
+        " EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;"
+        " END $$"
+    ]
+
+
+def create(store: Store) -> list[str]:
+    """Run :func:`statements` in one transaction; return them.
+
+    Raises:
+        ConfigError: the connected role may not create roles or grant (the
+            message says so; ``jobsys db roles --print`` gives the statements).
+    """
+    with store.transaction() as conn:
+        done = statements(conn.execute(sa.text("SELECT current_database()")).scalar_one())
+        try:
+            for statement in done:
+                conn.execute(sa.text(statement))
+        except sa.exc.ProgrammingError as e:
+            raise ConfigError(
+                f"cannot create the roles as {_who(store)}: {_first_line(e)};"
+                " run the statements of `jobsys db roles --print` as a superuser"
+            ) from e
+    return done
+
+
+@contextmanager
+def scoped(store: Store, user_id: str) -> Iterator[sa.Connection]:
+    """A transaction as ``jobsys_api`` for one user: the policies filter every row.
+
+    Raises:
+        ConfigError: the role does not exist or this login may not take it.
+    """
+    with store.transaction() as conn:
+        try:
+            conn.execute(sa.text(f"SET LOCAL ROLE {API_ROLE}"))
+        except sa.exc.ProgrammingError as e:
+            raise ConfigError(
+                f"cannot act as {API_ROLE}: {_first_line(e)}; run `jobsys db roles`"
+            ) from e
+        conn.execute(sa.text("SELECT set_config('jobsys.user_id', :u, true)"), {"u": user_id})
+        yield conn
+
+
+def _who(store: Store) -> str:
+    return str(store.durable.url.username or "this role")
+
+
+def _first_line(error: sa.exc.DBAPIError) -> str:
+    return (str(error.orig).strip() or type(error.orig).__name__).splitlines()[0]
+
+
+def missing(store: Store) -> list[str]:
+    """The roles :func:`create` makes that the server does not have."""
+    sql = sa.text("SELECT rolname FROM pg_roles WHERE rolname IN (:api, :worker)")
+    with store.transaction() as conn:
+        found = set(conn.execute(sql, {"api": API_ROLE, "worker": WORKER_ROLE}).scalars())
+    return [r for r in (API_ROLE, WORKER_ROLE) if r not in found]
