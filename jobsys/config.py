@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     google_token_uri: str = Field("https://oauth2.googleapis.com/token")
     google_client_id: str = Field("jobsys")
     google_client_secret: SecretStr = Field(SecretStr("jobsys"))
+    gmail_push_topic: str | None = Field(
+        None,
+        pattern=r"^projects/[^/]+/topics/[^/]+$",
+        description="Pub/Sub topic `jobsys google watch` asks Gmail to publish changes to",
+    )
+    push_token: SecretStr | None = Field(
+        None, description="shared secret of the push endpoint (its URL's ?token=)"
+    )
 
     # Guards around Google (README "Guards"). Limits are per user and per project, in
     # Google's quota units for Gmail (messages.get 5, messages.list 5, history.list 2,

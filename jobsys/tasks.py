@@ -20,6 +20,7 @@ from jobsys.pipeline.kinds import (
     process,
     sync_user,
 )
+from jobsys.pipeline.push import watch_mailbox
 from jobsys.pipeline.repair import RunRepair
 from jobsys.pipeline.schedule import schedule_tick
 
@@ -43,4 +44,5 @@ __all__ = [
     "process",
     "schedule_tick",
     "sync_user",
+    "watch_mailbox",
 ]

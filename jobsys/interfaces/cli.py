@@ -21,6 +21,7 @@ from jobsys.errors import JobsysError
 from jobsys.interfaces.cli_api import api as api_command
 from jobsys.interfaces.cli_api import db_roles
 from jobsys.interfaces.cli_api import token as token_group
+from jobsys.interfaces.cli_google import google as google_group
 from jobsys.interfaces.cli_schedule import schedule as schedule_group
 from jobsys.interfaces.cli_users import user as user_group
 from jobsys.interfaces.clictx import runtime_of, users_of
@@ -452,6 +453,7 @@ cli.add_command(schedule_group)
 cli.add_command(api_command)
 cli.add_command(token_group)
 db.add_command(db_roles)
+cli.add_command(google_group)
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ GMAIL_COSTS: dict[str, int] = {
     "gmail.users.messages.list": 5,
     "gmail.users.messages.get": 5,
     "gmail.users.history.list": 2,
+    "gmail.users.watch": 100,
+    "gmail.users.stop": 50,
 }
 CALENDAR_COSTS: dict[str, int] = {"calendar.events.list": 1}
 COSTS: dict[str, int] = {**GMAIL_COSTS, **CALENDAR_COSTS}

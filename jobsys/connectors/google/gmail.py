@@ -202,3 +202,16 @@ def _apply(
 def _ref(entry: dict[str, Any]) -> MessageRef:
     message = entry["message"]
     return MessageRef(str(message["id"]), str(message["threadId"]))
+
+
+def watch(gmail: Service, topic: str, *, guard: Guard = UNGUARDED) -> dict[str, str]:
+    """Ask Gmail to publish the mailbox's changes to ``topic`` (``users.watch``, 100 units).
+
+    A watch lasts seven days: renew it daily (``jobsys google watch --all`` from cron).
+
+    Returns:
+        ``historyId`` at the time of the call and ``expiration`` (epoch milliseconds).
+    """
+    body = {"topicName": topic, "labelIds": ["INBOX"], "labelFilterBehavior": "include"}
+    data = execute(gmail.users().watch(userId="me", body=body), guard=guard)
+    return {"historyId": str(data["historyId"]), "expiration": str(data["expiration"])}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from jobsys.engine.runtime import Runtime
-from jobsys.interfaces.api import dlq, errors, jobs, ops, syncs
+from jobsys.interfaces.api import dlq, errors, jobs, ops, push, syncs
 
 DESCRIPTION = """\
 Jobs, pipeline runs and dead letters of jobsys. Every `/api` call needs
@@ -22,7 +22,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app = FastAPI(title="jobsys", version=_version(), description=DESCRIPTION)
     app.state.runtime = rt
     errors.install(app)
-    for module in (jobs, syncs, dlq, ops):
+    for module in (jobs, syncs, dlq, ops, push):
         app.include_router(module.router)
     return app
 

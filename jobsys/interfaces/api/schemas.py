@@ -196,3 +196,9 @@ def decode_cursor(value: str | None) -> Cursor | None:
         return Cursor(when, str(ident))
     except (ValueError, TypeError, binascii.Error) as e:
         raise ApiError(422, "invalid_request", f"not a cursor this API gave: {e}", "cursor") from e
+
+
+class PushOut(BaseModel):
+    sync: str | None = Field(description="the sync job the notification asked for (or joined)")
+    user_id: str | None = None
+    ignored: str | None = Field(default=None, description="why nothing was asked for")

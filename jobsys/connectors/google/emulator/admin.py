@@ -14,6 +14,7 @@ Routes (``{email}`` URL-encoded or not)::
     POST   /_emulator/expire-cursors                 every user
     GET    /_emulator/users/{email}/truth/messages   ground truth (ISO 8601 times)
     GET    /_emulator/users/{email}/truth/events
+    POST   /_emulator/topics                         {"topic", "endpoint"}: a push subscription
     POST   /_emulator/faults                         FaultSettings fields as JSON
     DELETE /_emulator/faults
     GET    /_emulator/stats                          per user and method counters
@@ -115,6 +116,11 @@ class Admin:
         )
         return Reply(200, json.dumps(rows, default=_iso).encode())
 
+    def subscribe(self, request: ApiRequest, _: dict[str, str]) -> Reply:
+        data = _json(request)
+        self.world.push.subscribe(str(data["topic"]), str(data["endpoint"]))
+        return json_reply({"topic": data["topic"], "endpoint": data["endpoint"]})
+
     def set_faults(self, request: ApiRequest, _: dict[str, str]) -> Reply:
         self.faults.configure(FaultSettings(**_json(request)))
         return json_reply(self.faults.describe())
@@ -158,6 +164,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], AdminHandler], ...] = tuple(
         ("POST", _U + "/expire-cursors", Admin.expire_cursors),
         ("POST", "/_emulator/expire-cursors", Admin.expire_cursors),
         ("GET", _U + "/truth/(?P<what>messages|events)", Admin.truth),
+        ("POST", "/_emulator/topics", Admin.subscribe),
         ("POST", "/_emulator/faults", Admin.set_faults),
         ("DELETE", "/_emulator/faults", Admin.clear_faults),
         ("GET", "/_emulator/stats", Admin.stats),

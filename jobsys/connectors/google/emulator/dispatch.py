@@ -42,6 +42,8 @@ class Route:
 ROUTES = (
     Route("gmail.users.getProfile", "GET", re.compile(_USER + "/profile"), gmail_api.get_profile),
     Route("gmail.users.labels.list", "GET", re.compile(_USER + "/labels"), gmail_api.list_labels),
+    Route("gmail.users.watch", "POST", re.compile(_USER + "/watch"), gmail_api.watch),
+    Route("gmail.users.stop", "POST", re.compile(_USER + "/stop"), gmail_api.stop),
     Route(
         "gmail.users.messages.list",
         "GET",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 from jobsys.connectors.google.emulator.gmail_format import message_resource
@@ -37,6 +38,25 @@ def get_profile(user: UserState, request: ApiRequest, _: dict[str, str]) -> Repl
             "historyId": str(box.history_id),
         }
     )
+
+
+def watch(user: UserState, request: ApiRequest, _: dict[str, str]) -> Reply:
+    """``users.watch``: publish the mailbox's changes to ``topicName``."""
+    assert user.hub is not None
+    try:
+        body = json.loads(request.body or b"{}")
+        made = user.hub.watch(user.email, str(body["topicName"]))
+    except (ValueError, KeyError, TypeError) as e:
+        return bad_request(f"Invalid topicName: {e}")
+    history = str(user.mailbox.history_id)
+    return json_reply({"historyId": history, "expiration": str(made.expiration_ms)})
+
+
+def stop(user: UserState, request: ApiRequest, _: dict[str, str]) -> Reply:
+    """``users.stop``: no more notifications for the mailbox."""
+    assert user.hub is not None
+    user.hub.stop(user.email)
+    return Reply(204)
 
 
 def list_labels(user: UserState, request: ApiRequest, _: dict[str, str]) -> Reply:

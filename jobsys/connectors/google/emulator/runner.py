@@ -87,6 +87,10 @@ class Emulator:
         """Deliver raw bytes to a mailbox (see :meth:`World.add_message`)."""
         return self.world.add_message(email, raw, labels)
 
+    def subscribe(self, topic: str, endpoint: str) -> None:
+        """A Pub/Sub push subscription: watched mailboxes' changes are POSTed to ``endpoint``."""
+        self.world.push.subscribe(topic, endpoint)
+
     def delete_message(self, email: str, gmail_id: str) -> bool:
         """Delete a message (see :meth:`World.delete_message`)."""
         return self.world.delete_message(email, gmail_id)

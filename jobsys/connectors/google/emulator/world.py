@@ -20,6 +20,7 @@ from jobsys.connectors.google.emulator.events import EventStore
 from jobsys.connectors.google.emulator.facts import Person, describe_raw
 from jobsys.connectors.google.emulator.mailbox import Mailbox, StoredMessage
 from jobsys.connectors.google.emulator.mime import generate_mailbox, make_contacts
+from jobsys.connectors.google.emulator.push import PushHub
 from jobsys.connectors.google.emulator.settings import EmulatorConfig
 from jobsys.connectors.google.emulator.truth import (
     TruthEvent,
@@ -51,6 +52,7 @@ class UserState:
     access_tokens: list[str] = field(default_factory=list)
     revoked: bool = False
     refreshes: int = 0
+    hub: PushHub | None = None  # the world's, for users.watch and users.stop
 
 
 class World:
@@ -69,6 +71,7 @@ class World:
         self.lock = threading.RLock()
         self._users: dict[str, UserState] = {}
         self._tokens: dict[str, str] = {}
+        self.push = PushHub()
         for i in range(config.users):
             self.add_user(f"user{i + 1}@{config.domain}")
 
@@ -96,6 +99,7 @@ class World:
             start = self.anchor - timedelta(days=28)
             for event in generate_events(rng, owner, contacts, self.config.events_per_user, start):
                 user.calendar.put(event)
+            user.hub = self.push
             self._users[email] = user
             self._issue(user)
             return self._credentials(user)
@@ -146,12 +150,19 @@ class World:
         """Deliver raw RFC 822 bytes to a mailbox (kept byte for byte); advances historyId."""
         with self.lock:
             now = datetime.now(UTC).replace(microsecond=0)
-            return self._users[email].mailbox.add(raw, labels, now, describe_raw(raw, now))
+            box = self._users[email].mailbox
+            stored = box.add(raw, labels, now, describe_raw(raw, now))
+            self.push.changed(email, box.history_id)
+            return stored
 
     def delete_message(self, email: str, gmail_id: str) -> bool:
         """Delete a message permanently; False if it did not exist."""
         with self.lock:
-            return self._users[email].mailbox.delete(gmail_id) is not None
+            box = self._users[email].mailbox
+            gone = box.delete(gmail_id) is not None
+            if gone:
+                self.push.changed(email, box.history_id)
+            return gone
 
     def put_event(self, email: str, event: dict[str, Any]) -> dict[str, Any]:
         """Insert or replace an event in the user's primary calendar."""

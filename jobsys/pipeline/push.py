@@ -1,0 +1,81 @@
+"""Gmail push: watches that make Gmail publish mailbox changes, and what a notification does.
+
+A notification (Pub/Sub's push of ``{"emailAddress", "historyId"}``) asks for an
+incremental sync of that user. ``sync.user`` coalesces: a burst of notifications
+joins the one sync still waiting, or records one follow-up on the running run.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from jobsys.connectors.google.gmail import watch
+from jobsys.engine.context import JobContext
+from jobsys.engine.runtime import Runtime
+from jobsys.engine.task import job
+from jobsys.errors import JobError, JobNotFoundError
+from jobsys.pipeline.google import parking_on_auth_failure, session
+from jobsys.store.users import UserStore
+
+
+class Notice(BaseModel):
+    """What a Gmail notification says: whose mailbox changed, and up to which history id."""
+
+    email: str
+    history_id: int
+
+
+class NoPayload(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+@job(kind="google.watch", payload=NoPayload, queue="ingest", max_attempts=5)
+def watch_mailbox(ctx: JobContext, payload: NoPayload) -> dict[str, str]:
+    """Ask Gmail to publish the user's mailbox changes to ``JOBSYS_GMAIL_PUSH_TOPIC``."""
+    rt = ctx.runtime
+    topic = rt.settings.gmail_push_topic
+    if topic is None:
+        raise JobError("JOBSYS_GMAIL_PUSH_TOPIC is not set", reason="config", retryable=False)
+    with parking_on_auth_failure(rt, ctx.user_id):
+        google = session(rt, ctx.user_id)
+        return watch(google.gmail, topic, guard=google.guard)
+
+
+def parse(envelope: dict[str, Any]) -> Notice:
+    """The notice inside a Pub/Sub push body.
+
+    Raises:
+        ValueError: the body is not a Gmail notification (the message says what is wrong).
+    """
+    message = envelope.get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("data"), str):
+        raise ValueError("message.data: a base64 string is required")
+    try:
+        data = json.loads(base64.b64decode(message["data"], validate=True))
+    except (binascii.Error, ValueError) as e:
+        raise ValueError(f"message.data: not base64 of a JSON object ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError("message.data: not a JSON object")
+    try:
+        return Notice(email=str(data["emailAddress"]), history_id=int(data["historyId"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"message.data: emailAddress and historyId are required ({e})") from e
+
+
+def notified(rt: Runtime, notice: Notice) -> dict[str, Any]:
+    """Ask for an incremental sync of the notice's user (coalesced with any waiting one)."""
+    from jobsys.pipeline.kinds import sync_user
+
+    try:
+        user = UserStore(rt.postgres).get(notice.email)
+    except JobNotFoundError:
+        return {"sync": None, "ignored": "unknown user"}
+    if user.paused:
+        return {"sync": None, "ignored": f"user paused: {user.paused_reason}"}
+    result = sync_user.delay(user.id, full=False)
+    return {"sync": result.id, "user_id": user.id}
