@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     push_token: SecretStr | None = Field(
         None, description="shared secret of the push endpoint (its URL's ?token=)"
     )
+    push_delay: float = Field(
+        1.0, ge=0, le=3600, description="seconds a pushed sync waits, so a burst makes one"
+    )
 
     # Guards around Google (README "Guards"). Limits are per user and per project, in
     # Google's quota units for Gmail (messages.get 5, messages.list 5, history.list 2,

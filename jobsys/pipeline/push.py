@@ -16,10 +16,13 @@ from pydantic import BaseModel
 
 from jobsys.connectors.google.gmail import watch
 from jobsys.engine.context import JobContext
+from jobsys.engine.enqueue import enqueue
 from jobsys.engine.runtime import Runtime
 from jobsys.engine.task import job
 from jobsys.errors import JobError, JobNotFoundError
 from jobsys.pipeline.google import parking_on_auth_failure, session
+from jobsys.pipeline.schedule import SYNC_KIND
+from jobsys.store.sync import SyncStore
 from jobsys.store.users import UserStore
 
 
@@ -68,14 +71,22 @@ def parse(envelope: dict[str, Any]) -> Notice:
 
 
 def notified(rt: Runtime, notice: Notice) -> dict[str, Any]:
-    """Ask for an incremental sync of the notice's user (coalesced with any waiting one)."""
-    from jobsys.pipeline.kinds import sync_user
+    """Ask for an incremental sync of the notice's user, unless its cursor is past the notice.
 
+    The sync waits ``JOBSYS_PUSH_DELAY`` in the backlog: the notifications of a burst
+    of mail join it there (``sync.user`` coalesces) instead of making a run each.
+    """
     try:
         user = UserStore(rt.postgres).get(notice.email)
     except JobNotFoundError:
         return {"sync": None, "ignored": "unknown user"}
     if user.paused:
         return {"sync": None, "ignored": f"user paused: {user.paused_reason}"}
-    result = sync_user.delay(user.id, full=False)
-    return {"sync": result.id, "user_id": user.id}
+    cursor = SyncStore(rt.postgres).cursor(user.id, "gmail")
+    if cursor is not None and cursor.isdigit() and int(cursor) >= notice.history_id:
+        return {"sync": None, "user_id": user.id, "ignored": f"synced up to history {cursor}"}
+    payload = {"full": False}
+    asked = enqueue(
+        SYNC_KIND, user_id=user.id, payload=payload, delay=rt.settings.push_delay, runtime=rt
+    )
+    return {"sync": asked.id, "user_id": user.id}
