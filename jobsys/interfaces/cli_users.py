@@ -10,6 +10,7 @@ import click
 
 from jobsys.interfaces.clictx import runtime_of as _rt
 from jobsys.interfaces.clictx import users_of as _users
+from jobsys.interfaces.clitypes import FiniteRange
 
 
 def _cipher() -> Any:
@@ -32,7 +33,7 @@ def user() -> None:
     default=None,
     help='JSON file {"token": ..., "refresh_token": ...} with Google OAuth tokens',
 )
-@click.option("--region", default="default", show_default=True)
+@click.option("--region", default="default", show_default=True, help="the user's data region")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def user_add(email: str, token_file: str | None, region: str, as_json: bool) -> None:
     """Add a user, with their Google tokens stored encrypted."""
@@ -127,7 +128,7 @@ class _Interval(click.ParamType[float | str]):
     name = "DURATION|default"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float | str:
-        from jobsys.interfaces.cli import parse_duration
+        from jobsys.interfaces.clitypes import parse_duration
 
         if isinstance(value, str) and value.strip().lower() == DEFAULT:
             return DEFAULT
@@ -144,7 +145,7 @@ class _Interval(click.ParamType[float | str]):
 @click.argument("user_ident", metavar="USER")
 @click.option(
     "--weight",
-    type=click.FloatRange(min=0, min_open=True, max=1000),
+    type=FiniteRange(min=0, min_open=True, max=1000),
     default=None,
     help="USER's share of the fleet against other users waiting (default 1)",
 )
