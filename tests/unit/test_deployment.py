@@ -32,6 +32,16 @@ def test_compose_file_describes_the_whole_deployment() -> None:
     assert services["migrate"]["command"] == ["jobsys", "db", "upgrade"]
 
 
+def test_flower_asks_for_a_login_and_listens_on_loopback_only() -> None:
+    # Given the compose file's Flower service
+    flower = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["flower"]
+    # Then every published port is bound to 127.0.0.1
+    assert flower["ports"] and all(str(p).startswith("127.0.0.1:") for p in flower["ports"])
+    # and it requires basic auth whose credentials must be given (no default password)
+    (auth,) = [a for a in flower["command"] if a.startswith("--basic-auth=")]
+    assert auth.startswith("--basic-auth=${FLOWER_BASIC_AUTH:?")
+
+
 def test_dockerfile_copies_what_the_package_needs() -> None:
     text = (ROOT / "Dockerfile").read_text()
     for part in ("jobsys", "migrations", "celeryconfig.py", "pyproject.toml"):
