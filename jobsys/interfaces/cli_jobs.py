@@ -16,6 +16,9 @@ from jobsys.interfaces.clitypes import Seconds
 from jobsys.store import Status
 
 JSON_HELP = "machine-readable output"
+# Deeper JSON is no payload a person types; pydantic refuses to serialize far less
+# deep than json.loads accepts, with a message that names no flag.
+MAX_PAYLOAD_DEPTH = 100
 # The API's option names, as the flags that carry them are spelled.
 _FLAGS = {"delay": "--delay", "priority": "--priority", "user_id": "--user"}
 
@@ -39,7 +42,23 @@ def _payload(text: str) -> dict[str, Any]:
         raise click.BadParameter("JSON nested too deeply", param_hint="--payload") from e
     if not isinstance(data, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--payload")
+    if _depth(data) > MAX_PAYLOAD_DEPTH:
+        raise click.BadParameter(
+            f"JSON nested more than {MAX_PAYLOAD_DEPTH} levels deep", param_hint="--payload"
+        )
     return data
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (iteratively: no recursion limit)."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            level.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @click.command()
@@ -62,6 +81,9 @@ def enqueue(
     as_json: bool,
 ) -> None:
     """Create a job of KIND (it runs when a worker admits it)."""
+    import kombu.exceptions
+    import redis
+
     from jobsys.engine.enqueue import enqueue as do_enqueue
 
     data = _payload(payload)
@@ -79,6 +101,12 @@ def enqueue(
     except OptionError as e:
         flag = _FLAGS.get(e.field, f"--{e.field.replace('_', '-')}")
         raise click.BadParameter(f"{e.rule}, got {e.value!r}", param_hint=flag) from e
+    except (redis.RedisError, kombu.exceptions.OperationalError) as e:
+        # Only a publish needs Redis, and it comes after the row was committed.
+        raise click.ClickException(
+            f"the job is stored but not yet published (cannot reach Redis: {e}); "
+            "the sweeper publishes it once Redis is back"
+        ) from e
     click.echo(json.dumps({"id": result.id}) if as_json else result.id)
 
 

@@ -100,6 +100,22 @@ def test_dlq_retry_with_redis_down_is_one_line_and_loses_nothing(jobsys_env: Env
     assert jobsys_env.store.get_job(job.id).status is Status.QUEUED
 
 
+def test_enqueue_with_redis_down_says_the_job_is_stored_but_not_published(
+    jobsys_env: Env,
+) -> None:
+    # Given jobs published at once (no admission) and a broker nobody answers at
+    down = {"JOBSYS_ADMISSION": "false", "JOBSYS_BROKER_URL": "redis://127.0.0.1:1/0"}
+
+    # When a job is enqueued
+    done = jobsys(jobsys_env, "enqueue", "test.noop", "--user", "u1", **down)
+
+    # Then one line says it is stored, to be published once Redis is back
+    line = one_error_line(done)
+    assert "the job is stored but not yet published (cannot reach Redis" in line
+    (job,) = jobsys_env.store.list_jobs()
+    assert (job.kind, job.status) == ("test.noop", Status.QUEUED)
+
+
 def test_dlq_purge_asks_first_unless_yes(jobsys_env: Env) -> None:
     # Given a dead letter
     dead(jobsys_env.store)

@@ -86,6 +86,10 @@ def test_parse_duration_rejects(text: str) -> None:
         (["enqueue", "k", "--user", "u", "--payload", "{bad"], "not valid JSON"),
         (["enqueue", "k", "--user", "u", "--payload", "[1]"], "must be a JSON object"),
         (["enqueue", "k", "--user", "u", "--payload", "[" * 100_000], "nested too deeply"),
+        (
+            ["enqueue", "k", "--user", "u", "--payload", '{"v":' + "[" * 500 + "]" * 500 + "}"],
+            "--payload: JSON nested more than 100 levels deep",
+        ),
         (["enqueue", "k", "--user", "u", "--delay", "1e12"], "'--delay': '1e12'"),
         (["enqueue", "k", "--user", "u", "--delay", "nan"], "'--delay': 'nan'"),
         (["enqueue", "k", "--user", "u", "--delay", "-inf"], "'--delay': '-inf'"),
