@@ -6,6 +6,7 @@ import json
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from jobsys.store import Status
 from jobsys.store.users import UserStore
@@ -152,6 +153,40 @@ def test_text_from_data_is_printed_literally(jobsys_env: Env) -> None:
     # Then the reason is shown as written, without the escape
     assert done.returncode == 0, done.stderr
     assert "paused: google: Eve [/bold] said [31mno[0m" in done.stdout
+    assert "\x1b" not in done.stdout
+
+
+def test_report_prints_a_display_name_with_markup_as_written(jobsys_env: Env) -> None:
+    # Given a contact whose display name holds markup and a screen-clearing escape
+    owner = UserStore(jobsys_env.store).add("owner@example.com")
+    params = {"u": owner.id, "a": "eve@example.com", "n": "Eve [/bold] \x1b[2J"}
+    with jobsys_env.store.transaction() as conn:
+        conn.execute(
+            sa.text("INSERT INTO contacts (user_id, addr, display_name) VALUES (:u, :a, :n)"),
+            params,
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO contact_scores (user_id, addr, score, rank, messages_out,"
+                " messages_in, meetings, last_at) VALUES (:u, :a, 1.5, 1, 2, 3, 0, now())"
+            ),
+            params,
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO digests (user_id, generated_at, body)"
+                ' VALUES (:u, now(), \'{"subject": "[red]hi[/red]"}\')'
+            ),
+            params,
+        )
+
+    # When the report is printed
+    done = jobsys(jobsys_env, "report", "owner@example.com", COLUMNS="300")
+
+    # Then the name and the digest are shown as written, without the escape
+    assert done.returncode == 0, done.stderr
+    assert "Eve [/bold] [2J" in done.stdout
+    assert "[red]hi[/red]" in done.stdout
     assert "\x1b" not in done.stdout
 
 

@@ -72,3 +72,28 @@ def test_a_worker_started_with_a_bad_setting_says_so_in_one_line() -> None:
     assert done.stderr.strip().splitlines() == [
         "jobsys: error: JOBSYS_READY_MAX: Input should be greater than or equal to 1 (got '0')"
     ]
+
+
+def test_a_worker_never_prints_a_configured_password() -> None:
+    # Given a malformed database URL that carries a password
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSYS_")}
+    env.update(
+        JOBSYS_DATABASE_URL="mysql://jobsys:pg-s3cret@db/jobsys",
+        JOBSYS_BROKER_URL="redis://127.0.0.1:1/0",
+    )
+
+    # When `celery -A jobsys worker` starts
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "jobsys", "worker", "-c", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # Then its one line names the URL with the password masked
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "JOBSYS_DATABASE_URL='mysql://jobsys:***@db/jobsys' is not a valid URL" in line
+    assert "pg-s3cret" not in done.stderr + done.stdout
