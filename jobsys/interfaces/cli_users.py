@@ -101,6 +101,8 @@ def _read_token_file(path: str) -> dict[str, str]:
     return {k: str(v) for k, v in data.items() if isinstance(v, str)}
 
 
+# Quotas are PostgreSQL integers.
+MAX_LIMIT = 2**31 - 1
 # Given for a quota or an interval: back to the settings' value (stored as NULL).
 DEFAULT = "default"
 
@@ -119,6 +121,8 @@ class _Limit(click.ParamType[int | str]):
             number = 0
         if number < 1:
             self.fail(f"{value!r} is not a whole number >= 1 or 'default'", param, ctx)
+        if number > MAX_LIMIT:
+            self.fail(f"{value!r} exceeds {MAX_LIMIT}, the largest limit stored", param, ctx)
         return number
 
 

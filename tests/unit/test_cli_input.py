@@ -101,6 +101,7 @@ def test_parse_duration_rejects(text: str) -> None:
         (["user", "set", "a@b.c", "--weight", "nan"], "'--weight': 'nan' is not a number"),
         (["user", "set", "a@b.c", "--sync-interval", "9999999999d"], "exceeds 100 years"),
         (["demo", "--fault-rate", "nan"], "'--fault-rate'"),
+        (["user", "set", "a@b.c", "--max-queued", "99999999999999"], "exceeds 2147483647"),
     ],
 )
 def test_bad_input_is_one_clear_line_without_traceback(
