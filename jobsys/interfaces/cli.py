@@ -81,7 +81,7 @@ def main() -> None:
     try:
         code = cli.main(prog_name="jobsys", standalone_mode=False)
     except click.Abort:
-        fail("aborted; nothing was changed", 130)
+        fail("aborted", 130)
     except Exception as e:
         if os.environ.get("JOBSYS_DEBUG"):
             traceback.print_exc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -89,9 +90,17 @@ def dlq_retry(letter_id: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def dlq_purge(older_than: float, yes: bool, as_json: bool) -> None:
     """Delete dead letters older than a duration (asks first, unless --yes)."""
-    if not yes:
-        click.confirm(
-            f"Delete every dead letter older than {older_than:g} seconds?", abort=True, err=True
-        )
+    if not yes and not _confirmed(f"Delete every dead letter older than {older_than:g} seconds?"):
+        raise click.ClickException("nothing purged: not confirmed (--yes purges without asking)")
     count = runtime_of().store.purge_dead_letters(older_than, actor="cli")
     click.echo(json.dumps({"purged": count}) if as_json else f"purged {count} dead letters")
+
+
+def _confirmed(question: str) -> bool:
+    try:
+        answer = click.confirm(question, err=True)
+    except click.Abort:  # no answer: stdin closed (a script without --yes) or Ctrl-C
+        answer = False
+    if not sys.stdin.isatty():
+        click.echo(err=True)  # an answer read from a pipe was not echoed with its newline
+    return answer

@@ -124,10 +124,13 @@ def test_dlq_purge_asks_first_unless_yes(jobsys_env: Env) -> None:
         conn.exec_driver_sql("UPDATE dead_letters SET created_at = now() - interval '8 days'")
 
     # When the purge is not confirmed, nothing is deleted
-    done = jobsys(jobsys_env, "dlq", "purge", "--older-than", "7d", stdin="n\n")
-    assert done.returncode != 0
-    assert "aborted; nothing was changed" in done.stderr
-    assert jobsys_env.count_rows("dead_letters") == 1
+    for answer in ("n\n", ""):  # refused, or no answer at all (stdin closed)
+        done = jobsys(jobsys_env, "dlq", "purge", "--older-than", "7d", stdin=answer)
+        assert done.returncode == 1
+        assert done.stderr.splitlines()[-1] == (
+            "jobsys: error: nothing purged: not confirmed (--yes purges without asking)"
+        )
+        assert jobsys_env.count_rows("dead_letters") == 1
 
     # When it is confirmed, or --yes given, it is
     done = jobsys(jobsys_env, "dlq", "purge", "--older-than", "7d", stdin="y\n")
