@@ -18,7 +18,8 @@ _COUNT = sa.text("SELECT count(*) FROM jobs WHERE id BETWEEN :lo AND :hi")
 
 def id_prefix(text: str) -> str | None:
     """The hex digits of a job id's start (dashes dropped), or None if it cannot be one."""
-    digits = text.strip().lower().replace("-", "")
+    # A table cell cut short ends in an ellipsis, copied along with the id.
+    digits = text.strip().rstrip("…").lower().replace("-", "")
     return digits if _HEX.match(digits) else None
 
 

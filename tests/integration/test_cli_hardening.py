@@ -57,6 +57,8 @@ def test_a_job_is_found_by_a_unique_prefix_of_its_id(jobsys_env: Env) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["id"] == str(a)
     assert json.loads(jobsys(jobsys_env, "job", "7F", "--json").stdout)["id"].startswith("7f")
+    copied = jobsys(jobsys_env, "job", "01c5a47a-11…", "--json")  # as a narrow table cuts it
+    assert json.loads(copied.stdout)["id"] == str(b), copied.stderr
 
     # And a prefix two jobs share, or none has, is one line saying so
     line = one_error_line(jobsys(jobsys_env, "job", "01c5a47a"))
