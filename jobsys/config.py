@@ -7,6 +7,7 @@ passes it down.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,19 @@ from jobsys.errors import ConfigError
 
 _DB_SCHEMES = ("postgresql", "postgresql+psycopg2")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+# ``scheme://user:password@`` (the user may be empty, as in ``redis://:pw@host``).
+_USERINFO_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@]*:)[^\s@/]*@")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its userinfo replaced by ``***``."""
+    return mask_secrets(url)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``
+    (``postgresql://u:***@host/db``): for messages that quote configuration."""
+    return _USERINFO_PASSWORD.sub(r"\1***@", text)
 
 
 class Settings(BaseSettings):
@@ -172,12 +186,13 @@ class Settings(BaseSettings):
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Read the environment (``JOBSYS_*``); a malformed value raises :class:`ConfigError`."""
+        # Not chained: pydantic's error quotes each value as given, passwords included.
         try:
             return cls(**overrides)  # type: ignore[arg-type]
         except ValidationError as e:
-            raise ConfigError(_describe(e)) from e
+            raise ConfigError(mask_secrets(_describe(e))) from None
         except SettingsError as e:
-            raise ConfigError(str(e)) from e
+            raise ConfigError(mask_secrets(str(e))) from None
 
     @classmethod
     def from_variables(cls, variables: Mapping[str, str]) -> Settings:
@@ -206,7 +221,8 @@ def _check_scheme(name: str, value: str | None, schemes: tuple[str, ...]) -> str
     scheme, sep, rest = value.partition("://")
     if not sep or scheme not in schemes or not rest:
         allowed = ", ".join(f"{s}://" for s in schemes)
-        raise ValueError(f"{name}={value!r} is not a valid URL: it must start with {allowed}")
+        shown = mask_url(value)
+        raise ValueError(f"{name}={shown!r} is not a valid URL: it must start with {allowed}")
     return value
 
 
@@ -216,6 +232,14 @@ def _describe(error: ValidationError) -> str:
         field = ".".join(str(p) for p in item["loc"])
         msg = str(item["msg"]).removeprefix("Value error, ")
         if not msg.startswith("JOBSYS_"):
-            msg = f"JOBSYS_{field.upper()}: {msg} (got {item.get('input')!r})"
+            shown = _shown_input(field, item.get("input"))
+            msg = f"JOBSYS_{field.upper()}: {msg} (got {shown})"
         parts.append(msg)
     return "; ".join(parts)
+
+
+def _shown_input(field: str, value: object) -> str:
+    # A secret's value is never quoted back, however malformed.
+    if field in ("encryption_key", "google_client_secret", "APP_ENCRYPTION_KEY"):
+        return "a value that is not shown"
+    return mask_secrets(repr(value))

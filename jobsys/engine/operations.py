@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import structlog
 
@@ -21,10 +22,15 @@ def retry_dead_letter(rt: Runtime, letter_id: int, *, actor: str) -> uuid.UUID:
 
     Raises:
         JobNotFoundError: no dead letter has that id.
-        InvalidTransitionError: its job is no longer dead (already retried).
+        InvalidTransitionError: the letter was retried already, or its job is no
+            longer dead.
     """
     store = rt.store
     letter = store.get_dead_letter(letter_id)
+    if letter.retried_at is not None:
+        # Its job may have died again since: that death has a letter of its own,
+        # and retrying through this old one would bypass it.
+        raise _retried_already(rt, letter.id, letter.job_id, letter.retried_at)
     job = store.revive(letter, actor=actor)
     if job is None:
         status = store.get_job(letter.job_id).status
@@ -33,6 +39,22 @@ def retry_dead_letter(rt: Runtime, letter_id: int, *, actor: str) -> uuid.UUID:
         )
     rt.dispatcher.send(Dispatch.of_job(job, Why.DLQ))
     return letter.job_id
+
+
+def _retried_already(
+    rt: Runtime, letter_id: int, job_id: uuid.UUID, at: datetime
+) -> InvalidTransitionError:
+    status = rt.store.get_job(job_id).status.value
+    newest = rt.store.dead_letter_of(job_id)
+    again = (
+        f"; retry its newest dead letter {newest.id}"
+        if newest is not None and newest.id != letter_id and newest.retried_at is None
+        else ""
+    )
+    when = at.isoformat(timespec="seconds")
+    return InvalidTransitionError(
+        job_id, status, f"retry dead letter {letter_id} again: it was retried at {when}{again}"
+    )
 
 
 def cancel(rt: Runtime, job_id: uuid.UUID, *, actor: str) -> Status:

@@ -10,6 +10,7 @@ import click
 
 from jobsys.interfaces.clictx import runtime_of as _rt
 from jobsys.interfaces.clictx import users_of as _users
+from jobsys.interfaces.clitypes import FiniteRange
 
 
 def _cipher() -> Any:
@@ -32,7 +33,7 @@ def user() -> None:
     default=None,
     help='JSON file {"token": ..., "refresh_token": ...} with Google OAuth tokens',
 )
-@click.option("--region", default="default", show_default=True)
+@click.option("--region", default="default", show_default=True, help="the user's data region")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def user_add(email: str, token_file: str | None, region: str, as_json: bool) -> None:
     """Add a user, with their Google tokens stored encrypted."""
@@ -100,6 +101,8 @@ def _read_token_file(path: str) -> dict[str, str]:
     return {k: str(v) for k, v in data.items() if isinstance(v, str)}
 
 
+# Quotas are PostgreSQL integers.
+MAX_LIMIT = 2**31 - 1
 # Given for a quota or an interval: back to the settings' value (stored as NULL).
 DEFAULT = "default"
 
@@ -118,6 +121,8 @@ class _Limit(click.ParamType[int | str]):
             number = 0
         if number < 1:
             self.fail(f"{value!r} is not a whole number >= 1 or 'default'", param, ctx)
+        if number > MAX_LIMIT:
+            self.fail(f"{value!r} exceeds {MAX_LIMIT}, the largest limit stored", param, ctx)
         return number
 
 
@@ -127,7 +132,7 @@ class _Interval(click.ParamType[float | str]):
     name = "DURATION|default"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float | str:
-        from jobsys.interfaces.cli import parse_duration
+        from jobsys.interfaces.clitypes import parse_duration
 
         if isinstance(value, str) and value.strip().lower() == DEFAULT:
             return DEFAULT
@@ -144,7 +149,7 @@ class _Interval(click.ParamType[float | str]):
 @click.argument("user_ident", metavar="USER")
 @click.option(
     "--weight",
-    type=click.FloatRange(min=0, min_open=True, max=1000),
+    type=FiniteRange(min=0, min_open=True, max=1000),
     default=None,
     help="USER's share of the fleet against other users waiting (default 1)",
 )

@@ -243,6 +243,8 @@ def _summary(rt: Runtime, ids: list[uuid.UUID], elapsed: float) -> None:
     if letters:
         dl = letters[0]
         console.print(
-            f"dead letter {dl.id}: job {dl.job_id} after {len(dl.attempts)} attempts, "
-            f"reason={dl.reason}: {dl.message} (see `jobsys dlq show {dl.id}`)"
+            render.literal(
+                f"dead letter {dl.id}: job {dl.job_id} after {len(dl.attempts)} attempts, "
+                f"reason={dl.reason}: {dl.message} (see `jobsys dlq show {dl.id}`)"
+            )
         )

@@ -21,7 +21,9 @@ class TokenCipher:
                 "APP_ENCRYPTION_KEY is not set: generate one with `jobsys keys generate`"
             )
         try:
-            self._fernet = MultiFernet([Fernet(k.strip()) for k in keys.split(",") if k.strip()])
+            fernets = [Fernet(k.strip()) for k in keys.split(",") if k.strip()]
+            self._newest = fernets[0]
+            self._fernet = MultiFernet(fernets)
         except (ValueError, TypeError) as e:
             raise ConfigError(
                 "APP_ENCRYPTION_KEY is malformed: each comma-separated key must be 32 url-safe "
@@ -44,6 +46,26 @@ class TokenCipher:
     def rotate(self, blob: bytes) -> bytes:
         """Re-encrypt under the first (newest) key."""
         return self._fernet.rotate(bytes(blob))
+
+    def rotate_if_stale(self, blob: bytes) -> bytes | None:
+        """The token re-encrypted under the newest key, or None when it already is.
+
+        Raises:
+            ConfigError: no configured key can decrypt it.
+        """
+        try:
+            self._newest.decrypt(bytes(blob))
+        except InvalidToken:
+            pass
+        else:
+            return None
+        try:
+            return self._fernet.rotate(bytes(blob))
+        except InvalidToken as e:
+            raise ConfigError(
+                "APP_ENCRYPTION_KEY cannot decrypt a stored token: the key that encrypted it "
+                "is missing (keep old keys after the new one while rotating)"
+            ) from e
 
 
 def generate_key() -> str:

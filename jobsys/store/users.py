@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -133,6 +134,36 @@ ON CONFLICT (user_id, provider) DO UPDATE SET token = EXCLUDED.token,
         if values["refresh_token"] is not None:
             values["refresh_token"] = bytes(values["refresh_token"])
         return Credential(**values)
+
+    def rewrap_credentials(self, rewrap: Callable[[str, str, bytes], bytes | None]) -> int:
+        """Replace every stored token by ``rewrap(user_id, provider, token)`` where that
+        is not None, in one transaction (all or nothing); returns how many it replaced.
+
+        For key rotation: ``rewrap`` re-encrypts a token under the newest key.
+        """
+        select = sa.text(
+            "SELECT user_id, provider, token, refresh_token FROM credentials"
+            " ORDER BY user_id, provider FOR UPDATE"
+        )
+        update = sa.text(
+            "UPDATE credentials SET token = :token, refresh_token = :refresh"
+            " WHERE user_id = :u AND provider = :p"
+        )
+        replaced = 0
+        with self._store.transaction() as conn:
+            for row in conn.execute(select).mappings().all():
+                u, p = row["user_id"], row["provider"]
+                token = rewrap(u, p, bytes(row["token"]))
+                old_refresh = row["refresh_token"]
+                refresh = rewrap(u, p, bytes(old_refresh)) if old_refresh is not None else None
+                replaced += (token is not None) + (refresh is not None)
+                if token is not None or refresh is not None:
+                    values = {
+                        "token": token or bytes(row["token"]),
+                        "refresh": refresh or old_refresh,
+                    }
+                    conn.execute(update, {**values, "u": u, "p": p})
+        return replaced
 
     def park(self, user_id: str, provider: str, reason: str) -> None:
         """Mark the credential invalid and pause the user (auth failures), with an audit event."""

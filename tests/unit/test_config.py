@@ -47,3 +47,34 @@ def test_a_redis_broker_uses_jobsys_redis_transport() -> None:
     assert _redis_transport("amqp://guest@localhost//") == {}
     assert TRANSPORT == "jobsys.engine.transport:Transport"
     assert Transport.Channel.QoS.__module__ == "jobsys.engine.transport"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("JOBSYS_DATABASE_URL", "mysql://app:s3cret@db/app", "mysql://app:***@db/app"),
+        ("JOBSYS_BROKER_URL", "amqp://guest:s3cret@mq//", "amqp://guest:***@mq//"),
+        ("JOBSYS_RESULT_BACKEND", "http://:s3cret@h/0", "http://:***@h/0"),
+    ],
+)
+def test_config_errors_never_echo_a_password(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, shown: str
+) -> None:
+    # Given a malformed URL that carries a password
+    monkeypatch.setenv(variable, value)
+    # When the settings are read
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env()
+    # Then the error names the URL with its password masked, and keeps no unmasked cause
+    assert shown in str(raised.value)
+    assert "s3cret" not in str(raised.value)
+    assert raised.value.__cause__ is None
+
+
+def test_a_malformed_key_is_not_quoted_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBSYS_VISIBILITY_TIMEOUT", "10")
+    monkeypatch.setenv("APP_ENCRYPTION_KEY", "k" * 10)
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(google_client_secret=123)
+    assert "kkkkkkkkkk" not in str(raised.value)
+    assert "123" not in str(raised.value)

@@ -66,6 +66,31 @@ def test_a_second_retry_of_the_same_letter_is_refused(engine: Engine) -> None:
     assert engine.broker.take_all() == []
 
 
+def test_an_old_letter_of_a_job_that_died_again_is_not_retried_twice(engine: Engine) -> None:
+    # Given a letter retried once, whose job then died again (a second letter)
+    job_id, first = buried(engine)
+    operations.retry_dead_letter(engine.rt, first, actor="op")
+    engine.broker.take_all()
+    job = engine.store.claim(job_id, "u1", lease=60.0, worker="node-1", pid=1)
+    assert job is not None
+    error = {"attempt": 1, "type": "RuntimeError", "message": "again", "reason": "bug"}
+    second = engine.store.bury(
+        job, error=error, traceback="", reason="bug", retryable=True, actor="node-1"
+    )
+    engine.forget()
+
+    # When the first letter is retried again
+    with pytest.raises(InvalidTransitionError) as caught:
+        operations.retry_dead_letter(engine.rt, first, actor="op")
+
+    # Then it says the letter was retried already and names the newest one; the job stays dead
+    message = str(caught.value)
+    assert f"retry dead letter {first} again: it was retried at" in message
+    assert f"retry its newest dead letter {second}" in message
+    assert engine.store.get_job(job_id).status is Status.DEAD
+    assert engine.hook.dispatched == []
+
+
 def test_retrying_an_unknown_letter_is_not_found(engine: Engine) -> None:
     with pytest.raises(JobNotFoundError):
         operations.retry_dead_letter(engine.rt, 999, actor="op")

@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import re
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -392,3 +393,37 @@ def test_quota_bucket_allows_a_burst_then_the_rate() -> None:
     assert later is None
     snapshot: Any = book.snapshot()
     assert snapshot["users"]["u"]["m"] == {"requests": 4, "throttled": 1, "errors": 0, "units": 15}
+
+
+def _raw_request(emu: Emulator, head: str) -> bytes:
+    """Send a request head by hand (no body) and read what comes back until the server closes."""
+    host, port = emu.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port.rstrip("/"))), timeout=5) as conn:
+        conn.sendall(head.encode())
+        received = b""
+        try:
+            while chunk := conn.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pass  # the server kept waiting for a body it should have refused
+        return received
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [("-5", b"400"), ("abc", b"400"), (str(10**12), b"413"), (str(16 * 2**20 + 1), b"413")],
+)
+def test_admin_server_refuses_a_bad_or_oversized_content_length_unread(
+    emulator: Emulator, length: str, status: bytes
+) -> None:
+    # When a request announces a negative, malformed or oversized body
+    head = (
+        f"POST /_emulator/users HTTP/1.1\r\nHost: emulator\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    received = _raw_request(emulator, head)
+    # Then it is refused at once, in Google's error shape, and the connection closed
+    assert received.startswith(b"HTTP/1.1 " + status), received[:200]
+    assert b'"error"' in received
+    # and the emulator still answers others
+    assert _http(emulator, "GET", "/_emulator/users")[0] == 200

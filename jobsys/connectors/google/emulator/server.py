@@ -15,11 +15,20 @@ from urllib.parse import parse_qs
 from jobsys.connectors.google.emulator.admin import Admin
 from jobsys.connectors.google.emulator.dispatch import Dispatcher
 from jobsys.connectors.google.emulator.multipart import answer_batch
-from jobsys.connectors.google.emulator.replies import REASON_PHRASES, Reply, json_reply
+from jobsys.connectors.google.emulator.replies import (
+    REASON_PHRASES,
+    Reply,
+    bad_request,
+    google_error,
+    json_reply,
+)
 from jobsys.connectors.google.emulator.request import ApiRequest
 from jobsys.connectors.google.emulator.world import World
 
 BATCH_PATHS = ("/batch/gmail/v1", "/batch")
+# Far above a batch of 100 requests or a large MIME message posted to the admin
+# API; a body is read whole into memory, so a bigger one is refused unread.
+MAX_BODY = 16 * 1024 * 1024
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -90,6 +99,21 @@ def _oauth_error(code: str, description: str) -> Reply:
     return Reply(400, body)
 
 
+def body_length(header: str | None) -> tuple[int, Reply | None]:
+    """The request body's length from its Content-Length header, or the reply refusing it:
+    400 for a value that is not a whole number >= 0, 413 past :data:`MAX_BODY`."""
+    try:
+        length = int(header or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        return 0, bad_request(f"Content-Length {header!r} is not a whole number >= 0")
+    if length > MAX_BODY:
+        message = f"request body of {length} bytes exceeds the limit of {MAX_BODY}"
+        return 0, google_error(413, "requestTooLarge", message)
+    return length, None
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes; with Nagle on, each keep-alive
@@ -107,7 +131,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        length, refusal = body_length(self.headers.get("Content-Length"))
+        if refusal is not None:
+            # The body stays unread, so the connection cannot carry another request.
+            self.close_connection = True
+            self._write(refusal)
+            return
         body = self.rfile.read(length) if length else b""
         request = ApiRequest.parse(self.command, self.path, dict(self.headers.items()), body)
         try:
