@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     push_token: SecretStr | None = Field(
         None, description="shared secret of the push endpoint (its URL's ?token=)"
     )
+    api_token_cache: float = Field(
+        5.0, ge=0, le=3600, description="seconds the API trusts a token it checked (0: always ask)"
+    )
+    api_threads: int = Field(
+        8, ge=1, le=200, description="request threads per API worker (each holds a connection)"
+    )
     push_delay: float = Field(
         1.0, ge=0, le=3600, description="seconds a pushed sync waits, so a burst makes one"
     )

@@ -19,7 +19,8 @@ from jobsys.interfaces.clictx import runtime_of
     show_default=True,
     help="uvicorn worker processes",
 )
-def api(host: str, port: int, workers: int) -> None:
+@click.option("--access-log", is_flag=True, help="log every request (costs CPU under load)")
+def api(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
@@ -30,6 +31,7 @@ def api(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level="info",
+        access_log=access_log,
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from jobsys.interfaces.api import create_app
+from jobsys.interfaces.api.auth import TokenCache
 from jobsys.store import roles
 from jobsys.store.api_tokens import TokenStore
 from jobsys.store.users import User, UserStore
@@ -50,5 +51,7 @@ def api(jobsys_env: Env) -> Iterator[Api]:
     _, a_token = tokens.create(name="ann-app", user_id=a.id)
     _, b_token = tokens.create(name="bob-app", user_id=b.id)
     # raise_server_exceptions=False: a 500 is answered as a client sees it.
-    with TestClient(create_app(jobsys_env.runtime), raise_server_exceptions=False) as client:
+    app = create_app(jobsys_env.runtime)
+    app.state.tokens = TokenCache(0)  # every request checks its token: a revoke shows at once
+    with TestClient(app, raise_server_exceptions=False) as client:
         yield Api(jobsys_env, client, a, b, admin, a_token, b_token)

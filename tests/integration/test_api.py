@@ -8,11 +8,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from jobsys.interfaces.api.auth import TokenCache
 from jobsys.store.api_tokens import TokenStore
 from jobsys.store.sync import SyncStore
 from jobsys.store.users import UserStore
 from tests.contract.base import dead
 from tests.integration.api_support import Api
+from tests.support.wait import wait_until
 
 
 def _audit(api: Api) -> list[dict[str, Any]]:
@@ -83,6 +85,20 @@ def test_missing_unknown_and_revoked_tokens_are_refused(api: Api) -> None:
     assert api.as_b("GET", "/api/jobs").status_code == 200
     TokenStore(api.env.store).revoke(bob.id)
     assert api.as_b("GET", "/api/jobs").status_code == 401
+
+
+def test_a_cached_token_is_refused_once_its_cache_entry_expires(api: Api) -> None:
+    # Given a cache that trusts a checked token for a moment
+    api.client.app.state.tokens = TokenCache(0.5)
+    assert api.as_b("GET", "/api/jobs").status_code == 200
+    # When the token is revoked, it is refused as soon as the entry expires
+    bob = next(t for t in TokenStore(api.env.store).list() if t.name == "bob-app")
+    TokenStore(api.env.store).revoke(bob.id)
+    wait_until(
+        lambda: api.as_b("GET", "/api/jobs").status_code == 401,
+        timeout=10,
+        what="the revoked token to be refused",
+    )
 
 
 def test_a_user_token_never_reaches_another_users_rows(api: Api) -> None:

@@ -6,6 +6,7 @@ answers 404, as a row that does not exist would: existence is not leaked.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,13 +14,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from jobsys.engine.runtime import Runtime
 from jobsys.interfaces.api.errors import ApiError
-from jobsys.store.api_tokens import ApiToken, TokenStore
+from jobsys.store.api_tokens import ApiToken, TokenStore, digest
 from jobsys.store.listing import Listing
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `jobsys token create`")
 
 
-def runtime_of(request: Request) -> Runtime:
+async def runtime_of(request: Request) -> Runtime:
+    # async: a plain attribute read needs no trip through the thread pool.
     rt: Runtime = request.app.state.runtime
     return rt
 
@@ -27,13 +29,39 @@ def runtime_of(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 
 
+class TokenCache:
+    """Tokens authenticated in the last ``ttl`` seconds, by secret digest.
+
+    Every request would otherwise pay a query; a revoked token is refused at the
+    latest ``ttl`` seconds later (``JOBSYS_API_TOKEN_CACHE``; 0 asks every time).
+    """
+
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._found: dict[bytes, tuple[float, ApiToken]] = {}
+
+    def lookup(self, rt: Runtime, secret: str) -> ApiToken | None:
+        key, now = digest(secret), time.monotonic()
+        hit = self._found.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        token = TokenStore(rt.postgres).authenticate(secret)
+        if token is not None and self.ttl > 0:
+            if len(self._found) >= self.size:
+                self._found.clear()  # bounded; a refill costs one query per token
+            self._found[key] = (now + self.ttl, token)
+        return token
+
+
 def principal(
+    request: Request,
     rt: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
     if credentials is None:
         raise ApiError(401, "unauthenticated", "an Authorization: Bearer token is required")
-    token = TokenStore(rt.postgres).authenticate(credentials.credentials)
+    cache: TokenCache = request.app.state.tokens
+    token = cache.lookup(rt, credentials.credentials)
     if token is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked token")
     return token
