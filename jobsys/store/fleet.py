@@ -16,12 +16,14 @@ from jobsys.store.fastpath import FastPath, compiled
 from jobsys.store.records import DeadLetter, Job, WorkerRow
 
 _HEARTBEAT_WORKER = compiled(q.HEARTBEAT_WORKER)
+_AUDIT = compiled(q.AUDIT)
 
 
 class FleetSql:
     """Workers, dead letters and audit events; mixed into the gateway, :class:`Store`."""
 
     hot: FastPath
+    hot_durable: FastPath
     transaction: Callable[[], AbstractContextManager[sa.Connection]]
 
     # -- workers -----------------------------------------------------------
@@ -123,8 +125,8 @@ class FleetSql:
         user_id: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        with self.transaction() as conn:
-            audit_event(conn, actor, action, job_id, user_id, detail or {})
+        # One statement on the hot path's connection: the API writes one per call.
+        self.hot_durable.one(_AUDIT, _audit_params(actor, action, job_id, user_id, detail or {}))
 
 
 def audit_event(
@@ -135,11 +137,20 @@ def audit_event(
     user_id: str | None,
     detail: dict[str, Any],
 ) -> None:
-    params = {
+    conn.execute(q.AUDIT, _audit_params(actor, action, job_id, user_id, detail))
+
+
+def _audit_params(
+    actor: str,
+    action: str,
+    job_id: uuid.UUID | None,
+    user_id: str | None,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    return {
         "actor": actor,
         "action": action,
         "job_id": job_id,
         "user_id": user_id,
         "detail": json.dumps(detail),
     }
-    conn.execute(q.AUDIT, params)

@@ -53,7 +53,7 @@ class TokenCache:
         return token
 
 
-def principal(
+async def principal(
     request: Request,
     rt: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -61,6 +61,8 @@ def principal(
     if credentials is None:
         raise ApiError(401, "unauthenticated", "an Authorization: Bearer token is required")
     cache: TokenCache = request.app.state.tokens
+    # async: a cached token costs no trip through the thread pool; a miss (one
+    # indexed query per token and cache period) blocks the loop briefly.
     token = cache.lookup(rt, credentials.credentials)
     if token is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked token")
