@@ -11,6 +11,7 @@ Everything jobsys raises derives from :class:`JobsysError`::
     ├── InvalidTransitionError       the job is not in a state that allows the action
     ├── DuplicateJobError            a live job with the same unique key exists
     ├── DuplicateUserError           a user with that e-mail exists
+    ├── RunMismatchError             a job named a pipeline run its user does not own
     ├── StoreUnavailableError        PostgreSQL cannot be reached
     ├── JobError                     raised by a handler to say how its failure is treated
     ├── JobCancelled                 the job was cancelled (raised inside its handler)
@@ -192,6 +193,21 @@ class DuplicateUserError(JobsysError, ValueError):
     def __init__(self, email: str) -> None:
         self.email = email
         super().__init__(f"a user with email {email!r} already exists")
+
+
+class RunMismatchError(JobsysError):
+    """A job named a pipeline run that does not exist for the job's user.
+
+    Permanent: the payload points at another user's run (or at none), and no
+    retry changes that. Nothing was written to any run.
+    """
+
+    reason = "run_mismatch"
+
+    def __init__(self, run_id: object, user_id: str) -> None:
+        self.run_id = run_id
+        self.user_id = user_id
+        super().__init__(f"pipeline run {run_id} does not belong to user {user_id!r}")
 
 
 class StoreUnavailableError(JobsysError):

@@ -60,7 +60,7 @@ def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
     with ingesting(rt, ctx.user_id), parking_on_auth_failure(rt, ctx.user_id):
         google = session(rt, ctx.user_id)
         done = ingest.sync_gmail(_sync(ctx), google, ctx.user_id, full=payload.full)
-    _sync(ctx).step(payload.run_id, "ingest_gmail", **done)
+    _sync(ctx).step(ctx.user_id, payload.run_id, "ingest_gmail", **done)
     return done
 
 
@@ -70,7 +70,7 @@ def ingest_calendar(ctx: JobContext, payload: Step) -> dict[str, Any]:
     with ingesting(rt, ctx.user_id), parking_on_auth_failure(rt, ctx.user_id):
         google = session(rt, ctx.user_id)
         done = ingest.sync_calendar(_sync(ctx), google, ctx.user_id, full=payload.full)
-    _sync(ctx).step(payload.run_id, "ingest_calendar", **done)
+    _sync(ctx).step(ctx.user_id, payload.run_id, "ingest_calendar", **done)
     return done
 
 
@@ -80,8 +80,8 @@ def plan(ctx: JobContext, payload: Step) -> None:
     sync = _sync(ctx)
     message_ids, event_ids = sync.pending(ctx.user_id)
     parts = canvas.batches(message_ids, event_ids)
-    sync.step(payload.run_id, "normalize", batches=len(parts), done=0)
-    mark_sig = mark.si(str(payload.run_id))
+    sync.step(ctx.user_id, payload.run_id, "normalize", batches=len(parts), done=0)
+    mark_sig = mark.si(str(payload.run_id), ctx.user_id)
     tasks = ctx.runtime.app.tasks
     ctx.replace(canvas.fan_out(tasks, ctx.user_id, payload.run_id, parts, mark_sig))
 
@@ -90,14 +90,14 @@ def plan(ctx: JobContext, payload: Step) -> None:
 def normalize(ctx: JobContext, payload: Batch) -> dict[str, int]:
     sync = _sync(ctx)
     counts = transform.normalize_batch(sync, ctx.user_id, payload.message_ids, payload.event_ids)
-    sync.count_step(payload.run_id, "normalize", "done", 1)
+    sync.count_step(ctx.user_id, payload.run_id, "normalize", "done", 1)
     return counts
 
 
 @job(kind="sync.extract", payload=Step, queue="cpu", results=True)
 def extract(ctx: JobContext, payload: Step) -> dict[str, int]:
     done = transform.extract_user(_sync(ctx), ctx.user_id, _email(ctx))
-    _sync(ctx).step(payload.run_id, "extract", **done)
+    _sync(ctx).step(ctx.user_id, payload.run_id, "extract", **done)
     return done
 
 
@@ -105,12 +105,14 @@ def extract(ctx: JobContext, payload: Step) -> dict[str, int]:
 def process(ctx: JobContext, payload: Step) -> dict[str, int]:
     sync = _sync(ctx)
     done = transform.process_user(sync, ctx.user_id, _email(ctx))
-    sync.step(payload.run_id, "process", **done)
-    sync.finish_run(payload.run_id, RunStatus.SUCCEEDED, follow_up=sync_job(ctx.runtime))
+    sync.step(ctx.user_id, payload.run_id, "process", **done)
+    sync.finish_run(
+        ctx.user_id, payload.run_id, RunStatus.SUCCEEDED, follow_up=sync_job(ctx.runtime)
+    )
     return done
 
 
 @app.task(name="jobsys.pipeline.mark", ignore_result=True)
-def mark(run_id: str) -> None:
+def mark(run_id: str, user_id: str) -> None:
     """End of the fan-out; holds the planner's task id (see ``canvas``)."""
-    SyncStore(runtime.current().postgres).step(uuid.UUID(run_id), "fan_out", finished=True)
+    SyncStore(runtime.current().postgres).step(user_id, uuid.UUID(run_id), "fan_out", finished=True)

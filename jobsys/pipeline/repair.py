@@ -43,7 +43,9 @@ def repair_runs(rt: Runtime) -> int:
         if any(j["status"] == "dead" for j in jobs):
             kinds = sorted({j["kind"] for j in jobs if j["status"] == "dead"})
             error = f"dead step(s): {', '.join(kinds)}"
-            sync.finish_run(run["id"], RunStatus.FAILED, error, follow_up=sync_job(rt))
+            sync.finish_run(
+                run["user_id"], run["id"], RunStatus.FAILED, error, follow_up=sync_job(rt)
+            )
             fixed += 1
         elif _stalled(jobs, quiet):
             _resume(rt, run, jobs)

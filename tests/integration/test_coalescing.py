@@ -62,11 +62,15 @@ def test_a_burst_of_requests_during_a_running_sync_yields_one_follow_up_run(
     before = len(sync_jobs(jobsys_env, user))
 
     # When the run finishes
-    assert sync.finish_run(run_id, RunStatus.SUCCEEDED, follow_up=sync_job(jobsys_env.runtime))
+    assert sync.finish_run(
+        user, run_id, RunStatus.SUCCEEDED, follow_up=sync_job(jobsys_env.runtime)
+    )
 
     # Then exactly one follow-up sync was enqueued, full, and it starts one new run
     after = sync_jobs(jobsys_env, user)
     assert len(after) == before + 1 and after[-1][1] == {"full": True}
     wait_until(lambda: runs_of(jobsys_env, user) == 2, timeout=60, what="the follow-up run")
     assert sync.get_run(run_id) is not None
-    assert not sync.finish_run(run_id, RunStatus.SUCCEEDED, follow_up=sync_job(jobsys_env.runtime))
+    assert not sync.finish_run(
+        user, run_id, RunStatus.SUCCEEDED, follow_up=sync_job(jobsys_env.runtime)
+    )
