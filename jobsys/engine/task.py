@@ -27,7 +27,7 @@ from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext
 from jobsys.engine.executor import execute
-from jobsys.engine.registry import JobSpec, KeyRule, Merge, registry
+from jobsys.engine.registry import ExtraFields, JobSpec, KeyRule, Merge, registry
 from jobsys.store import Job, Status
 
 
@@ -83,6 +83,7 @@ def job(
     concurrency_key: KeyRule | None = None,
     concurrency: int = 1,
     coalesce: bool | Merge = False,
+    extra_fields: ExtraFields = "forbid",
 ) -> Callable[[Callable[..., Any]], JobTask]:
     """Register a job kind and return its Celery task.
 
@@ -105,6 +106,11 @@ def job(
             the backlog joins that job (its id comes back) instead of adding one:
             True keeps the newest payload, a function ``(waiting, requested) ->
             payload`` merges them.
+        extra_fields: what becomes of payload fields the model does not declare:
+            ``"forbid"`` (the default) refuses the payload with a ``PayloadError``
+            naming each one; ``"ignore"`` drops them. A model whose own
+            ``model_config`` sets ``extra`` decides instead (``extra="allow"``
+            keeps them).
 
     Raises:
         ValueError: the declaration breaks a rule (named in the message).
@@ -123,6 +129,7 @@ def job(
             concurrency_key=concurrency_key,
             concurrency=concurrency,
             coalesce=coalesce,
+            extra_fields=extra_fields,
         )
         registry.add(spec)
         _ensure_queue(queue)

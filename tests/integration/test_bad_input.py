@@ -43,6 +43,20 @@ def test_a_missing_field_and_an_unexpected_payload_are_refused(jobsys_env: Env) 
     _nothing_stored_or_published(jobsys_env)
 
 
+def test_a_misspelt_field_is_refused_not_ignored(jobsys_env: Env) -> None:
+    # When a sync is asked for with "ful" instead of "full" (once, and in a batch)
+    with pytest.raises(jobsys.PayloadError) as raised:
+        jobsys.enqueue("sync.user", user_id="user-1", payload={"ful": True})
+    with pytest.raises(jobsys.PayloadError) as batch:
+        jobsys.enqueue_many("sync.user", [("user-1", {}), ("user-2", {"ful": True})])
+
+    # Then the error names the field and the fields the payload has
+    assert raised.value.problems == ["ful: unknown field (got True; the payload's fields: full)"]
+    assert batch.value.problems == [f"item 1: {raised.value.problems[0]}"]
+    # And no sync was stored or published
+    _nothing_stored_or_published(jobsys_env)
+
+
 def test_one_bad_payload_in_a_batch_stores_none_of_it(jobsys_env: Env) -> None:
     # Given a batch of valid payloads whose last one has an empty `key`
     batch = [(f"user-{n}", {"key": f"k{n}", "seconds": 1}) for n in range(10)]
