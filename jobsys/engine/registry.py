@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ValidationError
 
 from jobsys.config import Settings
-from jobsys.errors import PayloadError, UnknownKindError
+from jobsys.errors import PayloadError, UnknownKindError, shown
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
@@ -140,12 +140,6 @@ def _problems(error: ValidationError) -> list[str]:
         field = ".".join(str(p) for p in item["loc"]) or "payload"
         out.append(f"{field}: {item['msg']} (got {shown(item.get('input'))})")
     return out
-
-
-def shown(value: Any, limit: int = 200) -> str:
-    """``repr(value)``, cut to ``limit`` characters: an error names a value, not a megabyte."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def check_spec(spec: JobSpec) -> None:

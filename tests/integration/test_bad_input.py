@@ -57,6 +57,23 @@ def test_a_misspelt_field_is_refused_not_ignored(jobsys_env: Env) -> None:
     _nothing_stored_or_published(jobsys_env)
 
 
+def test_an_oversized_payload_a_nul_and_a_long_user_id_are_refused(jobsys_env: Env) -> None:
+    # When a payload is larger than JOBSYS_MAX_PAYLOAD_BYTES (256 KiB by default)
+    with pytest.raises(jobsys.PayloadError, match="JOBSYS_MAX_PAYLOAD_BYTES=262144"):
+        kinds.echo.delay("user-1", value="x" * 300_000)
+    with pytest.raises(jobsys.PayloadError, match="item 0: payload: 300013 bytes"):
+        jobsys.enqueue_many("test.echo", [("user-1", {"value": "x" * 300_000})])
+    # Or holds a NUL character, which jsonb refuses
+    with pytest.raises(jobsys.PayloadError, match="u0000 character"):
+        kinds.echo.delay("user-1", value="a\u0000b")
+    # Or the user id is longer than 200 characters
+    with pytest.raises(jobsys.OptionError, match="user_id must be at most 200 characters"):
+        kinds.echo.delay("u" * 201, value=1)
+
+    # Then nothing was stored or published
+    _nothing_stored_or_published(jobsys_env)
+
+
 def test_one_bad_payload_in_a_batch_stores_none_of_it(jobsys_env: Env) -> None:
     # Given a batch of valid payloads whose last one has an empty `key`
     batch = [(f"user-{n}", {"key": f"k{n}", "seconds": 1}) for n in range(10)]
