@@ -21,12 +21,14 @@ from jobsys.errors import (
     JobNotFoundError,
     StoreUnavailableError,
 )
+from jobsys.store import jsonb
 from jobsys.store import queries as q
 from jobsys.store.admission import AdmissionSql
 from jobsys.store.db import make_engine
 from jobsys.store.fastpath import FastPath, compiled
 from jobsys.store.fleet import FleetSql, audit_event
 from jobsys.store.inserts import InsertSql
+from jobsys.store.jsonb import RESULT
 from jobsys.store.quotas import QuotaSql
 from jobsys.store.records import Job, unknown_kind_entry
 from jobsys.store.status import Status
@@ -101,7 +103,12 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         return (Status(row["status"]), row["run_after"]) if row else None
 
     def succeed(self, job: Job, result: Any) -> bool:
-        params = {**_key(job), "result": json.dumps(result)}
+        """Record the running job's result.
+
+        Raises:
+            UnstorableError: ``jsonb`` cannot hold the result; nothing was written.
+        """
+        params = {**_key(job), "result": jsonb.dumps(result, what=RESULT)}
         return self.hot.one(_SQL["succeed"], params) is not None
 
     def requeue(

@@ -15,6 +15,7 @@ from typing import Any
 
 from jobsys.errors import UnstorableError
 
+RESULT = "the job's result"  # how errors name a result (``dumps(..., what=RESULT)``)
 # An escaped NUL: "\u0000" not itself preceded by an escaped backslash.
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 

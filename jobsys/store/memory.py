@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from jobsys.errors import DuplicateJobError, JobNotFoundError, OptionError
+from jobsys.store import jsonb
+from jobsys.store.jsonb import RESULT
 from jobsys.store.memory_admission import MemoryAdmission
 from jobsys.store.memory_quotas import MemoryQuotas
 from jobsys.store.quotas import Quota
@@ -159,11 +161,12 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             return (job.status, job.run_after) if job else None
 
     def succeed(self, job: Job, result: Any) -> bool:
+        stored = json.loads(jsonb.dumps(result, what=RESULT))  # what PostgreSQL would refuse
         with self._lock:
             found = self._holding(job, "succeed")
             if found is None:
                 return False
-            done = {"result": _json(result), "finished_at": self.clock(), "lease_until": None}
+            done = {"result": stored, "finished_at": self.clock(), "lease_until": None}
             self._put(found, status=Status.SUCCEEDED, **done)
             return True
 

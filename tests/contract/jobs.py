@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from jobsys.errors import DuplicateJobError, JobsysError
+from jobsys.errors import DuplicateJobError, JobsysError, UnstorableError
 from jobsys.store import JobStore, Status
 from tests.contract.base import (
     LEASE,
@@ -266,15 +266,29 @@ class JobsContract(ContractBase):
         assert done.payload == {"pair": [1, 2]}
         assert done.result == {"pair": [3, 4], "5": "five"}
 
-    def test_a_result_that_is_not_json_is_refused(self, store: JobStore) -> None:
+    @pytest.mark.parametrize(
+        ("result", "cause"),
+        [
+            ({"at": object()}, "a value JSON cannot encode"),
+            (float("nan"), "NaN or Infinity"),
+            ({"x": [float("-inf")]}, "NaN or Infinity"),
+            ("a\u0000b", "\\u0000 character"),
+        ],
+    )
+    def test_a_result_jsonb_cannot_hold_is_refused(
+        self, store: JobStore, result: object, cause: str
+    ) -> None:
         # Given a running job
         job = running(store)
 
-        # When its attempt reports a result JSON cannot hold
-        with pytest.raises(TypeError):
-            store.succeed(job, {"at": object()})
+        # When its attempt reports a result PostgreSQL's jsonb cannot hold
+        with pytest.raises(UnstorableError) as refused:
+            store.succeed(job, result)
 
-        # Then nothing is recorded: the attempt still holds the job
+        # Then the error names the cause, and nothing is recorded: the attempt still holds it
+        assert str(refused.value).startswith("the job's result cannot be stored as JSON: it holds")
+        assert cause in str(refused.value)
+        assert (refused.value.reason, refused.value.retryable) == ("unstorable", False)
         assert store.get_job(job.id) == job
 
     def test_what_the_store_returns_is_a_copy(self, store: JobStore) -> None:
