@@ -234,7 +234,7 @@ def new_job(
     eta: datetime | None = None,
     queue: str | None = None,
 ) -> NewJob:
-    """A validated job, ready to insert.
+    """A validated job, ready to insert, for the kind's canonical name of the user.
 
     Raises:
         PayloadError: the payload does not match the kind's schema.
@@ -243,6 +243,8 @@ def new_job(
     valid = spec.validate(payload)
     dumped = _storable(spec.kind, spec.dump(valid), rt.settings.max_payload_bytes)
     user = _user_id(user_id)
+    if spec.canonical_user is not None:
+        user = _user_id(spec.canonical_user(rt, user))
     key = spec.key_of(user, valid)
     return NewJob(
         id=_job_id(task_id),

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
 
 from jobsys.config import Settings
 from jobsys.errors import PayloadError, UnknownKindError, shown
+
+if TYPE_CHECKING:
+    from jobsys.engine.runtime import Runtime
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
@@ -24,6 +27,9 @@ Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 # What a payload's fields outside the kind's model become: refused by default (a
 # misspelt option would otherwise run the job as if it had not been given).
 ExtraFields = Literal["forbid", "ignore"]
+# The one id a user is known by, from whatever identifies them (an id, an e-mail):
+# jobs that several ways of naming a user must not split (runs, coalescing, quotas).
+CanonicalUser = Callable[["Runtime", str], str]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -43,6 +49,7 @@ class JobSpec:
     concurrency: int = 1
     coalesce: bool | Merge = False
     extra_fields: ExtraFields = "forbid"
+    canonical_user: CanonicalUser | None = None
 
     def merge(self, waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
         """The payload of a waiting job that a new request of the same kind joined."""

@@ -27,7 +27,14 @@ from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext
 from jobsys.engine.executor import execute
-from jobsys.engine.registry import ExtraFields, JobSpec, KeyRule, Merge, registry
+from jobsys.engine.registry import (
+    CanonicalUser,
+    ExtraFields,
+    JobSpec,
+    KeyRule,
+    Merge,
+    registry,
+)
 from jobsys.store import Job, Status
 
 
@@ -84,6 +91,7 @@ def job(
     concurrency: int = 1,
     coalesce: bool | Merge = False,
     extra_fields: ExtraFields = "forbid",
+    canonical_user: CanonicalUser | None = None,
 ) -> Callable[[Callable[..., Any]], JobTask]:
     """Register a job kind and return its Celery task.
 
@@ -111,6 +119,10 @@ def job(
             naming each one; ``"ignore"`` drops them. A model whose own
             ``model_config`` sets ``extra`` decides instead (``extra="allow"``
             keeps them).
+        canonical_user: a function ``(runtime, user_id) -> user_id`` applied at
+            enqueue, before the row, its unique key, coalescing or quotas see the
+            user: for a kind that may be asked for by another name of the user
+            (an e-mail). It raises to refuse the enqueue (an unknown user).
 
     Raises:
         ValueError: the declaration breaks a rule (named in the message).
@@ -130,6 +142,7 @@ def job(
             concurrency=concurrency,
             coalesce=coalesce,
             extra_fields=extra_fields,
+            canonical_user=canonical_user,
         )
         registry.add(spec)
         _ensure_queue(queue)

@@ -8,7 +8,9 @@ from typing import Any
 from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext
+from jobsys.engine.runtime import Runtime
 from jobsys.engine.task import job
+from jobsys.errors import JobNotFoundError, OptionError
 from jobsys.pipeline import canvas, ingest, transform
 from jobsys.pipeline.google import parking_on_auth_failure, session
 from jobsys.pipeline.guarding import ingesting
@@ -27,6 +29,18 @@ def _email(ctx: JobContext) -> str:
     return UserStore(ctx.runtime.postgres).get(ctx.user_id).email
 
 
+def _canonical_user(rt: Runtime, ident: str) -> str:
+    """The user's id, given their id or e-mail: one user has one run key and one waiting sync.
+
+    Raises:
+        OptionError: no user has that id or e-mail; nothing is enqueued.
+    """
+    try:
+        return UserStore(rt.postgres).get(ident).id
+    except JobNotFoundError:
+        raise OptionError("user_id", ident, "must name a user (by id or e-mail)") from None
+
+
 def _either_full(waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
     return {"full": bool(waiting.get("full")) or bool(requested.get("full"))}
 
@@ -37,6 +51,7 @@ def _either_full(waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str
     queue="default",
     max_attempts=5,
     coalesce=_either_full,
+    canonical_user=_canonical_user,
 )
 def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
     """Start one pipeline run for the user; while one runs, ask for one run after it.
@@ -47,10 +62,11 @@ def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
     if user.paused:
         # Parked (e.g. revoked token): syncing would only dead-letter its steps again.
         return {"run_id": None, "started": False, "paused": user.paused_reason}
-    run_id, started = _sync(ctx).start_run(ctx.user_id, full=payload.full)
+    # By id, whatever name the job was enqueued under: one user, one running run.
+    run_id, started = _sync(ctx).start_run(user.id, full=payload.full)
     if started:
         tasks = ctx.runtime.app.tasks
-        canvas.sync_canvas(tasks, ctx.user_id, run_id, full=payload.full).apply_async()
+        canvas.sync_canvas(tasks, user.id, run_id, full=payload.full).apply_async()
     return {"run_id": str(run_id), "started": started, "follow_up": not started}
 
 

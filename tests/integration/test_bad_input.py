@@ -6,6 +6,7 @@ import pytest
 
 import jobsys
 from jobsys.config import Settings
+from jobsys.store.users import UserStore
 from tests.conftest import Env
 from tests.support import kinds
 
@@ -47,8 +48,10 @@ def test_a_misspelt_field_is_refused_not_ignored(jobsys_env: Env) -> None:
     # When a sync is asked for with "ful" instead of "full" (once, and in a batch)
     with pytest.raises(jobsys.PayloadError) as raised:
         jobsys.enqueue("sync.user", user_id="user-1", payload={"ful": True})
+    users = UserStore(jobsys_env.store)
+    known = [users.add(f"{n}@example.com").id for n in ("a", "b")]
     with pytest.raises(jobsys.PayloadError) as batch:
-        jobsys.enqueue_many("sync.user", [("user-1", {}), ("user-2", {"ful": True})])
+        jobsys.enqueue_many("sync.user", [(known[0], {}), (known[1], {"ful": True})])
 
     # Then the error names the field and the fields the payload has
     assert raised.value.problems == ["ful: unknown field (got True; the payload's fields: full)"]
