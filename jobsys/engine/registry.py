@@ -50,6 +50,9 @@ class JobSpec:
     coalesce: bool | Merge = False
     extra_fields: ExtraFields = "forbid"
     canonical_user: CanonicalUser | None = None
+    # Seconds of postponing, from the first postponement, before the job is
+    # dead-lettered; None: the settings' JOBSYS_MAX_POSTPONE.
+    max_postpone: float | None = None
 
     def merge(self, waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
         """The payload of a waiting job that a new request of the same kind joined."""
@@ -82,6 +85,10 @@ class JobSpec:
 
     def hard_limit(self, settings: Settings) -> int:
         return self.timeout if self.timeout is not None else settings.default_timeout
+
+    def postpone_limit(self, settings: Settings) -> float:
+        """Seconds the kind's jobs may go on being postponed, from the first postponement."""
+        return self.max_postpone if self.max_postpone is not None else settings.max_postpone
 
     def attempts(self, settings: Settings) -> int:
         if self.max_attempts is not None:
@@ -164,6 +171,10 @@ def check_spec(spec: JobSpec) -> None:
             raise ValueError(f"{name} must be at least 1 second, got {value}")
     if spec.concurrency < 1 or spec.concurrency > 10_000:
         raise ValueError(f"concurrency must be from 1 to 10000, got {spec.concurrency}")
+    if spec.max_postpone is not None and not spec.max_postpone > 0:
+        raise ValueError(
+            f"max_postpone must be a positive number of seconds, got {spec.max_postpone}"
+        )
     if spec.extra_fields not in get_args(ExtraFields):
         choices = " or ".join(repr(c) for c in get_args(ExtraFields))
         raise ValueError(f"extra_fields must be {choices}, got {spec.extra_fields!r}")

@@ -92,6 +92,7 @@ def job(
     coalesce: bool | Merge = False,
     extra_fields: ExtraFields = "forbid",
     canonical_user: CanonicalUser | None = None,
+    max_postpone: float | None = None,
 ) -> Callable[[Callable[..., Any]], JobTask]:
     """Register a job kind and return its Celery task.
 
@@ -123,6 +124,12 @@ def job(
             enqueue, before the row, its unique key, coalescing or quotas see the
             user: for a kind that may be asked for by another name of the user
             (an e-mail). It raises to refuse the enqueue (an unknown user).
+        max_postpone: seconds a job may go on being postponed (``JobPostponed``,
+            a guard's refusal, a database outage), measured from its first
+            postponement; the postponement after that dead-letters it with
+            reason ``postponed_too_long`` (a pipeline run it belongs to then
+            fails). Default ``JOBSYS_MAX_POSTPONE``, 24 hours. Postponements are
+            counted on the job (``postponements``, ``postponed_since``).
 
     Raises:
         ValueError: the declaration breaks a rule (named in the message).
@@ -143,6 +150,7 @@ def job(
             coalesce=coalesce,
             extra_fields=extra_fields,
             canonical_user=canonical_user,
+            max_postpone=max_postpone,
         )
         registry.add(spec)
         _ensure_queue(queue)

@@ -120,9 +120,15 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         row = self.hot.one(_SQL["requeue"], params)
         return row["run_after"] if row else None
 
-    def postpone(self, job: Job, *, delay: float, backlog: bool = False) -> datetime | None:
-        """Put a running job back without counting its attempt (a guard said not yet)."""
-        params = {**_key(job), "delay": delay, "backlog": backlog}
+    def postpone(
+        self, job: Job, *, delay: float, backlog: bool = False, limit: float | None = None
+    ) -> datetime | None:
+        """Put a running job back without counting its attempt (a guard said not yet).
+
+        Counts the postponement. ``None`` when the job is no longer this attempt's,
+        was asked to stop, or was first postponed at least ``limit`` seconds ago (None: no limit).
+        """
+        params = {**_key(job), "delay": delay, "backlog": backlog, "limit": limit}
         row = self.hot.one(_SQL["postpone"], params)
         return row["run_after"] if row else None
 

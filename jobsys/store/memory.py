@@ -182,12 +182,18 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
                 self._join_backlog(back)
             return back.run_after
 
-    def postpone(self, job: Job, *, delay: float, backlog: bool = False) -> datetime | None:
+    def postpone(
+        self, job: Job, *, delay: float, backlog: bool = False, limit: float | None = None
+    ) -> datetime | None:
         with self._lock:
             found = self._holding(job, "postpone")
             if found is None or found.cancel_requested:
                 return None
-            back = self._put(found, attempt=found.attempt - 1, **self._back(delay))
+            now, since = self.clock(), found.postponed_since
+            if limit is not None and since is not None and (now - since).total_seconds() >= limit:
+                return None
+            counted = {"postponements": found.postponements + 1, "postponed_since": since or now}
+            back = self._put(found, attempt=found.attempt - 1, **counted, **self._back(delay))
             if backlog:
                 self._join_backlog(back)
             return back.run_after
@@ -498,6 +504,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
                 return None
             now = self.clock()
             fresh = {"attempt": 0, "run_after": now, "finished_at": None, "errors": []}
+            fresh |= {"postponements": 0, "postponed_since": None}
             clear = {"cancel_requested": False, "worker": None, "worker_pid": None}
             job = self._put(job, status=Status.QUEUED, **fresh, **clear)
             kept = self.letters.get(letter.id)  # purged meanwhile: the job is revived all the same

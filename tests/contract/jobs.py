@@ -355,6 +355,48 @@ class JobsContract(ContractBase):
         assert (back.worker, back.worker_pid, back.lease_until) == (None, None, None)
         assert back.run_after == run_after >= job.started_at + timedelta(seconds=45)
 
+    def test_postponements_are_counted_and_refused_past_the_limit(self, store: JobStore) -> None:
+        # Given a running job, never postponed
+        job = running(store)
+        assert (job.postponements, job.postponed_since) == (0, None)
+
+        # When it is postponed twice (the first time under a limit of 0 s, which only
+        # refuses once a first postponement is on record), claimed again after each
+        assert store.postpone(job, delay=0.0, limit=0.0) is not None
+        again = claim(store, job.id)
+        assert again is not None and again.postponements == 1
+        since = again.postponed_since
+        assert since is not None
+        assert store.postpone(again, delay=0.0) is not None
+        third = claim(store, job.id)
+        assert third is not None
+
+        # Then both are counted, timed from the first
+        assert (third.postponements, third.postponed_since) == (2, since)
+        # And under a limit the first postponement is as old as, it is refused: the job
+        # stays with this attempt
+        assert store.postpone(third, delay=0.0, limit=0.0) is None
+        assert store.get_job(job.id) == third
+        # While a limit not reached yet lets it be postponed again
+        assert store.postpone(third, delay=0.0, limit=3600.0) is not None
+        assert store.get_job(job.id).postponements == 3
+
+    def test_a_revived_job_starts_its_postponements_afresh(self, store: JobStore) -> None:
+        # Given a job postponed once, then claimed again and buried
+        job = running(store)
+        assert store.postpone(job, delay=0.0) is not None
+        again = claim(store, job.id)
+        assert again is not None
+        letter = bury(store, again)
+        assert letter is not None
+
+        # When it is revived
+        revived = store.revive(store.get_dead_letter(letter), actor="op")
+
+        # Then its postponements start from none
+        assert revived is not None
+        assert (revived.postponements, revived.postponed_since) == (0, None)
+
     def test_bury_writes_the_dead_letter_and_its_audit_event(self, store: JobStore) -> None:
         # Given a job whose first attempt failed and whose second is running
         first = running(store, payload={"value": 5})

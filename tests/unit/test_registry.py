@@ -145,3 +145,9 @@ def test_a_huge_value_is_shown_cut_short_in_the_error() -> None:
         spec().validate({"photo_id": "x" * 100_000})
     assert len(str(caught.value)) < 500
     assert "(100002 characters)" in str(caught.value)
+
+
+@pytest.mark.parametrize("limit", [0, -1.0, float("nan")])
+def test_max_postpone_must_be_positive(limit: float) -> None:
+    with pytest.raises(ValueError, match="max_postpone must be a positive number of seconds"):
+        check_spec(spec(max_postpone=limit))
