@@ -28,6 +28,8 @@ from jobsys.store import Job
 
 T = TypeVar("T")
 log = structlog.get_logger("jobsys.engine")
+# The reason a job is dead-lettered with once it has been postponed for too long.
+POSTPONED_TOO_LONG = "postponed_too_long"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,9 +148,6 @@ def _postpone(rt: Runtime, job: Job, failure: Failure, backlog: bool, actor: str
         why=failure.message,
     )
     return Settled(Outcome.POSTPONED, delay)
-
-
-POSTPONED_TOO_LONG = "postponed_too_long"
 
 
 def _asked_to_stop(rt: Runtime, job: Job) -> bool:
