@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     retry_base: float = Field(1.0, gt=0, description="first retry backoff ceiling, s")
     retry_cap: float = Field(300.0, gt=0, description="largest retry backoff, s")
     lease_grace: int = Field(15, ge=1, description="lease beyond the hard time limit, s")
+    max_postpone: float = Field(
+        86_400.0,
+        gt=0,
+        description="s a job may go on being postponed, from its first postponement, before"
+        " it is dead-lettered (postponed_too_long); a kind may set its own",
+    )
+    max_payload_bytes: int = Field(
+        256 * 1024, ge=1, description="largest payload an enqueue accepts, in bytes of JSON"
+    )
 
     # Admission (README "Fair scheduling"): the backlog waits in PostgreSQL and each
     # node keeps a short ready buffer of its queues' messages in the broker.

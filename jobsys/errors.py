@@ -11,6 +11,8 @@ Everything jobsys raises derives from :class:`JobsysError`::
     ├── InvalidTransitionError       the job is not in a state that allows the action
     ├── DuplicateJobError            a live job with the same unique key exists
     ├── DuplicateUserError           a user with that e-mail exists
+    ├── RunMismatchError             a job named a pipeline run its user does not own
+    ├── UnstorableError              a result PostgreSQL's jsonb refuses (NaN, \\u0000, an object)
     ├── StoreUnavailableError        PostgreSQL cannot be reached
     ├── JobError                     raised by a handler to say how its failure is treated
     ├── JobCancelled                 the job was cancelled (raised inside its handler)
@@ -62,6 +64,12 @@ def _rebuild(cls: type[JobsysError], args: tuple[Any, ...], state: dict[str, Any
     return error
 
 
+def shown(value: object, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error names a value, not a megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 class ConfigError(JobsysError):
     """Configuration is malformed or missing."""
 
@@ -92,7 +100,7 @@ class OptionError(JobsysError, ValueError):
         self.field = field
         self.value = value
         self.rule = rule
-        super().__init__(f"{field} {rule}, got {value!r}")
+        super().__init__(f"{field} {rule}, got {shown(value)}")
 
 
 class UnknownKindError(JobsysError, ValueError):
@@ -192,6 +200,35 @@ class DuplicateUserError(JobsysError, ValueError):
     def __init__(self, email: str) -> None:
         self.email = email
         super().__init__(f"a user with email {email!r} already exists")
+
+
+class RunMismatchError(JobsysError):
+    """A job named a pipeline run that does not exist for the job's user.
+
+    Permanent: the payload points at another user's run (or at none), and no
+    retry changes that. Nothing was written to any run.
+    """
+
+    reason = "run_mismatch"
+
+    def __init__(self, run_id: object, user_id: str) -> None:
+        self.run_id = run_id
+        self.user_id = user_id
+        super().__init__(f"pipeline run {run_id} does not belong to user {user_id!r}")
+
+
+class UnstorableError(JobsysError, ValueError):
+    """A value cannot be stored as ``jsonb``: it is not JSON, or holds what ``jsonb`` refuses.
+
+    Permanent: the same handler returns the same value again.
+    """
+
+    reason = "unstorable"
+
+    def __init__(self, what: str, cause: str) -> None:
+        self.what = what
+        self.cause = cause
+        super().__init__(f"{what} cannot be stored as JSON: {cause}")
 
 
 class StoreUnavailableError(JobsysError):

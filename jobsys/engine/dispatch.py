@@ -43,6 +43,8 @@ MAX_PRIORITY = 9
 # Must match the broker transport options in celeryconf (sep, priority steps 0..9).
 QUEUE_SEP = ":"
 _LPUSH_CHUNK = 500
+# Characters of the arguments' repr a bulk message's headers carry (Flower's view).
+REPR_LIMIT = 256
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 # The options of a Celery request that place a message in its canvas.
 _CANVAS_KEYS = (
@@ -346,8 +348,8 @@ def _envelope(d: Dispatch, headers: dict[str, Any], pri: int) -> dict[str, Any]:
             **d.headers,
             "id": jid,
             "root_id": jid,
-            "argsrepr": repr((d.user_id,)),
-            "kwargsrepr": _shown(d.payload),
+            "argsrepr": _shown((d.user_id,)),
+            "kwargsrepr": _shown(dict(d.payload)),
         },
         "properties": {
             "correlation_id": jid,
@@ -361,7 +363,8 @@ def _envelope(d: Dispatch, headers: dict[str, Any], pri: int) -> dict[str, Any]:
     }
 
 
-def _shown(payload: Mapping[str, Any], limit: int = 1024) -> str:
-    # What Flower shows of the payload: bounded, since a header rides on every delivery.
-    text = repr(dict(payload))
+def _shown(value: Any, limit: int = REPR_LIMIT) -> str:
+    # What Flower shows of the arguments: bounded, since a header rides on every delivery
+    # (and is read in full by every process that takes the message).
+    text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

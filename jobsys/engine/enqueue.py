@@ -23,8 +23,8 @@ from jobsys.engine.dispatch import MAX_PRIORITY, Dispatch, Why, parent_job
 from jobsys.engine.registry import JobSpec, registry
 from jobsys.engine.results import JobResult
 from jobsys.engine.runtime import Runtime
-from jobsys.errors import OptionError, PayloadError, UnknownKindError
-from jobsys.store import NewJob
+from jobsys.errors import OptionError, PayloadError, UnknownKindError, UnstorableError
+from jobsys.store import NewJob, jsonb
 from jobsys.store.quotas import Quota
 from jobsys.store.records import JoinRace
 
@@ -33,6 +33,8 @@ _OURS = {"countdown", "eta", "priority", "unique_key", "queue"}
 # Options the dispatcher sets itself, never taken from a caller.
 _SET_BY_DISPATCH = {"task_id", "producer", "args", "kwargs", "exchange", "routing_key"}
 Item = tuple[Any, Mapping[str, Any] | BaseModel | None]
+# Longest user id an enqueue accepts: it is a key of every job row, index and message.
+MAX_USER_ID = 200
 
 
 def spec_of(rt: Runtime, kind: str) -> JobSpec:
@@ -232,14 +234,17 @@ def new_job(
     eta: datetime | None = None,
     queue: str | None = None,
 ) -> NewJob:
-    """A validated job, ready to insert.
+    """A validated job, ready to insert, for the kind's canonical name of the user.
 
     Raises:
         PayloadError: the payload does not match the kind's schema.
         OptionError: a bad ``user_id``, ``priority``, ``delay`` or ``task_id``.
     """
     valid = spec.validate(payload)
+    dumped = _storable(spec.kind, spec.dump(valid), rt.settings.max_payload_bytes)
     user = _user_id(user_id)
+    if spec.canonical_user is not None:
+        user = _user_id(spec.canonical_user(rt, user))
     key = spec.key_of(user, valid)
     return NewJob(
         id=_job_id(task_id),
@@ -247,7 +252,7 @@ def new_job(
         user_id=user,
         kind=spec.kind,
         queue=queue or spec.queue,
-        payload=spec.dump(valid),
+        payload=dumped,
         max_attempts=spec.attempts(rt.settings),
         priority=_priority(spec.priority if priority is None else priority),
         unique_key=unique_key,
@@ -255,6 +260,24 @@ def new_job(
         concurrency_key=key,
         concurrency=spec.concurrency if key is not None else None,
     )
+
+
+def _storable(kind: str, payload: dict[str, Any], limit: int) -> dict[str, Any]:
+    """The payload, once it is known to fit ``jsonb`` and the size limit.
+
+    Raises:
+        PayloadError: naming the rule it breaks.
+    """
+    try:
+        size = len(jsonb.dumps(payload, what="payload").encode())
+    except UnstorableError as e:
+        raise PayloadError(kind, [f"payload: {e.cause}"]) from None
+    if size > limit:
+        raise PayloadError(
+            kind,
+            [f"payload: {size} bytes as JSON, more than JOBSYS_MAX_PAYLOAD_BYTES={limit} allows"],
+        )
+    return payload
 
 
 def _job_id(task_id: str | None) -> uuid.UUID:
@@ -269,7 +292,12 @@ def _job_id(task_id: str | None) -> uuid.UUID:
 def _user_id(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
         raise OptionError("user_id", value, "must be a non-empty string or integer")
-    return str(value)
+    text = str(value)
+    if len(text) > MAX_USER_ID:
+        raise OptionError(
+            "user_id", value, f"must be at most {MAX_USER_ID} characters (it has {len(text)})"
+        )
+    return text
 
 
 def _priority(value: int) -> int:

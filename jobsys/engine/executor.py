@@ -26,7 +26,7 @@ from jobsys.engine.hooks import Attempt, Outcome
 from jobsys.engine.outcome import notify, patiently, settle_failure
 from jobsys.engine.registry import JobSpec
 from jobsys.engine.runtime import Runtime
-from jobsys.errors import JobCancelled, StoreUnavailableError
+from jobsys.errors import JobCancelled, StoreUnavailableError, UnstorableError
 from jobsys.store import Job, Status
 
 log = structlog.get_logger("jobsys.engine")
@@ -125,7 +125,12 @@ def run_and_record(rt: Runtime, task: Task[Any, Any], spec: JobSpec, attempt: At
         raise Ignore() from None
     except Exception as exc:
         _fail(rt, task, job, exc, attempt.worker)
-    if not _succeeded(rt, job, result, attempt.worker):
+    try:
+        recorded = _succeeded(rt, job, result, attempt.worker)
+    except UnstorableError as exc:
+        # NaN, a NUL, an object JSON cannot encode: the same handler returns it again.
+        _fail(rt, task, job, exc, attempt.worker)
+    if not recorded:
         log.warning("record.lost", job_id=str(job.id), attempt=job.attempt)
         raise Ignore()
     return result

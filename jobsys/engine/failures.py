@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from jobsys.errors import JobPostponed, JobsysError
 from jobsys.store import connection_lost
+from jobsys.store.jsonb import without_nul
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,8 @@ def classify(exc: BaseException, traceback: str | None = None) -> Failure:
     text = traceback if traceback is not None else "".join(tb.format_exception(exc))
     reason, retryable, retry_after = _reason(exc)
     message = str(exc) or type(exc).__name__
+    # PostgreSQL's text and jsonb refuse NUL: an error quoting binary data is still recorded.
+    message, text = without_nul(message), without_nul(text)
     postpone = isinstance(exc, JobPostponed) or reason == STORE_UNAVAILABLE
     return Failure(type(exc).__name__, message, text, reason, retryable, retry_after, postpone)
 

@@ -21,12 +21,15 @@ from jobsys.config import Settings
 from jobsys.engine.dispatch import Dispatch, Why, linked
 from jobsys.engine.failures import STORE_UNAVAILABLE, Failure, backoff
 from jobsys.engine.hooks import Outcome, Recorded
+from jobsys.engine.registry import registry
 from jobsys.engine.runtime import Runtime
-from jobsys.errors import StoreUnavailableError
+from jobsys.errors import JobNotFoundError, StoreUnavailableError, UnknownKindError
 from jobsys.store import Job
 
 T = TypeVar("T")
 log = structlog.get_logger("jobsys.engine")
+# The reason a job is dead-lettered with once it has been postponed for too long.
+POSTPONED_TOO_LONG = "postponed_too_long"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Settled:
 
     outcome: Outcome
     delay: float = 0.0
+    reason: str | None = None  # when not the failure's own (a postponement gone on too long)
 
 
 def settle_failure(
@@ -59,12 +63,13 @@ def settle_failure(
     # its countdown, since its place in the canvas rides on the message, not the row.
     backlog = rt.settings.admission and not linked(canvas)
     if failure.postpone:
-        settled = _postpone(rt, job, failure, backlog)
+        settled = _postpone(rt, job, failure, backlog, actor)
     elif failure.retryable and job.attempt < job.max_attempts:
         settled = _retry(rt, job, failure, backlog)
     else:
         settled = _bury(rt, job, failure, actor)
-    notify(rt, job, settled.outcome, delay=settled.delay, reason=failure.reason, actor=actor)
+    reason = settled.reason or failure.reason
+    notify(rt, job, settled.outcome, delay=settled.delay, reason=reason, actor=actor)
     if settled.outcome in (Outcome.RETRIED, Outcome.POSTPONED) and not backlog:
         path = why if settled.outcome is Outcome.RETRIED else Why.POSTPONE
         rt.dispatcher.send(Dispatch.of_job(job, path, countdown=settled.delay, canvas=canvas))
@@ -119,13 +124,21 @@ def _bury(rt: Runtime, job: Job, failure: Failure, actor: str) -> Settled:
     return Settled(Outcome.DEAD if letter is not None else Outcome.LOST)
 
 
-def _postpone(rt: Runtime, job: Job, failure: Failure, backlog: bool) -> Settled:
+def _postpone(rt: Runtime, job: Job, failure: Failure, backlog: bool, actor: str) -> Settled:
     delay = failure.retry_after
     if delay is None:
         # A lost database names no delay: try again when the claim path would.
         delay = rt.settings.db_retry_delay if failure.reason == STORE_UNAVAILABLE else 0.0
-    if rt.store.postpone(job, delay=delay, backlog=backlog) is None:
-        return _stopped_or_lost(rt, job)
+    limit = _postpone_limit(rt, job)
+    if rt.store.postpone(job, delay=delay, backlog=backlog, limit=limit) is None:
+        if _asked_to_stop(rt, job):
+            return _stopped_or_lost(rt, job)
+        # Refused for postponing too long while still this attempt's; else the bury
+        # finds the job moved on, and the record is a late duplicate's: lost.
+        buried = _bury(rt, job, _too_long(job, failure, limit), actor)
+        if buried.outcome is Outcome.DEAD:
+            return dataclasses.replace(buried, reason=POSTPONED_TOO_LONG)
+        return buried
     log.info(
         "job.postponed",
         job_id=str(job.id),
@@ -135,6 +148,31 @@ def _postpone(rt: Runtime, job: Job, failure: Failure, backlog: bool) -> Settled
         why=failure.message,
     )
     return Settled(Outcome.POSTPONED, delay)
+
+
+def _asked_to_stop(rt: Runtime, job: Job) -> bool:
+    try:
+        return rt.store.get_job(job.id).cancel_requested
+    except JobNotFoundError:
+        return True  # gone: nothing to bury (the cancel then finds nothing either: lost)
+
+
+def _postpone_limit(rt: Runtime, job: Job) -> float:
+    try:
+        return registry.get(job.kind).postpone_limit(rt.settings)
+    except UnknownKindError:  # a sweeper that lacks the kind: the configured default
+        return rt.settings.max_postpone
+
+
+def _too_long(job: Job, failure: Failure, limit: float) -> Failure:
+    since = job.postponed_since.isoformat(timespec="seconds") if job.postponed_since else "?"
+    message = (
+        f"postponed {job.postponements} times since {since}, for longer than the kind's"
+        f" limit of {limit:g} s; last postponed for {failure.reason}: {failure.message}"
+    )
+    return dataclasses.replace(
+        failure, message=message, reason=POSTPONED_TOO_LONG, retryable=False, postpone=False
+    )
 
 
 def notify(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
 
 from jobsys.config import Settings
-from jobsys.errors import PayloadError, UnknownKindError
+from jobsys.errors import PayloadError, UnknownKindError, shown
+
+if TYPE_CHECKING:
+    from jobsys.engine.runtime import Runtime
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
@@ -21,6 +24,12 @@ KeyRule = str | Callable[[str, Any], str]
 # How a request joins the job of its kind already waiting for the user: the merged
 # payload from (waiting, requested) payloads; True: the requested one wins.
 Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+# What a payload's fields outside the kind's model become: refused by default (a
+# misspelt option would otherwise run the job as if it had not been given).
+ExtraFields = Literal["forbid", "ignore"]
+# The one id a user is known by, from whatever identifies them (an id, an e-mail):
+# jobs that several ways of naming a user must not split (runs, coalescing, quotas).
+CanonicalUser = Callable[["Runtime", str], str]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,6 +48,11 @@ class JobSpec:
     concurrency_key: KeyRule | None = None
     concurrency: int = 1
     coalesce: bool | Merge = False
+    extra_fields: ExtraFields = "forbid"
+    canonical_user: CanonicalUser | None = None
+    # Seconds of postponing, from the first postponement, before the job is
+    # dead-lettered; None: the settings' JOBSYS_MAX_POSTPONE.
+    max_postpone: float | None = None
 
     def merge(self, waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
         """The payload of a waiting job that a new request of the same kind joined."""
@@ -72,6 +86,10 @@ class JobSpec:
     def hard_limit(self, settings: Settings) -> int:
         return self.timeout if self.timeout is not None else settings.default_timeout
 
+    def postpone_limit(self, settings: Settings) -> float:
+        """Seconds the kind's jobs may go on being postponed, from the first postponement."""
+        return self.max_postpone if self.max_postpone is not None else settings.max_postpone
+
     def attempts(self, settings: Settings) -> int:
         if self.max_attempts is not None:
             return self.max_attempts
@@ -89,10 +107,33 @@ class JobSpec:
             return None
         if isinstance(payload, self.payload):
             return payload
+        data = dict(payload or {})
+        unknown = self._unknown_fields(self.payload, data)
         try:
-            return self.payload.model_validate(dict(payload or {}))
+            valid = self.payload.model_validate(data)
         except ValidationError as e:
-            raise PayloadError(self.kind, _problems(e)) from e
+            raise PayloadError(self.kind, _problems(e) + unknown) from e
+        if unknown:
+            raise PayloadError(self.kind, unknown)
+        return valid
+
+    def _unknown_fields(self, model: type[BaseModel], data: Mapping[str, Any]) -> list[str]:
+        """One problem per field the model does not declare, when the kind forbids them.
+
+        A model whose own config sets ``extra`` decides for itself (pydantic then
+        refuses, drops or keeps them).
+        """
+        if self.extra_fields != "forbid" or "extra" in model.model_config:
+            return []
+        known = set(model.model_fields)
+        for field in model.model_fields.values():
+            known.update(a for a in (field.alias, field.validation_alias) if isinstance(a, str))
+        names = ", ".join(sorted(model.model_fields)) or "none"
+        return [
+            f"{name}: unknown field (got {shown(value)}; the payload's fields: {names})"
+            for name, value in data.items()
+            if name not in known
+        ]
 
     def dump(self, payload: BaseModel | None) -> dict[str, Any]:
         return payload.model_dump(mode="json") if payload is not None else {}
@@ -111,7 +152,7 @@ def _problems(error: ValidationError) -> list[str]:
     out = []
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"]) or "payload"
-        out.append(f"{field}: {item['msg']} (got {item.get('input')!r})")
+        out.append(f"{field}: {item['msg']} (got {shown(item.get('input'))})")
     return out
 
 
@@ -130,6 +171,13 @@ def check_spec(spec: JobSpec) -> None:
             raise ValueError(f"{name} must be at least 1 second, got {value}")
     if spec.concurrency < 1 or spec.concurrency > 10_000:
         raise ValueError(f"concurrency must be from 1 to 10000, got {spec.concurrency}")
+    if spec.max_postpone is not None and not spec.max_postpone > 0:
+        raise ValueError(
+            f"max_postpone must be a positive number of seconds, got {spec.max_postpone}"
+        )
+    if spec.extra_fields not in get_args(ExtraFields):
+        choices = " or ".join(repr(c) for c in get_args(ExtraFields))
+        raise ValueError(f"extra_fields must be {choices}, got {spec.extra_fields!r}")
     if spec.timeout and spec.soft_timeout and spec.soft_timeout > spec.timeout:
         raise ValueError(
             f"soft_timeout ({spec.soft_timeout}) must be positive and at most timeout "

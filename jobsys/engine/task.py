@@ -27,7 +27,14 @@ from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext
 from jobsys.engine.executor import execute
-from jobsys.engine.registry import JobSpec, KeyRule, Merge, registry
+from jobsys.engine.registry import (
+    CanonicalUser,
+    ExtraFields,
+    JobSpec,
+    KeyRule,
+    Merge,
+    registry,
+)
 from jobsys.store import Job, Status
 
 
@@ -83,6 +90,9 @@ def job(
     concurrency_key: KeyRule | None = None,
     concurrency: int = 1,
     coalesce: bool | Merge = False,
+    extra_fields: ExtraFields = "forbid",
+    canonical_user: CanonicalUser | None = None,
+    max_postpone: float | None = None,
 ) -> Callable[[Callable[..., Any]], JobTask]:
     """Register a job kind and return its Celery task.
 
@@ -105,6 +115,21 @@ def job(
             the backlog joins that job (its id comes back) instead of adding one:
             True keeps the newest payload, a function ``(waiting, requested) ->
             payload`` merges them.
+        extra_fields: what becomes of payload fields the model does not declare:
+            ``"forbid"`` (the default) refuses the payload with a ``PayloadError``
+            naming each one; ``"ignore"`` drops them. A model whose own
+            ``model_config`` sets ``extra`` decides instead (``extra="allow"``
+            keeps them).
+        canonical_user: a function ``(runtime, user_id) -> user_id`` applied at
+            enqueue, before the row, its unique key, coalescing or quotas see the
+            user: for a kind that may be asked for by another name of the user
+            (an e-mail). It raises to refuse the enqueue (an unknown user).
+        max_postpone: seconds a job may go on being postponed (``JobPostponed``,
+            a guard's refusal, a database outage), measured from its first
+            postponement; the postponement after that dead-letters it with
+            reason ``postponed_too_long`` (a pipeline run it belongs to then
+            fails). Default ``JOBSYS_MAX_POSTPONE``, 24 hours. Postponements are
+            counted on the job (``postponements``, ``postponed_since``).
 
     Raises:
         ValueError: the declaration breaks a rule (named in the message).
@@ -123,6 +148,9 @@ def job(
             concurrency_key=concurrency_key,
             concurrency=concurrency,
             coalesce=coalesce,
+            extra_fields=extra_fields,
+            canonical_user=canonical_user,
+            max_postpone=max_postpone,
         )
         registry.add(spec)
         _ensure_queue(queue)

@@ -19,13 +19,24 @@ from jobsys.connectors.google.clients import (
 )
 from jobsys.connectors.google.errors import AuthError
 from jobsys.engine.runtime import Runtime
-from jobsys.errors import JobError
+from jobsys.errors import ConfigError, JobError, JobNotFoundError
 from jobsys.pipeline.guarding import BatchSizer, GoogleGuard, guards
 from jobsys.pipeline.transient import Persistent
 from jobsys.store.tokens import TokenCipher
-from jobsys.store.users import UserStore
+from jobsys.store.users import Credential, UserStore
 
 PROVIDER = "google"
+
+
+class UnusableCredentials(JobError):
+    """The user's credential is missing, or no configured ``APP_ENCRYPTION_KEY`` decrypts it.
+
+    Permanent until an operator acts (stores tokens, fixes the key): the user
+    is parked at the first attempt rather than retried.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="credentials", retryable=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,14 +59,16 @@ def session(rt: Runtime, user_id: str) -> Session:
 
     Raises:
         JobError: the user's credentials are known to be invalid (reason ``auth``).
+        UnusableCredentials: none is stored, or the key cannot decrypt it.
     """
     settings, users = rt.settings, UserStore(rt.postgres)
-    tokens = cipher(settings)
-    stored = users.credential(user_id, PROVIDER)
-    if stored.status != "valid":
-        raise JobError(
-            f"credentials invalid: {stored.status_reason}", reason="auth", retryable=False
-        )
+    stored = _credential(users, user_id)
+    try:
+        tokens = cipher(settings)
+        access = tokens.decrypt(stored.token)
+        refresh = tokens.decrypt(stored.refresh_token) if stored.refresh_token else None
+    except ConfigError as e:
+        raise UnusableCredentials(str(e)) from e
 
     def keep(fresh: RefreshedToken) -> None:
         users.save_credential(
@@ -66,9 +79,8 @@ def session(rt: Runtime, user_id: str) -> Session:
             expiry=fresh.expiry,
         )
 
-    refresh = tokens.decrypt(stored.refresh_token) if stored.refresh_token else None
     creds = make_credentials(
-        tokens.decrypt(stored.token),
+        access,
         refresh,
         client_id=settings.google_client_id,
         client_secret=settings.google_client_secret.get_secret_value(),
@@ -88,11 +100,30 @@ def session(rt: Runtime, user_id: str) -> Session:
     )
 
 
+def _credential(users: UserStore, user_id: str) -> Credential:
+    try:
+        stored = users.credential(user_id, PROVIDER)
+    except JobNotFoundError as e:
+        raise UnusableCredentials(str(e)) from e
+    if stored.status != "valid":
+        raise JobError(
+            f"credentials invalid: {stored.status_reason}", reason="auth", retryable=False
+        )
+    return stored
+
+
 @contextlib.contextmanager
 def parking_on_auth_failure(rt: Runtime, user_id: str) -> Iterator[None]:
-    """An auth failure parks the user (credentials invalid, user paused), then propagates."""
+    """An auth failure parks the user (credentials invalid, user paused), then propagates.
+
+    So does a credential that is missing or that the key cannot decrypt; the
+    credential itself is not marked invalid then (the fault may be the key's).
+    """
     try:
         yield
     except AuthError as e:
         UserStore(rt.postgres).park(user_id, PROVIDER, str(e))
+        raise
+    except UnusableCredentials as e:
+        UserStore(rt.postgres).park(user_id, PROVIDER, str(e), invalidate=False)
         raise

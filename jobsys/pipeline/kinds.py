@@ -8,7 +8,9 @@ from typing import Any
 from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext
+from jobsys.engine.runtime import Runtime
 from jobsys.engine.task import job
+from jobsys.errors import JobNotFoundError, OptionError
 from jobsys.pipeline import canvas, ingest, transform
 from jobsys.pipeline.google import parking_on_auth_failure, session
 from jobsys.pipeline.guarding import ingesting
@@ -27,6 +29,18 @@ def _email(ctx: JobContext) -> str:
     return UserStore(ctx.runtime.postgres).get(ctx.user_id).email
 
 
+def _canonical_user(rt: Runtime, ident: str) -> str:
+    """The user's id, given their id or e-mail: one user has one run key and one waiting sync.
+
+    Raises:
+        OptionError: no user has that id or e-mail; nothing is enqueued.
+    """
+    try:
+        return UserStore(rt.postgres).get(ident).id
+    except JobNotFoundError:
+        raise OptionError("user_id", ident, "must name a user (by id or e-mail)") from None
+
+
 def _either_full(waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
     return {"full": bool(waiting.get("full")) or bool(requested.get("full"))}
 
@@ -37,6 +51,7 @@ def _either_full(waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str
     queue="default",
     max_attempts=5,
     coalesce=_either_full,
+    canonical_user=_canonical_user,
 )
 def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
     """Start one pipeline run for the user; while one runs, ask for one run after it.
@@ -47,10 +62,11 @@ def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
     if user.paused:
         # Parked (e.g. revoked token): syncing would only dead-letter its steps again.
         return {"run_id": None, "started": False, "paused": user.paused_reason}
-    run_id, started = _sync(ctx).start_run(ctx.user_id, full=payload.full)
+    # By id, whatever name the job was enqueued under: one user, one running run.
+    run_id, started = _sync(ctx).start_run(user.id, full=payload.full)
     if started:
         tasks = ctx.runtime.app.tasks
-        canvas.sync_canvas(tasks, ctx.user_id, run_id, full=payload.full).apply_async()
+        canvas.sync_canvas(tasks, user.id, run_id, full=payload.full).apply_async()
     return {"run_id": str(run_id), "started": started, "follow_up": not started}
 
 
@@ -60,7 +76,7 @@ def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
     with ingesting(rt, ctx.user_id), parking_on_auth_failure(rt, ctx.user_id):
         google = session(rt, ctx.user_id)
         done = ingest.sync_gmail(_sync(ctx), google, ctx.user_id, full=payload.full)
-    _sync(ctx).step(payload.run_id, "ingest_gmail", **done)
+    _sync(ctx).step(ctx.user_id, payload.run_id, "ingest_gmail", **done)
     return done
 
 
@@ -70,7 +86,7 @@ def ingest_calendar(ctx: JobContext, payload: Step) -> dict[str, Any]:
     with ingesting(rt, ctx.user_id), parking_on_auth_failure(rt, ctx.user_id):
         google = session(rt, ctx.user_id)
         done = ingest.sync_calendar(_sync(ctx), google, ctx.user_id, full=payload.full)
-    _sync(ctx).step(payload.run_id, "ingest_calendar", **done)
+    _sync(ctx).step(ctx.user_id, payload.run_id, "ingest_calendar", **done)
     return done
 
 
@@ -80,8 +96,8 @@ def plan(ctx: JobContext, payload: Step) -> None:
     sync = _sync(ctx)
     message_ids, event_ids = sync.pending(ctx.user_id)
     parts = canvas.batches(message_ids, event_ids)
-    sync.step(payload.run_id, "normalize", batches=len(parts), done=0)
-    mark_sig = mark.si(str(payload.run_id))
+    sync.step(ctx.user_id, payload.run_id, "normalize", batches=len(parts), done=0)
+    mark_sig = mark.si(str(payload.run_id), ctx.user_id)
     tasks = ctx.runtime.app.tasks
     ctx.replace(canvas.fan_out(tasks, ctx.user_id, payload.run_id, parts, mark_sig))
 
@@ -90,14 +106,14 @@ def plan(ctx: JobContext, payload: Step) -> None:
 def normalize(ctx: JobContext, payload: Batch) -> dict[str, int]:
     sync = _sync(ctx)
     counts = transform.normalize_batch(sync, ctx.user_id, payload.message_ids, payload.event_ids)
-    sync.count_step(payload.run_id, "normalize", "done", 1)
+    sync.count_step(ctx.user_id, payload.run_id, "normalize", "done", 1)
     return counts
 
 
 @job(kind="sync.extract", payload=Step, queue="cpu", results=True)
 def extract(ctx: JobContext, payload: Step) -> dict[str, int]:
     done = transform.extract_user(_sync(ctx), ctx.user_id, _email(ctx))
-    _sync(ctx).step(payload.run_id, "extract", **done)
+    _sync(ctx).step(ctx.user_id, payload.run_id, "extract", **done)
     return done
 
 
@@ -105,12 +121,14 @@ def extract(ctx: JobContext, payload: Step) -> dict[str, int]:
 def process(ctx: JobContext, payload: Step) -> dict[str, int]:
     sync = _sync(ctx)
     done = transform.process_user(sync, ctx.user_id, _email(ctx))
-    sync.step(payload.run_id, "process", **done)
-    sync.finish_run(payload.run_id, RunStatus.SUCCEEDED, follow_up=sync_job(ctx.runtime))
+    sync.step(ctx.user_id, payload.run_id, "process", **done)
+    sync.finish_run(
+        ctx.user_id, payload.run_id, RunStatus.SUCCEEDED, follow_up=sync_job(ctx.runtime)
+    )
     return done
 
 
 @app.task(name="jobsys.pipeline.mark", ignore_result=True)
-def mark(run_id: str) -> None:
+def mark(run_id: str, user_id: str) -> None:
     """End of the fan-out; holds the planner's task id (see ``canvas``)."""
-    SyncStore(runtime.current().postgres).step(uuid.UUID(run_id), "fan_out", finished=True)
+    SyncStore(runtime.current().postgres).step(user_id, uuid.UUID(run_id), "fan_out", finished=True)

@@ -41,14 +41,21 @@ def repair_runs(rt: Runtime) -> int:
     for run in sync.running_runs(idle_for=min(quiet, 5.0)):
         jobs = sync.jobs_of_run(run["user_id"], run["id"])
         if any(j["status"] == "dead" for j in jobs):
-            kinds = sorted({j["kind"] for j in jobs if j["status"] == "dead"})
-            error = f"dead step(s): {', '.join(kinds)}"
-            sync.finish_run(run["id"], RunStatus.FAILED, error, follow_up=sync_job(rt))
+            error = f"dead step(s): {_dead_steps(jobs)}"
+            sync.finish_run(
+                run["user_id"], run["id"], RunStatus.FAILED, error, follow_up=sync_job(rt)
+            )
             fixed += 1
         elif _stalled(jobs, quiet):
             _resume(rt, run, jobs)
             fixed += 1
     return fixed
+
+
+def _dead_steps(jobs: list[dict[str, Any]]) -> str:
+    """Each dead step's kind with its reason: ``sync.ingest_gmail (postponed_too_long)``."""
+    dead = sorted({(j["kind"], j["reason"] or "?") for j in jobs if j["status"] == "dead"})
+    return ", ".join(f"{kind} ({reason})" for kind, reason in dead)
 
 
 def _stalled(jobs: list[dict[str, Any]], quiet: float) -> bool:

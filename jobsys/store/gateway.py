@@ -21,12 +21,14 @@ from jobsys.errors import (
     JobNotFoundError,
     StoreUnavailableError,
 )
+from jobsys.store import jsonb
 from jobsys.store import queries as q
 from jobsys.store.admission import AdmissionSql
 from jobsys.store.db import make_engine
 from jobsys.store.fastpath import FastPath, compiled
 from jobsys.store.fleet import FleetSql, audit_event
 from jobsys.store.inserts import InsertSql
+from jobsys.store.jsonb import RESULT
 from jobsys.store.quotas import QuotaSql
 from jobsys.store.records import Job, unknown_kind_entry
 from jobsys.store.status import Status
@@ -101,7 +103,12 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         return (Status(row["status"]), row["run_after"]) if row else None
 
     def succeed(self, job: Job, result: Any) -> bool:
-        params = {**_key(job), "result": json.dumps(result)}
+        """Record the running job's result.
+
+        Raises:
+            UnstorableError: ``jsonb`` cannot hold the result; nothing was written.
+        """
+        params = {**_key(job), "result": jsonb.dumps(result, what=RESULT)}
         return self.hot.one(_SQL["succeed"], params) is not None
 
     def requeue(
@@ -113,9 +120,15 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         row = self.hot.one(_SQL["requeue"], params)
         return row["run_after"] if row else None
 
-    def postpone(self, job: Job, *, delay: float, backlog: bool = False) -> datetime | None:
-        """Put a running job back without counting its attempt (a guard said not yet)."""
-        params = {**_key(job), "delay": delay, "backlog": backlog}
+    def postpone(
+        self, job: Job, *, delay: float, backlog: bool = False, limit: float | None = None
+    ) -> datetime | None:
+        """Put a running job back without counting its attempt (a guard said not yet).
+
+        Counts the postponement. ``None`` when the job is no longer this attempt's,
+        was asked to stop, or was first postponed at least ``limit`` seconds ago (None: no limit).
+        """
+        params = {**_key(job), "delay": delay, "backlog": backlog, "limit": limit}
         row = self.hot.one(_SQL["postpone"], params)
         return row["run_after"] if row else None
 

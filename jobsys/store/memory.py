@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from jobsys.errors import DuplicateJobError, JobNotFoundError, OptionError
+from jobsys.store import jsonb
+from jobsys.store.jsonb import RESULT
 from jobsys.store.memory_admission import MemoryAdmission
 from jobsys.store.memory_quotas import MemoryQuotas
 from jobsys.store.quotas import Quota
@@ -159,11 +161,12 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             return (job.status, job.run_after) if job else None
 
     def succeed(self, job: Job, result: Any) -> bool:
+        stored = json.loads(jsonb.dumps(result, what=RESULT))  # what PostgreSQL would refuse
         with self._lock:
             found = self._holding(job, "succeed")
             if found is None:
                 return False
-            done = {"result": _json(result), "finished_at": self.clock(), "lease_until": None}
+            done = {"result": stored, "finished_at": self.clock(), "lease_until": None}
             self._put(found, status=Status.SUCCEEDED, **done)
             return True
 
@@ -179,12 +182,18 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
                 self._join_backlog(back)
             return back.run_after
 
-    def postpone(self, job: Job, *, delay: float, backlog: bool = False) -> datetime | None:
+    def postpone(
+        self, job: Job, *, delay: float, backlog: bool = False, limit: float | None = None
+    ) -> datetime | None:
         with self._lock:
             found = self._holding(job, "postpone")
             if found is None or found.cancel_requested:
                 return None
-            back = self._put(found, attempt=found.attempt - 1, **self._back(delay))
+            now, since = self.clock(), found.postponed_since
+            if limit is not None and since is not None and (now - since).total_seconds() >= limit:
+                return None
+            counted = {"postponements": found.postponements + 1, "postponed_since": since or now}
+            back = self._put(found, attempt=found.attempt - 1, **counted, **self._back(delay))
             if backlog:
                 self._join_backlog(back)
             return back.run_after
@@ -495,6 +504,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
                 return None
             now = self.clock()
             fresh = {"attempt": 0, "run_after": now, "finished_at": None, "errors": []}
+            fresh |= {"postponements": 0, "postponed_since": None}
             clear = {"cancel_requested": False, "worker": None, "worker_pid": None}
             job = self._put(job, status=Status.QUEUED, **fresh, **clear)
             kept = self.letters.get(letter.id)  # purged meanwhile: the job is revived all the same

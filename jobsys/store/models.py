@@ -118,6 +118,9 @@ class JobRow(Base):
     concurrency: Mapped[int | None] = mapped_column(sa.Integer)
     # One job of a coalescing kind per user waits in the backlog; requests join it.
     coalesce: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    # Postponements so far and the first one's time: postponing is bounded per kind.
+    postponements: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    postponed_since: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class FairUserRow(Base):

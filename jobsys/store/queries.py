@@ -21,7 +21,7 @@ _REVIVE = MOVES["revive"]
 JOB_COLUMNS = (
     "id, user_id, kind, queue, priority, payload, status, attempt, max_attempts, unique_key,"
     " run_after, lease_until, worker, worker_pid, cancel_requested, result, errors,"
-    " created_at, started_at, finished_at"
+    " created_at, started_at, finished_at, postponements, postponed_since"
 )
 
 # A user starting to wait in a queue joins at the queue's virtual clock (see
@@ -169,12 +169,16 @@ REQUEUE = sa.text(
     )
 )
 
-# Postponed: back in the queue with the attempt handed back, since nothing was tried.
+# Postponed: back in the queue with the attempt handed back, since nothing was tried;
+# counted, and refused once the first postponement is :limit seconds old or more.
 POSTPONE = sa.text(
     _BACK.format(
         set=_POSTPONE.set(),
-        where=_POSTPONE.where(),
-        extra=",\n    attempt = attempt - 1",
+        where=_POSTPONE.where()
+        + " AND (postponed_since IS NULL OR CAST(:limit AS float8) IS NULL"
+        + " OR postponed_since > now() - make_interval(secs => CAST(:limit AS float8)))",
+        extra=",\n    attempt = attempt - 1, postponements = postponements + 1,"
+        "\n    postponed_since = COALESCE(postponed_since, now())",
         fair=FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_MOVED),
     )
 )
@@ -349,7 +353,8 @@ ORDER BY id DESC LIMIT :limit
 REVIVE = sa.text(
     f"""
 UPDATE jobs SET {_REVIVE.set()}, attempt = 0, run_after = now(), finished_at = NULL,
-  errors = '[]'::jsonb, cancel_requested = false, worker = NULL, worker_pid = NULL
+  errors = '[]'::jsonb, cancel_requested = false, worker = NULL, worker_pid = NULL,
+  postponements = 0, postponed_since = NULL
 WHERE id = :id AND {_REVIVE.where()}
 RETURNING {JOB_COLUMNS}
 """

@@ -59,6 +59,9 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Times the job was postponed, and when first (reset when revived).
+    postponements: int = 0
+    postponed_since: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:

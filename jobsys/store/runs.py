@@ -5,6 +5,10 @@ and is not dropped either: the run records a follow-up (``full`` wins over
 ``incremental``), and the statement that finishes the run inserts one sync job
 for it, into the backlog, in the same transaction. However many requests came
 in during the run, one follow-up run follows it.
+
+Every statement that touches a run by id also matches the user it belongs
+to: a job's payload names its run, and a job of one user naming another
+user's run must not write to it (:class:`~jobsys.errors.RunMismatchError`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from jobsys.errors import RunMismatchError
 from jobsys.store import queries as q
 from jobsys.store.schedule import JobTemplate
 from jobsys.store.status import RunStatus
@@ -37,7 +42,7 @@ _FINISH = sa.text(
     f"""
 WITH done AS (
   UPDATE pipeline_runs SET status = :s, error = :e, finished_at = now()
-  WHERE id = :id AND status = 'running'
+  WHERE id = :id AND user_id = :u AND status = 'running'
   RETURNING user_id, follow_up
 ), ins AS (
   INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, coalesce,
@@ -48,8 +53,20 @@ WITH done AS (
   ON CONFLICT DO NOTHING
   RETURNING user_id, queue, run_after AS next_due
 ), fair AS ({q.FAIR_JOIN_TEMPLATE.format(backlog="SELECT queue, user_id, next_due FROM ins")})
-SELECT (SELECT count(*) FROM ins) AS followed
+SELECT (SELECT count(*) FROM ins) AS followed,
+  EXISTS (SELECT FROM pipeline_runs WHERE id = :id AND user_id = :u) AS owned
 """
+)
+
+_STEP = sa.text(
+    "UPDATE pipeline_runs SET steps = jsonb_set(steps, ARRAY[:name],"
+    " COALESCE(steps -> :name, '{}'::jsonb) || CAST(:f AS jsonb))"
+    " WHERE id = :id AND user_id = :u RETURNING id"
+)
+_COUNT = sa.text(
+    "UPDATE pipeline_runs SET steps = jsonb_set(steps, ARRAY[:name, :key],"
+    " to_jsonb(COALESCE((steps -> :name ->> :key)::int, 0) + :n), true)"
+    " WHERE id = :id AND user_id = :u RETURNING id"
 )
 
 
@@ -68,30 +85,31 @@ class RunSql:
             existing = conn.execute(_FOLLOW, {"u": user_id, "full": full}).scalar_one()
         return existing, False
 
-    def step(self, run_id: uuid.UUID, name: str, **fields: Any) -> None:
-        """Merge ``fields`` into the run's record of step ``name``."""
-        with self._tx() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE pipeline_runs SET steps = jsonb_set(steps, ARRAY[:name],"
-                    " COALESCE(steps -> :name, '{}'::jsonb) || CAST(:f AS jsonb)) WHERE id = :id"
-                ),
-                {"id": run_id, "name": name, "f": json.dumps(fields, default=str)},
-            )
+    def step(self, user_id: str, run_id: uuid.UUID, name: str, **fields: Any) -> None:
+        """Merge ``fields`` into the run's record of step ``name``.
 
-    def count_step(self, run_id: uuid.UUID, name: str, key: str, amount: int) -> None:
+        Raises:
+            RunMismatchError: the user has no run ``run_id``; nothing was written.
+        """
+        params = {"id": run_id, "u": user_id, "name": name}
+        self._touch(_STEP, {**params, "f": json.dumps(fields, default=str)})
+
+    def count_step(self, user_id: str, run_id: uuid.UUID, name: str, key: str, amount: int) -> None:
+        """Add ``amount`` to the counter ``key`` of step ``name``.
+
+        Raises:
+            RunMismatchError: the user has no run ``run_id``; nothing was written.
+        """
+        self._touch(_COUNT, {"id": run_id, "u": user_id, "name": name, "key": key, "n": amount})
+
+    def _touch(self, statement: sa.TextClause, params: dict[str, Any]) -> None:
         with self._tx() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE pipeline_runs SET steps = jsonb_set(steps, ARRAY[:name, :key],"
-                    " to_jsonb(COALESCE((steps -> :name ->> :key)::int, 0) + :n), true)"
-                    " WHERE id = :id"
-                ),
-                {"id": run_id, "name": name, "key": key, "n": amount},
-            )
+            if conn.execute(statement, params).first() is None:
+                raise RunMismatchError(params["id"], params["u"])
 
     def finish_run(
         self,
+        user_id: str,
         run_id: uuid.UUID,
         status: RunStatus,
         error: str | None = None,
@@ -99,9 +117,15 @@ class RunSql:
         follow_up: JobTemplate,
     ) -> bool:
         """End a running run; when a follow-up was asked for, insert ``follow_up``'s job
-        (payload ``{"full": ...}``) in the same transaction. Returns whether it did."""
+        (payload ``{"full": ...}``) in the same transaction. Returns whether it did
+        (False as well for a run that had already ended).
+
+        Raises:
+            RunMismatchError: the user has no run ``run_id``; nothing was written.
+        """
         params = {
             "id": run_id,
+            "u": user_id,
             "s": status.value,
             "e": error,
             "kind": follow_up.kind,
@@ -110,7 +134,10 @@ class RunSql:
             "max_attempts": follow_up.max_attempts,
         }
         with self._tx() as conn:
-            followed = bool(conn.execute(_FINISH, params).scalar())
+            row = conn.execute(_FINISH, params).one()
+            if not row.owned:
+                raise RunMismatchError(run_id, user_id)
+            followed = bool(row.followed)
             if followed:
                 conn.execute(q.WAKE, {"wake": [follow_up.queue]})
         return followed

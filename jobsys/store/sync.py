@@ -41,14 +41,16 @@ class SyncStore(RunSql):
             yield conn
 
     def jobs_of_run(self, user_id: str, run_id: uuid.UUID) -> list[dict[str, Any]]:
-        """Kind, status and id of every job of the user whose payload names the run.
+        """Kind, status, id and last error's reason of every job of the user whose
+        payload names the run.
 
         Served by ``jobs_run_idx`` (user, payload's run id) in the user's partition.
         """
         with self._tx() as conn:
             rows = conn.execute(
                 sa.text(
-                    "SELECT id, kind, status, finished_at FROM jobs"
+                    "SELECT id, kind, status, finished_at, errors -> -1 ->> 'reason' AS reason"
+                    " FROM jobs"
                     " WHERE user_id = :u AND payload ->> 'run_id' = :r AND payload ? 'run_id'"
                 ),
                 {"u": user_id, "r": str(run_id)},

@@ -165,16 +165,21 @@ ON CONFLICT (user_id, provider) DO UPDATE SET token = EXCLUDED.token,
                     conn.execute(update, {**values, "u": u, "p": p})
         return replaced
 
-    def park(self, user_id: str, provider: str, reason: str) -> None:
-        """Mark the credential invalid and pause the user (auth failures), with an audit event."""
+    def park(self, user_id: str, provider: str, reason: str, *, invalidate: bool = True) -> None:
+        """Pause the user and (``invalidate``) mark the credential invalid, with an audit event.
+
+        Auth failures invalidate; a credential that is missing or that the key cannot
+        decrypt does not (new tokens, or the right key, resume the user).
+        """
         with self._store.transaction() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE credentials SET status = 'invalid', status_reason = :r,"
-                    " updated_at = now() WHERE user_id = :u AND provider = :p"
-                ),
-                {"u": user_id, "p": provider, "r": reason},
-            )
+            if invalidate:
+                conn.execute(
+                    sa.text(
+                        "UPDATE credentials SET status = 'invalid', status_reason = :r,"
+                        " updated_at = now() WHERE user_id = :u AND provider = :p"
+                    ),
+                    {"u": user_id, "p": provider, "r": reason},
+                )
             conn.execute(
                 sa.text("UPDATE users SET paused = true, paused_reason = :r WHERE id = :u"),
                 {"u": user_id, "r": f"{provider}: {reason}"},

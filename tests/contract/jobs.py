@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from jobsys.errors import DuplicateJobError, JobsysError
+from jobsys.errors import DuplicateJobError, JobsysError, UnstorableError
 from jobsys.store import JobStore, Status
 from tests.contract.base import (
     LEASE,
@@ -266,15 +266,29 @@ class JobsContract(ContractBase):
         assert done.payload == {"pair": [1, 2]}
         assert done.result == {"pair": [3, 4], "5": "five"}
 
-    def test_a_result_that_is_not_json_is_refused(self, store: JobStore) -> None:
+    @pytest.mark.parametrize(
+        ("result", "cause"),
+        [
+            ({"at": object()}, "a value JSON cannot encode"),
+            (float("nan"), "NaN or Infinity"),
+            ({"x": [float("-inf")]}, "NaN or Infinity"),
+            ("a\u0000b", "\\u0000 character"),
+        ],
+    )
+    def test_a_result_jsonb_cannot_hold_is_refused(
+        self, store: JobStore, result: object, cause: str
+    ) -> None:
         # Given a running job
         job = running(store)
 
-        # When its attempt reports a result JSON cannot hold
-        with pytest.raises(TypeError):
-            store.succeed(job, {"at": object()})
+        # When its attempt reports a result PostgreSQL's jsonb cannot hold
+        with pytest.raises(UnstorableError) as refused:
+            store.succeed(job, result)
 
-        # Then nothing is recorded: the attempt still holds the job
+        # Then the error names the cause, and nothing is recorded: the attempt still holds it
+        assert str(refused.value).startswith("the job's result cannot be stored as JSON: it holds")
+        assert cause in str(refused.value)
+        assert (refused.value.reason, refused.value.retryable) == ("unstorable", False)
         assert store.get_job(job.id) == job
 
     def test_what_the_store_returns_is_a_copy(self, store: JobStore) -> None:
@@ -340,6 +354,48 @@ class JobsContract(ContractBase):
         assert (back.status, back.attempt, back.errors) == (Status.QUEUED, 0, [])
         assert (back.worker, back.worker_pid, back.lease_until) == (None, None, None)
         assert back.run_after == run_after >= job.started_at + timedelta(seconds=45)
+
+    def test_postponements_are_counted_and_refused_past_the_limit(self, store: JobStore) -> None:
+        # Given a running job, never postponed
+        job = running(store)
+        assert (job.postponements, job.postponed_since) == (0, None)
+
+        # When it is postponed twice (the first time under a limit of 0 s, which only
+        # refuses once a first postponement is on record), claimed again after each
+        assert store.postpone(job, delay=0.0, limit=0.0) is not None
+        again = claim(store, job.id)
+        assert again is not None and again.postponements == 1
+        since = again.postponed_since
+        assert since is not None
+        assert store.postpone(again, delay=0.0) is not None
+        third = claim(store, job.id)
+        assert third is not None
+
+        # Then both are counted, timed from the first
+        assert (third.postponements, third.postponed_since) == (2, since)
+        # And under a limit the first postponement is as old as, it is refused: the job
+        # stays with this attempt
+        assert store.postpone(third, delay=0.0, limit=0.0) is None
+        assert store.get_job(job.id) == third
+        # While a limit not reached yet lets it be postponed again
+        assert store.postpone(third, delay=0.0, limit=3600.0) is not None
+        assert store.get_job(job.id).postponements == 3
+
+    def test_a_revived_job_starts_its_postponements_afresh(self, store: JobStore) -> None:
+        # Given a job postponed once, then claimed again and buried
+        job = running(store)
+        assert store.postpone(job, delay=0.0) is not None
+        again = claim(store, job.id)
+        assert again is not None
+        letter = bury(store, again)
+        assert letter is not None
+
+        # When it is revived
+        revived = store.revive(store.get_dead_letter(letter), actor="op")
+
+        # Then its postponements start from none
+        assert revived is not None
+        assert (revived.postponements, revived.postponed_since) == (0, None)
 
     def test_bury_writes_the_dead_letter_and_its_audit_event(self, store: JobStore) -> None:
         # Given a job whose first attempt failed and whose second is running

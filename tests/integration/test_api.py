@@ -68,7 +68,7 @@ def test_text_postgresql_cannot_store_is_refused_not_a_server_error(api: Api) ->
         "POST", "/api/jobs", json={"kind": "test.echo", "payload": {"value": "a\u0000b"}}
     )
     assert answer.status_code == 422, answer.text
-    assert answer.json()["error"]["type"] == "invalid_request"
+    assert answer.json()["error"]["field"] == "payload"
     nul_user = api.admin("GET", "/api/jobs", params={"user": "a\x00b"})
     assert nul_user.status_code == 422
     assert api.env.store.list_jobs() == []
@@ -228,7 +228,7 @@ def test_a_sync_request_and_the_users_runs(api: Api) -> None:
     # A run with a step shows its steps and its jobs' states
     sync = SyncStore(api.env.store)
     run_id, _ = sync.start_run(api.a.id, full=True)
-    sync.step(run_id, "ingest", pages=2)
+    sync.step(api.a.id, run_id, "ingest", pages=2)
     listed = api.as_a("GET", f"/api/users/{api.a.id}/runs").json()["items"]
     assert [r["id"] for r in listed] == [str(run_id)]
     shown = api.as_a("GET", f"/api/runs/{run_id}").json()

@@ -6,6 +6,7 @@ import pytest
 
 import jobsys
 from jobsys.config import Settings
+from jobsys.store.users import UserStore
 from tests.conftest import Env
 from tests.support import kinds
 
@@ -38,6 +39,39 @@ def test_a_missing_field_and_an_unexpected_payload_are_refused(jobsys_env: Env) 
         jobsys.enqueue("test.slow", user_id="user-1", payload={"seconds": 1})
     with pytest.raises(jobsys.PayloadError, match="takes no payload"):
         jobsys.enqueue("test.noop", user_id="user-1", payload={"x": 1})
+
+    # Then nothing was stored or published
+    _nothing_stored_or_published(jobsys_env)
+
+
+def test_a_misspelt_field_is_refused_not_ignored(jobsys_env: Env) -> None:
+    # When a sync is asked for with "ful" instead of "full" (once, and in a batch)
+    with pytest.raises(jobsys.PayloadError) as raised:
+        jobsys.enqueue("sync.user", user_id="user-1", payload={"ful": True})
+    users = UserStore(jobsys_env.store)
+    known = [users.add(f"{n}@example.com").id for n in ("a", "b")]
+    with pytest.raises(jobsys.PayloadError) as batch:
+        jobsys.enqueue_many("sync.user", [(known[0], {}), (known[1], {"ful": True})])
+
+    # Then the error names the field and the fields the payload has
+    assert raised.value.problems == ["ful: unknown field (got True; the payload's fields: full)"]
+    assert batch.value.problems == [f"item 1: {raised.value.problems[0]}"]
+    # And no sync was stored or published
+    _nothing_stored_or_published(jobsys_env)
+
+
+def test_an_oversized_payload_a_nul_and_a_long_user_id_are_refused(jobsys_env: Env) -> None:
+    # When a payload is larger than JOBSYS_MAX_PAYLOAD_BYTES (256 KiB by default)
+    with pytest.raises(jobsys.PayloadError, match="JOBSYS_MAX_PAYLOAD_BYTES=262144"):
+        kinds.echo.delay("user-1", value="x" * 300_000)
+    with pytest.raises(jobsys.PayloadError, match="item 0: payload: 300013 bytes"):
+        jobsys.enqueue_many("test.echo", [("user-1", {"value": "x" * 300_000})])
+    # Or holds a NUL character, which jsonb refuses
+    with pytest.raises(jobsys.PayloadError, match="u0000 character"):
+        kinds.echo.delay("user-1", value="a\u0000b")
+    # Or the user id is longer than 200 characters
+    with pytest.raises(jobsys.OptionError, match="user_id must be at most 200 characters"):
+        kinds.echo.delay("u" * 201, value=1)
 
     # Then nothing was stored or published
     _nothing_stored_or_published(jobsys_env)

@@ -11,7 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import psycopg2
 import redis
@@ -185,6 +185,18 @@ def patient(ctx: JobContext, payload: Patient) -> dict[str, Any]:
         time.sleep(0.05)
     counters().incr(f"{payload.key}:finished")
     return {"beats": int(counters().get(f"{payload.key}:beats") or 0)}
+
+
+class Odd(BaseModel):
+    what: Literal["nan", "nul", "object", "nul_error"]
+
+
+@job(kind="test.unstorable", payload=Odd, max_attempts=2)
+def unstorable(ctx: JobContext, payload: Odd) -> Any:
+    """Returns what PostgreSQL's jsonb cannot hold, or fails with a NUL in its message."""
+    if payload.what == "nul_error":
+        raise RuntimeError("bad byte \x00 in the input")
+    return {"nan": float("nan"), "nul": "a\u0000b", "object": object()}[payload.what]
 
 
 HOOK_LOG = "test-hooks:events"  # a Redis list of what the recording hook saw, in order

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobsys.engine.dispatch import Dispatch, Why, canvas_of
+from jobsys.engine.dispatch import REPR_LIMIT, Dispatch, Why, canvas_of
 from jobsys.engine.hooks import Hooks
 from tests.support.engine import CALLBACK, ECHO, TASKS, URGENT, Engine, Recorder
 
@@ -287,4 +287,4 @@ def test_the_bulk_paths_redis_envelopes_carry_what_celery_would(engine: Engine) 
         assert envelope["properties"]["delivery_info"]["routing_key"] == "default"
     # And Flower's view of a long payload is cut short
     shown = json.loads(prepared.lists["default:4"][0])["headers"]["kwargsrepr"]
-    assert len(shown) == 1024 and shown.endswith("...")
+    assert len(shown) == REPR_LIMIT and shown.endswith("...")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from celery.exceptions import Ignore, Retry
 
+from jobsys.config import Settings
 from jobsys.engine import operations
 from jobsys.engine.dispatch import Why
 from jobsys.engine.hooks import Hook, Outcome
@@ -410,3 +411,48 @@ def test_a_job_asked_to_stop_whose_attempt_fails_ends_cancelled(engine: Engine) 
     job = engine.store.get_job(new.id)
     assert (job.status.value, job.cancel_requested) == ("cancelled", True)
     assert engine.broker.take_all() == []
+
+
+def test_a_job_postponed_past_its_limit_is_dead_lettered(engine: Engine) -> None:
+    # Given a limit of 600 s of postponing, and a job whose guard always says not yet
+    engine.rt.settings = engine.rt.settings.model_copy(update={"max_postpone": 600.0})
+
+    def refused(ctx: Any, payload: Any) -> None:
+        raise JobPostponed("quota spent", delay=30.0, reason="quota")
+
+    new = engine.put()
+
+    # When it is postponed, then delivered again 300 s and 600 s after the first time
+    for _ in range(2):
+        with pytest.raises(Retry):
+            engine.deliver(new, handled_by(refused))
+        engine.clock.advance(300.0)
+    with pytest.raises(JobPostponed):
+        engine.deliver(new, handled_by(refused))
+
+    # Then the first two were postponements, counted, and the third dead-letters it
+    job = engine.store.get_job(new.id)
+    assert (job.status, job.attempt, job.postponements) == (Status.DEAD, 1, 2)
+    outcomes = [(r.outcome, r.reason) for r in engine.hook.recorded]
+    assert outcomes == [(Outcome.POSTPONED, "quota")] * 2 + [(Outcome.DEAD, "postponed_too_long")]
+    letter = engine.store.dead_letter_of(new.id)
+    assert letter is not None
+    assert (letter.reason, letter.retryable, letter.exc_type) == (
+        "postponed_too_long",
+        False,
+        "JobPostponed",
+    )
+    assert letter.message.startswith("postponed 2 times since ")
+    assert letter.message.endswith(
+        "for longer than the kind's limit of 600 s; last postponed for quota: quota spent"
+    )
+    assert engine.broker.take_all() == []
+
+
+def test_postponing_is_bounded_by_a_day_by_default(engine: Engine) -> None:
+    # Given the default settings and a kind that sets no limit of its own
+    assert Settings().max_postpone == 86_400.0
+    assert ECHO.max_postpone is None
+    assert ECHO.postpone_limit(Settings()) == 86_400.0
+    # While a kind's own limit wins
+    assert dataclasses.replace(ECHO, max_postpone=5.0).postpone_limit(Settings()) == 5.0

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from jobsys import PayloadError, UnknownKindError
 from jobsys.engine.registry import JobSpec, Registry, check_spec
@@ -97,3 +97,57 @@ def test_a_key_template_naming_no_field_or_making_nothing_is_a_payload_error() -
 def test_a_concurrency_out_of_range_is_refused_at_declaration(limit: int) -> None:
     with pytest.raises(ValueError, match=f"concurrency must be from 1 to 10000, got {limit}"):
         check_spec(spec(concurrency_key="k", concurrency=limit))
+
+
+def test_an_unknown_field_is_refused_naming_it_and_the_known_fields() -> None:
+    # When a payload holds a field the model does not declare (a misspelt option)
+    with pytest.raises(PayloadError) as caught:
+        spec().validate({"photo_id": 7, "widht": 50})
+    # Then the error names the field, its value and the fields the payload has
+    (problem,) = caught.value.problems
+    assert problem.startswith("widht: unknown field (got 50")
+    assert "photo_id, width" in problem
+    # And alongside a broken rule, both are reported
+    with pytest.raises(PayloadError) as both:
+        spec().validate({"photo_id": 0, "colour": "red"})
+    assert [p.split(":")[0] for p in both.value.problems] == ["photo_id", "colour"]
+
+
+def test_a_kind_or_its_model_may_take_unknown_fields() -> None:
+    # Given a kind that opts out, and a model whose own config keeps extra fields
+    class Open(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        photo_id: int
+
+    ignoring, keeping = spec(extra_fields="ignore"), spec(payload=Open)
+    # Then the first drops unknown fields and the second keeps them
+    assert ignoring.dump(ignoring.validate({"photo_id": 7, "x": 1})) == {
+        "photo_id": 7,
+        "width": 100,
+    }
+    assert keeping.dump(keeping.validate({"photo_id": 7, "x": 1})) == {"photo_id": 7, "x": 1}
+
+
+def test_a_field_given_by_its_alias_is_known() -> None:
+    class Aliased(BaseModel):
+        photo_id: int = Field(alias="photoId")
+
+    assert spec(payload=Aliased).validate({"photoId": 3}) == Aliased(photoId=3)
+
+
+def test_extra_fields_takes_only_forbid_or_ignore() -> None:
+    with pytest.raises(ValueError, match="extra_fields must be 'forbid' or 'ignore', got 'allow'"):
+        check_spec(spec(extra_fields="allow"))
+
+
+def test_a_huge_value_is_shown_cut_short_in_the_error() -> None:
+    with pytest.raises(PayloadError) as caught:
+        spec().validate({"photo_id": "x" * 100_000})
+    assert len(str(caught.value)) < 500
+    assert "(100002 characters)" in str(caught.value)
+
+
+@pytest.mark.parametrize("limit", [0, -1.0, float("nan")])
+def test_max_postpone_must_be_positive(limit: float) -> None:
+    with pytest.raises(ValueError, match="max_postpone must be a positive number of seconds"):
+        check_spec(spec(max_postpone=limit))
