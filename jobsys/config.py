@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -69,7 +76,12 @@ class Settings(BaseSettings):
         description="Pub/Sub topic `jobsys google watch` asks Gmail to publish changes to",
     )
     push_token: SecretStr | None = Field(
-        None, description="shared secret of the push endpoint (its URL's ?token=)"
+        None,
+        min_length=16,
+        description="shared secret of the push endpoint (its URL's ?token=), 16+ characters",
+    )
+    api_database_url: str | None = Field(
+        None, description="PostgreSQL URL for user tokens' reads: a login in role jobsys_api"
     )
     api_token_cache: float = Field(
         5.0, ge=0, le=3600, description="seconds the API trusts a token it checked (0: always ask)"
@@ -172,10 +184,10 @@ class Settings(BaseSettings):
         3, ge=1, description="deliveries to workers that lack a job's kind before it is dead"
     )
 
-    @field_validator("database_url")
+    @field_validator("database_url", "api_database_url")
     @classmethod
-    def _check_db(cls, value: str | None) -> str | None:
-        return _check_scheme("JOBSYS_DATABASE_URL", value, _DB_SCHEMES)
+    def _check_db(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_scheme(f"JOBSYS_{str(info.field_name).upper()}", value, _DB_SCHEMES)
 
     @field_validator("broker_url", "result_backend")
     @classmethod

@@ -53,6 +53,9 @@ class JobSpec:
     # Seconds of postponing, from the first postponement, before the job is
     # dead-lettered; None: the settings' JOBSYS_MAX_POSTPONE.
     max_postpone: float | None = None
+    # A step of a larger piece of work (a pipeline's phase): made by the system, not
+    # by a client; the HTTP API refuses to enqueue it.
+    internal: bool = False
 
     def merge(self, waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
         """The payload of a waiting job that a new request of the same kind joined."""

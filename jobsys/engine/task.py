@@ -93,6 +93,7 @@ def job(
     extra_fields: ExtraFields = "forbid",
     canonical_user: CanonicalUser | None = None,
     max_postpone: float | None = None,
+    internal: bool = False,
 ) -> Callable[[Callable[..., Any]], JobTask]:
     """Register a job kind and return its Celery task.
 
@@ -130,6 +131,8 @@ def job(
             reason ``postponed_too_long`` (a pipeline run it belongs to then
             fails). Default ``JOBSYS_MAX_POSTPONE``, 24 hours. Postponements are
             counted on the job (``postponements``, ``postponed_since``).
+        internal: a step the system makes (a pipeline's phase), which the HTTP
+            API refuses to enqueue for a client.
 
     Raises:
         ValueError: the declaration breaks a rule (named in the message).
@@ -151,6 +154,7 @@ def job(
             extra_fields=extra_fields,
             canonical_user=canonical_user,
             max_postpone=max_postpone,
+            internal=internal,
         )
         registry.add(spec)
         _ensure_queue(queue)

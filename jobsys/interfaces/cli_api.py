@@ -80,7 +80,7 @@ def token_list(as_json: bool) -> None:
 @token.command("revoke")
 @click.argument("token_id", type=click.IntRange(min=1))
 def token_revoke(token_id: int) -> None:
-    """Revoke a token: the API refuses it from the next request on."""
+    """Revoke a token: the API refuses it once its token cache forgets it (5 s)."""
     from jobsys.store.api_tokens import TokenStore
 
     done = TokenStore(runtime_of().postgres).revoke(token_id)
@@ -93,10 +93,8 @@ def db_roles(only_print: bool) -> None:
     """Create the jobsys_api and jobsys_worker roles and their grants (idempotent)."""
     from jobsys.store import roles
 
-    store = runtime_of().postgres
     if only_print:
-        database = store.durable.url.database or "jobsys"
-        click.echo(";\n".join(roles.statements(database)) + ";")
+        click.echo(";\n".join(roles.statements()) + ";")
         return
-    roles.create(store)
+    roles.create(runtime_of().postgres)
     click.echo(f"roles {roles.API_ROLE} (row-level security) and {roles.WORKER_ROLE} ready")

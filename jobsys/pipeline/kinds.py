@@ -70,7 +70,14 @@ def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
     return {"run_id": str(run_id), "started": started, "follow_up": not started}
 
 
-@job(kind="sync.ingest_gmail", payload=Step, queue="ingest", results=True, max_attempts=8)
+@job(
+    kind="sync.ingest_gmail",
+    payload=Step,
+    queue="ingest",
+    results=True,
+    internal=True,
+    max_attempts=8,
+)
 def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
     rt = ctx.runtime
     with ingesting(rt, ctx.user_id), parking_on_auth_failure(rt, ctx.user_id):
@@ -80,7 +87,14 @@ def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
     return done
 
 
-@job(kind="sync.ingest_calendar", payload=Step, queue="ingest", results=True, max_attempts=8)
+@job(
+    kind="sync.ingest_calendar",
+    payload=Step,
+    queue="ingest",
+    results=True,
+    internal=True,
+    max_attempts=8,
+)
 def ingest_calendar(ctx: JobContext, payload: Step) -> dict[str, Any]:
     rt = ctx.runtime
     with ingesting(rt, ctx.user_id), parking_on_auth_failure(rt, ctx.user_id):
@@ -90,7 +104,7 @@ def ingest_calendar(ctx: JobContext, payload: Step) -> dict[str, Any]:
     return done
 
 
-@job(kind="sync.plan", payload=Step, queue="cpu", results=True)
+@job(kind="sync.plan", payload=Step, queue="cpu", results=True, internal=True)
 def plan(ctx: JobContext, payload: Step) -> None:
     """Fan out over what ingestion stored: replaced by chord(normalize..., extract)."""
     sync = _sync(ctx)
@@ -102,7 +116,7 @@ def plan(ctx: JobContext, payload: Step) -> None:
     ctx.replace(canvas.fan_out(tasks, ctx.user_id, payload.run_id, parts, mark_sig))
 
 
-@job(kind="sync.normalize", payload=Batch, queue="cpu", results=True)
+@job(kind="sync.normalize", payload=Batch, queue="cpu", results=True, internal=True)
 def normalize(ctx: JobContext, payload: Batch) -> dict[str, int]:
     sync = _sync(ctx)
     counts = transform.normalize_batch(sync, ctx.user_id, payload.message_ids, payload.event_ids)
@@ -110,14 +124,14 @@ def normalize(ctx: JobContext, payload: Batch) -> dict[str, int]:
     return counts
 
 
-@job(kind="sync.extract", payload=Step, queue="cpu", results=True)
+@job(kind="sync.extract", payload=Step, queue="cpu", results=True, internal=True)
 def extract(ctx: JobContext, payload: Step) -> dict[str, int]:
     done = transform.extract_user(_sync(ctx), ctx.user_id, _email(ctx))
     _sync(ctx).step(ctx.user_id, payload.run_id, "extract", **done)
     return done
 
 
-@job(kind="sync.process", payload=Step, queue="cpu", results=True)
+@job(kind="sync.process", payload=Step, queue="cpu", results=True, internal=True)
 def process(ctx: JobContext, payload: Step) -> dict[str, int]:
     sync = _sync(ctx)
     done = transform.process_user(sync, ctx.user_id, _email(ctx))

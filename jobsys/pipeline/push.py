@@ -81,12 +81,12 @@ def notified(rt: Runtime, notice: Notice) -> dict[str, Any]:
     except JobNotFoundError:
         return {"sync": None, "ignored": "unknown user"}
     if user.paused:
-        return {"sync": None, "ignored": f"user paused: {user.paused_reason}"}
+        return {"sync": None, "ignored": "user paused"}
     cursor = SyncStore(rt.postgres).cursor(user.id, "gmail")
     if cursor is not None and cursor.isdigit() and int(cursor) >= notice.history_id:
-        return {"sync": None, "user_id": user.id, "ignored": f"synced up to history {cursor}"}
+        return {"sync": None, "ignored": "already synced past that change"}
     payload = {"full": False}
     asked = enqueue(
         SYNC_KIND, user_id=user.id, payload=payload, delay=rt.settings.push_delay, runtime=rt
     )
-    return {"sync": asked.id, "user_id": user.id}
+    return {"sync": asked.id}

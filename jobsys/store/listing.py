@@ -87,16 +87,16 @@ class Listing:
 
     def jobs(self, where: JobFilter, *, limit: int, after: Cursor | None) -> list[Job]:
         clauses, params = _equalities(dataclasses.asdict(where))
-        sql = q.LIST_JOBS + _where(clauses, after, params, "id::text")
-        sql += " ORDER BY created_at DESC, id::text DESC LIMIT :limit"
+        sql = q.LIST_JOBS + _where(clauses, after, params, "uuid")
+        sql += " ORDER BY created_at DESC, id DESC LIMIT :limit"
         with self._tx() as conn:
             rows = conn.execute(sa.text(sql), {**params, "limit": limit}).mappings().all()
         return [Job.from_row(r) for r in rows]
 
     def runs(self, user_id: str, *, limit: int, after: Cursor | None) -> list[dict[str, Any]]:
         clauses, params = _equalities({"user_id": user_id})
-        sql = "SELECT * FROM pipeline_runs" + _where(clauses, after, params, "id::text")
-        sql += " ORDER BY created_at DESC, id::text DESC LIMIT :limit"
+        sql = "SELECT * FROM pipeline_runs" + _where(clauses, after, params, "uuid")
+        sql += " ORDER BY created_at DESC, id DESC LIMIT :limit"
         with self._tx() as conn:
             rows = conn.execute(sa.text(sql), {**params, "limit": limit}).mappings().all()
         return [dict(r) for r in rows]
@@ -119,8 +119,7 @@ class Listing:
         clauses, params = _equalities(dataclasses.asdict(where))
         if unretried:
             clauses.append("retried_at IS NULL")
-        key = "lpad(id::text, 20, '0')"  # a text key that sorts as the number does
-        sql = "SELECT * FROM dead_letters" + _where(clauses, after, params, key)
+        sql = "SELECT * FROM dead_letters" + _where(clauses, after, params, "bigint")
         sql += " ORDER BY created_at DESC, id DESC LIMIT :limit"
         with self._tx() as conn:
             rows = conn.execute(sa.text(sql), {**params, "limit": limit}).mappings().all()
@@ -132,9 +131,10 @@ def _equalities(values: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     return [f"{k} = :{k}" for k in present], present
 
 
-def _where(clauses: list[str], after: Cursor | None, params: dict[str, Any], key: str) -> str:
+def _where(clauses: list[str], after: Cursor | None, params: dict[str, Any], id_type: str) -> str:
     if after is not None:
-        # A row tuple comparison: one range condition the planner can use.
-        clauses = [*clauses, f"(created_at, {key}) < (:after_at, :after_id)"]
+        # A row comparison in the ORDER BY's own terms: one range condition that an
+        # index on (user_id, created_at, id) serves.
+        clauses = [*clauses, f"(created_at, id) < (:after_at, CAST(:after_id AS {id_type}))"]
         params.update(after_at=after.created_at, after_id=after.id)
     return " WHERE " + " AND ".join(clauses) if clauses else ""

@@ -71,6 +71,8 @@ class JobRow(Base):
             postgresql_where=sa.text("status = 'queued' AND dispatched_at IS NOT NULL"),
         ),
         sa.Index("jobs_user_queued_idx", "user_id", postgresql_where=sa.text("status = 'queued'")),
+        # The API's pages of a user's jobs, newest first.
+        sa.Index("jobs_user_created_idx", "user_id", "created_at", "id"),
         sa.Index(
             "jobs_coalesce_idx",
             "user_id",
@@ -172,7 +174,10 @@ class UserLimitRow(Base):
 
 class DeadLetterRow(Base):
     __tablename__ = "dead_letters"
-    __table_args__ = (sa.Index("dead_letters_created_idx", "created_at"),)
+    __table_args__ = (
+        sa.Index("dead_letters_created_idx", "created_at"),
+        sa.Index("dead_letters_user_created_idx", "user_id", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     job_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), index=True)

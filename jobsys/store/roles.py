@@ -17,7 +17,6 @@ from jobsys.store.gateway import Store
 
 API_ROLE = "jobsys_api"
 WORKER_ROLE = "jobsys_worker"
-PARTITIONS = 8
 
 # What the API role reads and writes: one user's rows, through the policies.
 API_TABLES = (
@@ -39,19 +38,21 @@ API_TABLES = (
 )
 
 
-def statements(database: str) -> list[str]:
+def statements() -> list[str]:
     """Every statement ``jobsys db roles`` runs, in order (each one idempotent)."""
     tables = ", ".join(API_TABLES)
-    partitions = ", ".join(f"jobs_p{i}" for i in range(PARTITIONS))
     return [
         *_create(API_ROLE, "NOLOGIN"),
         *_create(WORKER_ROLE, "NOLOGIN BYPASSRLS"),
-        f'GRANT CONNECT ON DATABASE "{database}" TO {API_ROLE}, {WORKER_ROLE}',
+        "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO"
+        f" {API_ROLE}, {WORKER_ROLE}', current_database()); END $$",
         f"GRANT USAGE ON SCHEMA public TO {API_ROLE}, {WORKER_ROLE}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {API_ROLE}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {API_ROLE}",
         # Through `jobs` only: a partition read directly would skip the policies.
-        f"REVOKE ALL ON {partitions} FROM {API_ROLE}",
+        "DO $$ DECLARE p regclass; BEGIN"
+        " FOR p IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'jobs'::regclass"
+        f" LOOP EXECUTE format('REVOKE ALL ON %s FROM {API_ROLE}', p); END LOOP; END $$",
         f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {WORKER_ROLE}",
         f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {WORKER_ROLE}",
     ]
@@ -77,8 +78,8 @@ def create(store: Store) -> list[str]:
         ConfigError: the connected role may not create roles or grant (the
             message says so; ``jobsys db roles --print`` gives the statements).
     """
+    done = statements()
     with store.transaction() as conn:
-        done = statements(conn.execute(sa.text("SELECT current_database()")).scalar_one())
         try:
             for statement in done:
                 conn.execute(sa.text(statement))

@@ -6,11 +6,12 @@ Create Date: 2026-12-03 08:40:00.000000
 
 Two permissive policies per table (PostgreSQL ORs them):
 
-- ``jobsys_engine``: every role but ``jobsys_api`` sees every row. The engine, the
-  sweeper and the admin API are cross-tenant by design; grants (``jobsys db
-  roles``) decide who may touch the tables at all.
-- ``jobsys_tenant``: ``jobsys_api`` sees and writes rows of the user named by
-  ``SET LOCAL jobsys.user_id`` only; unset, it sees nothing.
+- ``jobsys_engine``: a role that is not ``jobsys_api`` nor a member of it (directly
+  or not) sees every row. The engine, the sweeper and the admin API are
+  cross-tenant by design; grants (``jobsys db roles``) decide who may touch the
+  tables at all. Before ``jobsys_api`` exists, every role is such a role.
+- ``jobsys_tenant``: ``jobsys_api`` and its members see and write rows of the user
+  named by ``SET LOCAL jobsys.user_id`` only; unset, they see nothing.
 
 FORCE applies them to the tables' owner too; superusers and BYPASSRLS roles skip
 them. A ``jobs`` partition has RLS on and no policy, so a role reading it
@@ -51,13 +52,19 @@ OWNED = {
     "fair_users": "user_id",
 }
 PARTITIONS = 8
+# An uncorrelated subquery: evaluated once per statement, not per row. Membership
+# by oid, so that the role not existing yet is no error (pg_has_role by name is).
+ENGINE = (
+    "NOT EXISTS (SELECT FROM pg_roles r"
+    f" WHERE r.rolname = '{API_ROLE}' AND pg_has_role(current_user, r.oid, 'MEMBER'))"
+)
 
 
 def upgrade() -> None:
     for table, column in OWNED.items():
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        engine = f"current_user <> '{API_ROLE}'"
+        engine = ENGINE
         op.execute(f"CREATE POLICY jobsys_engine ON {table} USING ({engine}) WITH CHECK ({engine})")
         tenant = f"{column} = {SETTING}"
         op.execute(f"CREATE POLICY jobsys_tenant ON {table} USING ({tenant}) WITH CHECK ({tenant})")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
 
+from jobsys import enqueue_many
+from jobsys.config import Settings
+from jobsys.engine.runtime import Runtime
+from jobsys.interfaces.api import create_app
 from jobsys.interfaces.api.auth import TokenCache
 from jobsys.store.api_tokens import TokenStore
 from jobsys.store.sync import SyncStore
@@ -72,6 +79,20 @@ def test_text_postgresql_cannot_store_is_refused_not_a_server_error(api: Api) ->
     nul_user = api.admin("GET", "/api/jobs", params={"user": "a\x00b"})
     assert nul_user.status_code == 422
     assert api.env.store.list_jobs() == []
+
+
+def test_a_user_token_may_not_enqueue_pipeline_steps_or_urgent_jobs(api: Api) -> None:
+    run = {"run_id": str(uuid.uuid4())}
+    step = api.as_a("POST", "/api/jobs", json={"kind": "sync.process", "payload": run})
+    assert (step.status_code, step.json()["error"]["field"]) == (422, "kind")
+    urgent = api.as_a("POST", "/api/jobs", json={"kind": "test.echo", "priority": 8})
+    assert (urgent.status_code, urgent.json()["error"]["field"]) == (422, "priority")
+    assert (
+        api.as_a("POST", "/api/jobs", json={"kind": "test.echo", "priority": 7}).status_code == 201
+    )
+    body = {"kind": "test.echo", "priority": 9, "user_id": api.a.id}
+    assert api.admin("POST", "/api/jobs", json=body).status_code == 201
+    assert len(api.env.store.list_jobs()) == 2
 
 
 def test_missing_unknown_and_revoked_tokens_are_refused(api: Api) -> None:
@@ -185,10 +206,35 @@ def test_pages_walk_every_job_once_newest_first(api: Api) -> None:
     assert (bad.status_code, bad.json()["error"]["field"]) == (422, "cursor")
 
 
+def test_pages_break_ties_of_one_instant_by_id(api: Api) -> None:
+    # Given seven jobs stored in one statement (one created_at)
+    made = enqueue_many("test.echo", [(api.a.id, {"value": i}) for i in range(7)])
+    seen = [i["id"] for i in _pages(api, "/api/jobs", limit=3)]
+    assert sorted(seen) == sorted(r.id for r in made)
+    assert seen == sorted(seen, key=uuid.UUID, reverse=True)
+    # And dead letters page the same way
+    letters = [dead(api.env.store, user_id=api.a.id)[1] for _ in range(5)]
+    assert [d["id"] for d in _pages(api, "/api/dlq", limit=2)] == letters[::-1]
+
+
+def _pages(api: Api, path: str, *, limit: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        page = api.as_a("GET", path, params=params).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
 def test_cancel_a_queued_job(api: Api) -> None:
     job_id = api.as_a("POST", "/api/jobs", json={"kind": "test.echo"}).json()["id"]
     answer = api.as_a("POST", f"/api/jobs/{job_id}/cancel")
     assert answer.json() == {"id": job_id, "status": "cancelled"}
+    cancels = [e for e in _audit(api) if e["job_id"] == uuid.UUID(job_id)]
+    assert any(e["actor"].endswith(":ann-app") and "cancel" in e["action"] for e in cancels)
     again = api.as_a("POST", f"/api/jobs/{job_id}/cancel")
     assert (again.status_code, again.json()["error"]["type"]) == (409, "conflict")
     assert api.as_a("GET", f"/api/jobs/{uuid.uuid4()}").status_code == 404
@@ -213,6 +259,8 @@ def test_dead_letters_retried_one_by_one_and_by_filter(api: Api) -> None:
     bulk = api.as_a("POST", "/api/dlq/retry", json={"kind": "unit.other"}).json()
     assert sorted(r["letter_id"] for r in bulk["retried"]) == sorted([second, third])
     assert store.get_dead_letter(bobs).retried_at is None
+    retries = [e for e in _audit(api) if e["actor"].endswith(":ann-app")]
+    assert len([e for e in retries if "retr" in e["action"] or "reviv" in e["action"]]) == 3
     # And the admin's bulk retry by reason takes Bob's too
     admin_bulk = api.admin("POST", "/api/dlq/retry", json={"reason": "bug"}).json()
     assert [r["letter_id"] for r in admin_bulk["retried"]] == [bobs]
@@ -225,6 +273,7 @@ def test_a_sync_request_and_the_users_runs(api: Api) -> None:
     assert (body["user_id"], body["full"], body["running_run"]) == (api.a.id, True, None)
     job = api.env.store.get_job(uuid.UUID(body["job_id"]))
     assert (job.kind, job.user_id) == ("sync.user", api.a.id)
+    assert ("sync.requested", api.a.id) in [(e["action"], e["user_id"]) for e in _audit(api)]
     # A run with a step shows its steps and its jobs' states
     sync = SyncStore(api.env.store)
     run_id, _ = sync.start_run(api.a.id, full=True)
@@ -241,20 +290,30 @@ def test_a_sync_request_and_the_users_runs(api: Api) -> None:
 
 
 def test_the_runner_enqueues_each_due_user_once_when_called_twice_at_once(api: Api) -> None:
-    # Given more due users than one batch of the scheduler
+    # Given due users over several of the scheduler's batches (5 users each)
     users = UserStore(api.env.store)
     for n in range(30):
         users.add(f"user{n}@example.com")
+    variables = {**api.env.environ, "JOBSYS_SCHEDULE_BATCH": "5"}
+    app = create_app(Runtime(Settings.from_variables(variables)))
     # When two crons call the runner at the same moment
-    with ThreadPoolExecutor(2) as pool:
-        answers = list(pool.map(lambda _: api.admin("POST", "/api/jobs/runner"), range(2)))
+    with TestClient(app) as client:
+        auth = {"Authorization": f"Bearer {api.admin_token}"}
+        start = threading.Barrier(2)
+
+        def call(_: int) -> Any:
+            start.wait()
+            return client.post("/api/jobs/runner", headers=auth)
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(call, range(2)))
     # Then between them every due user got one sync
     assert [a.status_code for a in answers] == [200, 200]
     jobs = [j for a in answers for j in a.json()["jobs"]]
     assert len(jobs) == 32
     assert sorted(j["user_id"] for j in jobs) == sorted(u.id for u in users.list())
-    syncs = api.env.store.list_jobs(kind="sync.user", limit=1000)
-    assert len(syncs) == 32
+    assert len(api.env.store.list_jobs(kind="sync.user", limit=1000)) == 32
+    assert "schedule.ticked" in [e["action"] for e in _audit(api)]
 
 
 def test_health_and_readiness(api: Api) -> None:
@@ -276,3 +335,29 @@ def test_an_unknown_path_has_the_one_error_shape(api: Api) -> None:
     answer = api.as_a("GET", "/api/nothing-here")
     assert answer.status_code == 404
     assert answer.json()["error"]["type"] == "not_found"
+
+
+def test_user_tokens_read_through_the_api_database_login(api: Api) -> None:
+    # Given a login of its own for the API's reads, a member of jobsys_api
+    login = f"jobsys_api_login_{uuid.uuid4().hex[:8]}"
+    with api.env.store.transaction() as conn:
+        conn.execute(sa.text(f"CREATE ROLE {login} LOGIN IN ROLE jobsys_api"))
+    url = make_url(api.env.database_url).set(username=login, password=None)
+    variables = {**api.env.environ, "JOBSYS_API_DATABASE_URL": url.render_as_string(False)}
+    rt = Runtime(Settings.from_variables(variables))
+    app = create_app(rt)
+    app.state.tokens = TokenCache(0)
+    try:
+        api.as_b("POST", "/api/jobs", json={"kind": "test.echo"})
+        mine = api.as_a("POST", "/api/jobs", json={"kind": "test.echo"}).json()["id"]
+        with TestClient(app) as client:
+            auth = {"Authorization": f"Bearer {api.a_token}"}
+            listed = client.get("/api/jobs", headers=auth).json()["items"]
+            assert [j["id"] for j in listed] == [mine]
+            assert client.get(f"/api/jobs/{mine}", headers=auth).status_code == 200
+            with rt.state("api-database", lambda _: None).transaction() as conn:
+                assert conn.execute(sa.text("SELECT current_user")).scalar() == login
+    finally:
+        rt.close()
+        with api.env.store.transaction() as conn:
+            conn.execute(sa.text(f"DROP ROLE {login}"))

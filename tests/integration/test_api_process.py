@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -33,7 +34,7 @@ def test_token_create_prints_the_secret_once_and_stores_only_its_hash(jobsys_env
     assert (token["name"], token["admin"], token["revoked_at"]) == ("ann-app", False, None)
     with jobsys_env.store.transaction() as conn:
         stored = conn.exec_driver_sql("SELECT digest FROM api_tokens").scalar_one()
-    assert secret.encode() not in bytes(stored)
+    assert bytes(stored) == hashlib.sha256(secret.encode()).digest()
     revoked = jobsys_env.cli("token", "revoke", str(token["id"]))
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
 

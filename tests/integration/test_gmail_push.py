@@ -30,7 +30,7 @@ from tests.support.valkey import free_port
 from tests.support.wait import wait_until
 
 TOPIC = "projects/jobsys-test/topics/gmail"
-TOKEN = "push-secret"
+TOKEN = "push-secret-0123456789"
 MakePipeline = Callable[..., Pipeline]
 
 
@@ -138,13 +138,16 @@ def test_the_push_endpoint_refuses_a_wrong_token_and_a_malformed_body(
     jobsys_env: Env, push_api: str
 ) -> None:
     url = f"{push_api}/api/google/push"
-    wrong = httpx.post(f"{url}?token=guess", json={"message": {"data": ""}}, timeout=10)
-    assert (wrong.status_code, wrong.json()["error"]["field"]) == (403, "token")
+    for token in ("?token=guess", "?token=", ""):
+        wrong = httpx.post(f"{url}{token}", json={"message": {"data": ""}}, timeout=10)
+        assert (wrong.status_code, wrong.json()["error"]["field"]) == (403, "token"), token
+    big = httpx.post(f"{url}?token={TOKEN}", content=b"{" + b" " * 70_000 + b"}", timeout=10)
+    assert big.status_code == 413
     bad = httpx.post(f"{url}?token={TOKEN}", json={"message": {"data": "!!"}}, timeout=10)
     assert (bad.status_code, bad.json()["error"]["field"]) == (422, "message.data")
     data = base64.b64encode(b'{"emailAddress": "nobody@example.com", "historyId": 1}').decode()
     unknown = httpx.post(f"{url}?token={TOKEN}", json={"message": {"data": data}}, timeout=10)
-    assert unknown.json() == {"sync": None, "user_id": None, "ignored": "unknown user"}
+    assert unknown.json() == {"sync": None, "ignored": "unknown user"}
     # And a notification the user's cursor is already past asks for nothing
     ann = UserStore(jobsys_env.store).add("ann@example.com")
     with jobsys_env.store.transaction() as conn:
@@ -154,5 +157,5 @@ def test_the_push_endpoint_refuses_a_wrong_token_and_a_malformed_body(
         )
     data = base64.b64encode(b'{"emailAddress": "ann@example.com", "historyId": 499}').decode()
     old = httpx.post(f"{url}?token={TOKEN}", json={"message": {"data": data}}, timeout=10)
-    assert old.json()["ignored"] == "synced up to history 500"
+    assert old.json() == {"sync": None, "ignored": "already synced past that change"}
     assert jobsys_env.store.list_jobs() == []

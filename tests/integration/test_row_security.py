@@ -5,6 +5,7 @@ shows A's rows only, writes of B's rows are refused, and a ``jobs`` partition is
 from __future__ import annotations
 
 import importlib.util
+import uuid
 from typing import Any
 
 import pytest
@@ -116,12 +117,36 @@ def test_the_api_role_cannot_write_another_users_rows(
     assert (
         _as_api(jobsys_env, A, f"DELETE FROM dead_letters WHERE user_id = '{B}' RETURNING 1") == []
     )
-    # And a row inserted for B is refused by the policy's check
+    # And a row moved or inserted for B is refused by the policy's check
     with pytest.raises(sa.exc.ProgrammingError, match="row-level security"):
         _as_api(jobsys_env, A, f"UPDATE users SET id = '{B}' WHERE id = '{A}'")
+    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"):
+        _as_api(
+            jobsys_env,
+            A,
+            f"INSERT INTO audit_events (actor, action, user_id) VALUES ('x', 'y', '{B}')",
+        )
+
+
+def test_a_member_of_the_api_role_is_held_to_the_policies_too(
+    jobsys_env: Env, seeded: dict[str, str]
+) -> None:
+    # A login granted jobsys_api, acting as itself (no SET ROLE), sees A's rows only
+    member = f"jobsys_member_{uuid.uuid4().hex[:8]}"
+    with jobsys_env.store.transaction() as conn:
+        conn.execute(sa.text(f"CREATE ROLE {member} NOLOGIN IN ROLE {roles.API_ROLE}"))
+    try:
+        with jobsys_env.store.transaction() as conn:
+            conn.execute(sa.text(f"SET LOCAL ROLE {member}"))
+            conn.execute(sa.text("SELECT set_config('jobsys.user_id', :u, true)"), {"u": A})
+            seen = conn.execute(sa.text("SELECT DISTINCT user_id FROM jobs")).scalars().all()
+        assert seen == [A]
+    finally:
+        with jobsys_env.store.transaction() as conn:
+            conn.execute(sa.text(f"DROP ROLE {member}"))
 
 
 def test_a_jobs_partition_read_directly_is_denied(jobsys_env: Env, seeded: dict[str, str]) -> None:
-    for i in range(roles.PARTITIONS):
+    for i in range(8):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
             _as_api(jobsys_env, A, f"SELECT * FROM jobs_p{i}")

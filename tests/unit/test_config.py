@@ -78,3 +78,11 @@ def test_a_malformed_key_is_not_quoted_back(monkeypatch: pytest.MonkeyPatch) -> 
         Settings.from_env(google_client_secret=123)
     assert "kkkkkkkkkk" not in str(raised.value)
     assert "123" not in str(raised.value)
+
+
+def test_an_empty_or_short_push_token_is_refused_not_taken_as_a_secret() -> None:
+    # An empty secret would match a request that sends none.
+    for value in ("", "short"):
+        with pytest.raises(ConfigError, match="JOBSYS_PUSH_TOKEN"):
+            Settings.from_variables({"JOBSYS_PUSH_TOKEN": value})
+    assert Settings.from_variables({}).push_token is None

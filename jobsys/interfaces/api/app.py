@@ -30,6 +30,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     errors.install(app)
     for module in (jobs, syncs, dlq, ops, push):
         app.include_router(module.router)
+    app.include_router(ops.health)
     return app
 
 

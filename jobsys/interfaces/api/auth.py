@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jobsys.engine.runtime import Runtime
 from jobsys.interfaces.api.errors import ApiError
 from jobsys.store.api_tokens import ApiToken, TokenStore, digest
+from jobsys.store.gateway import Store
 from jobsys.store.listing import Listing
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `jobsys token create`")
@@ -82,8 +83,16 @@ Admin = Annotated[ApiToken, Depends(admin)]
 
 
 def listing(caller: ApiToken, rt: Runtime) -> Listing:
-    """Reads for this caller: a user token's run under row-level security as its user."""
-    return Listing(rt.postgres, user_id=None if caller.admin else caller.user_id)
+    """Reads for this caller: a user token's run under row-level security as its user,
+    on ``JOBSYS_API_DATABASE_URL``'s login when it is set."""
+    if caller.admin:
+        return Listing(rt.postgres)
+    url = rt.settings.api_database_url
+    store = rt.state(_API_STORE, lambda _: Store(url)) if url else rt.postgres
+    return Listing(store, user_id=caller.user_id)
+
+
+_API_STORE = "api-database"
 
 
 def sees(caller: ApiToken, user_id: str) -> bool:
@@ -94,11 +103,3 @@ def own(caller: ApiToken, user_id: str, what: str, ident: object) -> None:
     """Raise the 404 a missing row gives when the row is another user's."""
     if not sees(caller, user_id):
         raise ApiError(404, "not_found", f"no {what} with id {ident}")
-
-
-def scope(caller: ApiToken, asked: str | None) -> str | None:
-    """The user a listing is for: a user token's own, whatever it asked for."""
-    if caller.admin:
-        return asked
-    assert caller.user_id is not None
-    return caller.user_id

@@ -35,7 +35,7 @@ def list_letters(
     last = found[-1] if len(found) == limit else None
     return s.Page(
         items=[letter_out(d, traceback=False) for d in found],
-        next_cursor=s.encode_cursor(last["created_at"], f"{last['id']:020d}") if last else None,
+        next_cursor=s.encode_cursor(last["created_at"], str(last["id"])) if last else None,
     )
 
 

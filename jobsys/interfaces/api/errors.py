@@ -21,6 +21,12 @@ from jobsys import errors as e
 
 log = structlog.get_logger("jobsys.api")
 
+# What a client is told instead of the error's own text, which may name hosts,
+# users or settings (the log keeps the text).
+PUBLIC_MESSAGE = {
+    "unavailable": "a server jobsys needs is unavailable; try again shortly",
+    "config": "the server is misconfigured",
+}
 # (error class, HTTP status, type); the first match wins, so subclasses go first.
 STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
     (e.QuotaExceeded, 429, "quota_exceeded"),
@@ -89,7 +95,11 @@ async def _jobsys_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.JobsysError)
     for cls, status, type_ in STATUS_OF:
         if isinstance(exc, cls):
-            return JSONResponse(body(type_, str(exc), _field(exc)), status, headers=_headers(exc))
+            message = PUBLIC_MESSAGE.get(type_)
+            if message is not None:
+                log.error("api.failed", path=request.url.path, error=str(exc))
+            text = message or str(exc)
+            return JSONResponse(body(type_, text, _field(exc)), status, headers=_headers(exc))
     return await _unexpected(request, exc)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from jobsys.engine import operations
-from jobsys.engine.enqueue import enqueue
+from jobsys.engine.enqueue import enqueue, spec_of
 from jobsys.interfaces.api import schemas as s
 from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own, sees
 from jobsys.interfaces.api.errors import ApiError
@@ -24,6 +24,7 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="rows per page")]
 def create_job(body: s.NewJobBody, caller: Caller, rt: RuntimeDep) -> s.Created:
     """Create a job (a user token's jobs are for its own user)."""
     user_id = _owner(caller, body.user_id)
+    _allowed(caller, rt, body)
     result = enqueue(
         body.kind,
         user_id=user_id,
@@ -83,6 +84,18 @@ def _owner(caller: Caller, asked: str | None) -> str:
         raise ApiError(403, "forbidden", "a user token enqueues for its own user", "user_id")
     assert caller.user_id is not None
     return caller.user_id
+
+
+# Urgent priorities go ahead of every user's jobs ("Fair scheduling"): an operator's.
+URGENT = 8
+
+
+def _allowed(caller: Caller, rt: RuntimeDep, body: s.NewJobBody) -> None:
+    if spec_of(rt, body.kind).internal:
+        raise ApiError(422, "invalid_request", f"{body.kind!r} is a pipeline step", "kind")
+    if not caller.admin and body.priority is not None and body.priority >= URGENT:
+        message = f"priority {URGENT}-9 (urgent) needs an admin token; a user token gives 0-7"
+        raise ApiError(422, "invalid_request", message, "priority")
 
 
 def _job(caller: Caller, rt: RuntimeDep, job_id: uuid.UUID) -> Job:

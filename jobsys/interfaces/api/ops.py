@@ -49,13 +49,21 @@ def breakers(caller: Admin, rt: RuntimeDep) -> list[dict[str, Any]]:
     return [_jsonable(dataclasses.asdict(b)) for b in found]
 
 
-@router.get("/healthz", tags=["health"])
+# Health probes answer without a token; their only statuses are their own.
+health = APIRouter(tags=["health"])
+
+
+@health.get("/healthz")
 def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"])
+@health.get(
+    "/readyz",
+    response_model=s.ReadyOut,
+    responses={503: {"model": s.ReadyOut, "description": "a check failed (named)"}},
+)
 def readyz(rt: RuntimeDep) -> JSONResponse:
     """PostgreSQL and Redis reachable, the schema at the newest migration, the roles made."""
     checks = {"postgres": _postgres(rt), "redis": _redis(rt)}
@@ -68,11 +76,9 @@ def _postgres(rt: RuntimeDep) -> str:
         at = migrate.current(rt.postgres)
     except StoreUnavailableError:
         return "unreachable"
-    want = migrate.head()
-    if at != want:
-        return f"schema at {at or 'nothing'}, want {want}: jobsys db upgrade"
-    absent = roles.missing(rt.postgres)
-    return f"no role {', '.join(absent)}: jobsys db roles" if absent else "ok"
+    if at != migrate.head():
+        return "schema not at the newest migration: jobsys db upgrade"
+    return "roles missing: jobsys db roles" if roles.missing(rt.postgres) else "ok"
 
 
 def _redis(rt: RuntimeDep) -> str:

@@ -42,6 +42,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         403: "the token may not make this call",
         404: "no such row, or another user's",
         409: "the row's state does not allow it",
+        400: "the body is not JSON",
+        413: "the body is too large",
         422: "a field breaks its rule (each one named)",
         429: "over a quota (Retry-After says when to try again)",
         503: "PostgreSQL or Redis unreachable",
@@ -187,6 +189,8 @@ def encode_cursor(created_at: datetime, ident: str) -> str:
 def decode_cursor(value: str | None) -> Cursor | None:
     if value is None:
         return None
+    if len(value) > 500:
+        raise ApiError(422, "invalid_request", "not a cursor this API gave: too long", "cursor")
     try:
         padded = value + "=" * (-len(value) % 4)
         at, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -194,11 +198,29 @@ def decode_cursor(value: str | None) -> Cursor | None:
         if when.tzinfo is None:
             raise ValueError("no time zone")
         return Cursor(when, str(ident))
-    except (ValueError, TypeError, binascii.Error) as e:
-        raise ApiError(422, "invalid_request", f"not a cursor this API gave: {e}", "cursor") from e
+    except (ValueError, TypeError, RecursionError, binascii.Error) as e:
+        message = f"not a cursor this API gave: {type(e).__name__}"
+        raise ApiError(422, "invalid_request", message, "cursor") from e
+
+
+class PushMessage(BaseModel):
+    data: str = Field(description='base64 of {"emailAddress", "historyId"}')
+    messageId: str | None = None
+    publishTime: str | None = None
+
+
+class PushEnvelope(BaseModel):
+    """Pub/Sub's push body."""
+
+    message: PushMessage
+    subscription: str | None = None
 
 
 class PushOut(BaseModel):
     sync: str | None = Field(description="the sync job the notification asked for (or joined)")
-    user_id: str | None = None
     ignored: str | None = Field(default=None, description="why nothing was asked for")
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    checks: dict[str, str] = Field(description="postgres, redis: ok, or what is wrong")

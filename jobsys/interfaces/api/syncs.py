@@ -10,7 +10,6 @@ from fastapi import APIRouter, Body, Query
 from jobsys.interfaces.api import schemas as s
 from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own
 from jobsys.interfaces.api.errors import ApiError
-from jobsys.store.listing import Listing
 from jobsys.store.users import UserStore
 
 router = APIRouter(tags=["sync"], responses=s.ERRORS)
@@ -32,7 +31,7 @@ def start_sync(
     full = body.full if body else False
     result = sync_user.delay(found.id, full=full)
     rt.store.audit(caller.actor, "sync.requested", user_id=found.id, detail={"full": full})
-    running = Listing(rt.postgres).running_run(found.id)
+    running = listing(caller, rt).running_run(found.id)
     return s.SyncOut(job_id=result.id, user_id=found.id, full=full, running_run=running)
 
 

@@ -3,8 +3,10 @@
 Google's chain: ``users.watch(topicName)`` makes Gmail publish a message to the
 topic on every mailbox change; a push subscription on the topic POSTs it to an
 HTTPS endpoint. Here the subscription is made through the admin API
-(``POST /_emulator/topics``); a change to a watched mailbox POSTs the same body
-Pub/Sub would, from a background thread (the change itself never waits).
+(``POST /_emulator/topics``); a change to a watched mailbox queues the same body
+Pub/Sub would POST, and one delivery thread sends the queue in order (the change
+itself never waits). As Pub/Sub does, an answer other than 2xx is tried again
+with backoff, a few times here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import queue
 import re
 import threading
 import time
@@ -22,6 +25,8 @@ from datetime import UTC, datetime
 
 TOPIC = re.compile(r"projects/[^/]+/topics/[^/]+")
 WATCH_DAYS = 7  # Gmail's watches expire after a week unless renewed
+TRIES = 4
+BACKOFF = 0.5  # seconds before the second try, doubling
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class PushHub:
         self._endpoints: dict[str, str] = {}
         self._watches: dict[str, Watch] = {}
         self._ids = itertools.count(1)
+        self._outbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._sender: threading.Thread | None = None
         self.delivered = 0
         self.failed = 0
 
@@ -53,10 +60,10 @@ class PushHub:
     def watch(self, email: str, topic: str) -> Watch:
         if not TOPIC.fullmatch(topic):
             raise ValueError(f"Invalid topicName: {topic!r}")
-        expiration = int((time.time() + WATCH_DAYS * 86400) * 1000)
+        made = Watch(topic, int((time.time() + WATCH_DAYS * 86400) * 1000))
         with self._lock:
-            self._watches[email] = Watch(topic, expiration)
-        return self._watches[email]
+            self._watches[email] = made
+        return made
 
     def stop(self, email: str) -> None:
         with self._lock:
@@ -70,23 +77,35 @@ class PushHub:
             number = next(self._ids)
         if watch is None or endpoint is None:
             return  # not watched, or no subscription: Pub/Sub drops the message
-        body = _envelope(email, history_id, watch.topic, number)
-        threading.Thread(target=self._post, args=(endpoint, body), daemon=True).start()
-
-    def _post(self, endpoint: str, body: bytes) -> None:
-        request = urllib.request.Request(
-            endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                ok = 200 <= answer.status < 300
-        except (urllib.error.URLError, OSError):
-            ok = False
+        self._outbox.put((endpoint, _envelope(email, history_id, watch.topic, number)))
         with self._lock:
-            if ok:
-                self.delivered += 1
-            else:
-                self.failed += 1
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send, name="push", daemon=True)
+                self._sender.start()
+
+    def _send(self) -> None:
+        while True:
+            endpoint, body = self._outbox.get()
+            ok = any(_post(endpoint, body, try_) for try_ in range(TRIES))
+            with self._lock:
+                if ok:
+                    self.delivered += 1
+                else:
+                    self.failed += 1
+
+
+def _post(endpoint: str, body: bytes, try_: int) -> bool:
+    """One try of a delivery (after the backoff its number asks for): True on a 2xx."""
+    if try_:
+        time.sleep(BACKOFF * 2 ** (try_ - 1))
+    request = urllib.request.Request(
+        endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return bool(200 <= answer.status < 300)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _envelope(email: str, history_id: int, topic: str, number: int) -> bytes:
