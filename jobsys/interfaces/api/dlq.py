@@ -32,11 +32,7 @@ def list_letters(
         return s.Page(items=[], next_cursor=None)
     where = LetterFilter(user_id=user if caller.admin else caller.user_id, kind=kind, reason=reason)
     found = listing(caller, rt).letters(where, limit=limit, after=s.decode_cursor(cursor))
-    last = found[-1] if len(found) == limit else None
-    return s.Page(
-        items=[letter_out(d, traceback=False) for d in found],
-        next_cursor=s.encode_cursor(last["created_at"], str(last["id"])) if last else None,
-    )
+    return s.page_of(found, limit, lambda d: letter_out(d, traceback=False))
 
 
 @router.get("/{letter_id}", response_model=s.LetterOut)

@@ -53,11 +53,7 @@ def list_jobs(
         return s.Page(items=[], next_cursor=None)
     where = JobFilter(user_id=user if caller.admin else caller.user_id, status=status, kind=kind)
     found = listing(caller, rt).jobs(where, limit=limit, after=s.decode_cursor(cursor))
-    last = found[-1] if len(found) == limit else None
-    return s.Page(
-        items=[job_out(j) for j in found],
-        next_cursor=s.encode_cursor(last.created_at, str(last.id)) if last else None,
-    )
+    return s.page_of(found, limit, job_out)
 
 
 @router.get("/{job_id}", response_model=s.JobOut)

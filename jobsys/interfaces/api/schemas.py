@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -179,6 +180,22 @@ class TickOut(BaseModel):
     batches: int
     seconds: float
     jobs: list[dict[str, str]]
+
+
+R = TypeVar("R")
+
+
+def page_of(found: list[R], limit: int, out: Callable[[R], T]) -> Page[T]:
+    """A page of rows fetched with ``limit``: a full page has a cursor after its last row."""
+    last = found[-1] if len(found) == limit else None
+    cursor = encode_cursor(*_key(last)) if last is not None else None
+    return Page[T](items=[out(row) for row in found], next_cursor=cursor)
+
+
+def _key(row: Any) -> tuple[datetime, str]:
+    if isinstance(row, dict):
+        return row["created_at"], str(row["id"])
+    return row.created_at, str(row.id)
 
 
 def encode_cursor(created_at: datetime, ident: str) -> str:

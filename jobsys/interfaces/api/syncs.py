@@ -47,11 +47,7 @@ def list_runs(
     runs = listing(caller, rt).runs(
         _user(caller, rt, user), limit=limit, after=s.decode_cursor(cursor)
     )
-    last = runs[-1] if len(runs) == limit else None
-    return s.Page(
-        items=[run_out(r) for r in runs],
-        next_cursor=s.encode_cursor(last["created_at"], str(last["id"])) if last else None,
-    )
+    return s.page_of(runs, limit, run_out)
 
 
 @router.get("/api/runs/{run_id}", response_model=s.RunOut)
