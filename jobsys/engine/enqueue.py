@@ -306,6 +306,9 @@ def _priority(value: int) -> int:
     return value
 
 
+MAX_DELAY = 100 * 365.25 * 86400
+
+
 def _delay(countdown: float | None, eta: datetime | None) -> float:
     if eta is not None:
         if not isinstance(eta, datetime) or eta.tzinfo is None:
@@ -317,4 +320,7 @@ def _delay(countdown: float | None, eta: datetime | None) -> float:
         raise OptionError("delay", countdown, "must be a number of seconds")
     if not math.isfinite(countdown) or countdown < 0:
         raise OptionError("delay", countdown, "must be a finite, non-negative number of seconds")
+    if countdown > MAX_DELAY:
+        # Past this, run_after leaves the dates PostgreSQL and Python can hold.
+        raise OptionError("delay", countdown, f"must be at most {MAX_DELAY:.0f} s (100 years)")
     return float(countdown)

@@ -176,6 +176,7 @@ def test_enqueue_many_names_every_bad_item_by_index(engine: Engine) -> None:
         ({"delay": -1.0}, "delay"),
         ({"delay": float("inf")}, "delay"),
         ({"delay": "5"}, "delay"),
+        ({"delay": 1e12}, "delay"),
     ],
 )
 def test_bad_options_are_option_errors(engine: Engine, options: dict[str, Any], field: str) -> None:
