@@ -75,7 +75,16 @@ def test_two_workers_syncing_one_user_share_one_quota_budget(
         gmail_units_per_second=rate,
         gmail_burst_units=burst,
     )
-    env = {**p.worker_env, **quota_env(rate, burst), "JOBSYS_INGEST_USER_CONCURRENCY": "3"}
+    # A batch of 40 messages.get (200 units) needs the whole burst free; while the
+    # other ingestion keeps spending, it may wait past the default 10 s for that
+    # (the limiter does not queue callers) on a loaded machine: let it wait here
+    # rather than be postponed, which would restart it after the first one ended.
+    env = {
+        **p.worker_env,
+        **quota_env(rate, burst),
+        "JOBSYS_INGEST_USER_CONCURRENCY": "3",
+        "JOBSYS_QUOTA_MAX_WAIT": "60",
+    }
     start_workers(3, concurrency=1, env=env)
     ((email, user_id),) = p.users.items()
 
