@@ -119,6 +119,7 @@ def test_a_burst_of_notifications_makes_at_most_two_runs(
     # Then, once every sync asked for is done, every message landed in at most two runs
     wait_until(lambda: _settled(p), timeout=120, what="the syncs to finish", interval=0.2)
     made = _runs(p, user_id)[before:]
+    print(f"50 pushed changes made {len(made)} runs")
     assert 1 <= len(made) <= 2, made
     assert all(r["status"] == "succeeded" for r in made)
     landed = {m["gmail_id"] for m in p.sync.messages(user_id)}
