@@ -232,7 +232,11 @@ def _worker_ready(**_: Any) -> None:
 
     from jobsys.interfaces.metrics import registry
 
-    start_http_server(port, registry=registry(rt))
+    try:
+        start_http_server(port, registry=registry(rt))
+    except OSError as e:  # the port is taken (another node on this host): run on, unscraped
+        log.error("metrics.not_serving", port=port, error=str(e))
+        return
     log.info("metrics.serving", port=port)
 
 
