@@ -3,9 +3,9 @@
 A worker node runs its jobs in prefork children, so its metrics are kept in
 prometheus-client's multiprocess mode: every process writes its values to
 files in ``PROMETHEUS_MULTIPROC_DIR`` and the node's main process adds them up
-at scrape time. prometheus-client reads that variable when it is imported, so
-:mod:`jobsys.interfaces.obs` sets it (a folder per node, emptied at the node's
-start) before anything imports this module or the guards' metrics.
+at scrape time. :mod:`jobsys.interfaces.obs` sets it (a folder per node, emptied
+at the node's start) before any metric has a value; this module is imported
+only after that, in worker nodes (its one unlabelled counter has a value at once).
 
 Names are fixed (README "Metrics"); no metric has a per-user label.
 """

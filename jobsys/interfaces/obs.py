@@ -20,9 +20,9 @@ adds the attempt, ``task_postrun`` clears them. There is no ``trace_id`` until
 jobsys traces.
 
 Metrics. With ``JOBSYS_METRICS_PORT`` set, a node starts in multiprocess mode:
-``celeryd_init`` (Celery's first signal, before the job modules and with them
-prometheus-client are imported) points ``PROMETHEUS_MULTIPROC_DIR`` at a folder
-of the node's own, emptied; the pool children inherit it; the main process
+``celeryd_init`` (before any metric has a value, and before the pool forks)
+points ``PROMETHEUS_MULTIPROC_DIR`` at a folder of the node's own, emptied, and
+switches prometheus-client's values to it; the pool children inherit it; the main process
 serves ``/metrics`` once the node is ready; a child that exits hands back its
 live gauges (``mark_process_dead``).
 """
@@ -162,9 +162,16 @@ def _task_ended(**_: Any) -> None:
 
 @signals.setup_logging.connect
 def _setup_logging(loglevel: Any = None, **_: Any) -> None:
-    level = loglevel if isinstance(loglevel, int) and loglevel else logging.WARNING
     settings = runtime.current().settings
-    configure_logging(level, fmt=log_format(settings, sys.stderr))
+    configure_logging(_level(loglevel), fmt=log_format(settings, sys.stderr))
+
+
+def _level(value: Any) -> int:
+    """A logging level from Celery's ``-l`` (a number, or a name such as ``info``)."""
+    if isinstance(value, int) and value:
+        return value
+    found = logging.getLevelName(str(value or "WARNING").upper())
+    return found if isinstance(found, int) else logging.WARNING
 
 
 @signals.worker_process_init.connect
@@ -179,8 +186,11 @@ def _child_started(**_: Any) -> None:
 
 
 @signals.celeryd_init.connect
-def _node_starting(sender: Any = None, **_: Any) -> None:
+def _node_starting(sender: Any = None, options: Any = None, **_: Any) -> None:
+    # Celery's logging setup comes after worker_init, whose first sweep already logs.
     settings = runtime.current().settings
+    level = _level((options or {}).get("loglevel"))
+    configure_logging(level, fmt=log_format(settings, sys.stderr))
     if settings.metrics_port is not None:
         prepare_multiprocess(node_dir(settings, str(sender or "")))
 
@@ -200,12 +210,13 @@ def prepare_multiprocess(directory: Path) -> None:
     directory.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     if "prometheus_client" in sys.modules:
-        # Imported too early (by a module the worker was given): metrics made from
-        # now on write to the folder; any made already stay in this process alone.
+        # Celery imports the job modules (and with the guards prometheus-client, which
+        # picks its value class on import) before celeryd_init. A value is made when a
+        # metric gets its label values, and jobsys gives none before this: every value
+        # made from now on, in this process and its children, is kept in the folder.
         from prometheus_client import values
 
         values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
-        log.warning("metrics.imported_early", directory=str(directory))
 
 
 @signals.worker_init.connect

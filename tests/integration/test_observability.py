@@ -16,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from jobsys import Job, Status
 from tests.conftest import Env, StartWorkers
 from tests.integration.api_support import Api
-from tests.support import kinds
+from tests.support import kinds, obs_kinds
 from tests.support.wait import wait_until
+from tests.support.workers import WORKER_IMPORTS, Worker
 
 pytestmark = pytest.mark.integration
 
@@ -183,12 +184,23 @@ def done_logging(path: Path, offset: int) -> list[dict[str, Any]] | None:
     return lines if len(ends) >= 5 else None
 
 
+def after_ready(node: Worker) -> int:
+    """The log's offset just past Celery's ``ready.`` line (the banner comes before it)."""
+
+    def probe() -> int | None:
+        text = node.log_path.read_bytes()
+        at = text.find(f'"{node.node} ready."'.encode())
+        return text.index(b"\n", at) + 1 if at >= 0 and b"\n" in text[at:] else None
+
+    return wait_until(probe, timeout=15, what=f"{node.node} to log ready")
+
+
 def test_every_line_a_node_logs_during_its_jobs_is_json_carrying_the_jobs_ids(
     jobsys_env: Env, start_workers: StartWorkers
 ) -> None:
     # Given a node logging in JSON mode at info level
     (node,) = start_workers(1, env={"JOBSYS_LOG_FORMAT": "json"})
-    offset = node.log_path.stat().st_size
+    offset = after_ready(node)
 
     # When jobs succeed, retry and die
     jobs = {str(j.id): j for j in run_mixed_jobs(jobsys_env)}
@@ -212,3 +224,36 @@ def test_every_line_a_node_logs_during_its_jobs_is_json_carrying_the_jobs_ids(
     assert sorted((e["kind"], e["attempt"]) for e in retries) == [
         ("test.broken", 1), ("test.broken", 2), ("test.flaky", 1), ("test.flaky", 2),
     ]  # fmt: skip
+
+
+def handler_lines(path: Path, offset: int) -> list[dict[str, Any]] | None:
+    """The chatty handler's four lines since ``offset``, once all are written."""
+    found = [e for e in log_lines(path, offset) if e["event"].startswith("chatty")]
+    return found if len(found) >= 4 else None
+
+
+def test_a_handlers_own_lines_carry_its_job_and_run_whichever_way_it_logs(
+    jobsys_env: Env, start_workers: StartWorkers
+) -> None:
+    # Given a node logging in JSON mode, and a pipeline-like job whose payload names its run
+    env = {"JOBSYS_LOG_FORMAT": "json", "JOBSYS_IMPORTS": f"{WORKER_IMPORTS},{obs_kinds.__name__}"}
+    (node,) = start_workers(1, env=env)
+    offset = after_ready(node)
+
+    # When its handler logs through ctx.log, structlog, logging and print()
+    job_id = uuid.UUID(obs_kinds.chatty.delay("user-9", run_id="run-7").id)
+    wait_until(lambda: jobsys_env.finished(job_id), timeout=30, what="the job to finish")
+    lines = wait_until(
+        lambda: handler_lines(node.log_path, offset), timeout=15, what="the handler's lines"
+    )
+
+    # Then each is a JSON line with the job's ids and its run, at its own level
+    ids = {"job_id": str(job_id), "user_id": "user-9", "kind": "test.chatty", "attempt": 1}
+    ids |= {"run_id": "run-7"}
+    assert [{k: e.get(k) for k in ids} for e in lines] == [ids] * 4
+    assert [(e["event"], e["level"]) for e in lines] == [
+        ("chatty.context", "info"),
+        ("chatty.structlog", "warning"),
+        ("chatty stdlib 3", "warning"),
+        ("chatty print 4", "warning"),
+    ]

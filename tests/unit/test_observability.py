@@ -180,8 +180,17 @@ def test_a_node_folder_is_emptied_and_named_after_the_node(tmp_path: Path) -> No
     assert out.stdout.strip() == str(folder)
 
 
-def test_importing_jobsys_leaves_prometheus_client_unimported() -> None:
-    # The multiprocess folder must be set before prometheus-client is imported.
-    code = "import sys, jobsys; print('prometheus_client' in sys.modules)"
+def test_values_made_after_the_switch_are_kept_in_the_folder(tmp_path: Path) -> None:
+    # Given a process that imported the guards' metrics (as Celery imports the job
+    # modules before celeryd_init), then prepared a node's folder
+    code = (
+        "import os; from pathlib import Path; import jobsys.guards.metrics as m;"
+        "from jobsys.interfaces import obs;"
+        f"obs.prepare_multiprocess(Path({str(tmp_path / 'n')!r}));"
+        "m.STORAGE_ERRORS.labels('unit').inc(); print(os.getpid())"
+    )
+    # When a guard counts something
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+
+    # Then its count is in the folder, in the process's own file
+    assert [p.name for p in (tmp_path / "n").iterdir()] == [f"counter_{out.stdout.strip()}.db"]
