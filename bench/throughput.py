@@ -56,7 +56,10 @@ VARIANTS = {
     # jobsys from the tree given by --patched (a scratch copy with proposed changes)
     "patched": ("jobsys", False),
     "patched+events": ("jobsys", True),
+    # jobsys with each worker node serving /metrics (multiprocess mode, jobs counted)
+    "jobsys+metrics": ("jobsys", False),
 }
+METRICS_VARIANTS = {"jobsys+metrics"}
 USERS = 100  # jobs are spread over this many user ids (hash partitions)
 
 
@@ -79,6 +82,9 @@ def variant_env(args: argparse.Namespace, variant: str) -> dict[str, str]:
         env["JOBSYS_BROKER_URL"] = args.redis_url
         env["JOBSYS_IMPORTS"] = "bench.kinds"
         env["JOBSYS_TASK_EVENTS"] = "true" if events else "false"
+        env.pop("JOBSYS_METRICS_PORT", None)
+        if variant in METRICS_VARIANTS:
+            env["JOBSYS_METRICS_PORT"] = str(args.metrics_port)
     return env
 
 
@@ -487,6 +493,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--gap", type=float, default=0.02, help="seconds between latency samples")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--poll", type=float, default=0.1, help="seconds between progress polls")
+    p.add_argument(
+        "--metrics-port", type=int, default=9808, help="/metrics port of jobsys+metrics's node"
+    )
     p.add_argument(
         "--variants",
         default="bare,jobsys",

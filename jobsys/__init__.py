@@ -33,6 +33,7 @@ from jobsys.errors import (
     StoreUnavailableError,
     UnknownKindError,
 )
+from jobsys.interfaces import obs as _obs  # noqa: F401  (worker logging and metrics signals)
 from jobsys.store import Job, Status
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -180,6 +180,15 @@ class Settings(BaseSettings):
         False, description="send task events without Flower asking (Flower enables them itself)"
     )
     db_retry_delay: float = Field(2.0, gt=0, description="wait before retrying a DB outage, s")
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="json or console; unset: console on a terminal, else JSON lines"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="port of a worker node's /metrics; unset: no server"
+    )
+    metrics_dir: Path | None = Field(
+        None, description="where worker nodes keep multiprocess metrics (a folder per node)"
+    )
     unknown_kind_deliveries: int = Field(
         3, ge=1, description="deliveries to workers that lack a job's kind before it is dead"
     )

@@ -36,7 +36,13 @@ import structlog
 from redis.exceptions import RedisError
 
 from jobsys.guards import Refused
-from jobsys.guards.metrics import BREAKER_REJECTED, BREAKER_STATE, STORAGE_ERRORS
+from jobsys.guards.metrics import (
+    BREAKER_REJECTED,
+    BREAKER_STATE,
+    STORAGE_ERRORS,
+    per_user,
+    scope,
+)
 
 T = TypeVar("T")
 log = structlog.get_logger("jobsys.guards")
@@ -107,7 +113,8 @@ class _Recorded(pybreaker.CircuitBreaker):
 
     def _record(self, state: str, failures: int) -> None:
         name = str(self.name)
-        BREAKER_STATE.labels(name).set(0 if state == pybreaker.STATE_CLOSED else 1)
+        if not per_user(name):  # a user's breaker has no series of its own
+            BREAKER_STATE.labels(name).set(0 if state == pybreaker.STATE_CLOSED else 1)
         log.warning("breaker.state", breaker=name, state=state, failures=failures, by=_whoami())
         entry = {"at": time.time(), "state": state, "failures": failures, "by": _whoami()}
         key = f"{NAMESPACE}:{name}:history"
@@ -132,7 +139,7 @@ class Admission:
             return self.breaker.call(fn)
         except pybreaker.CircuitBreakerError:
             # Another process opened it between admission and call.
-            BREAKER_REJECTED.labels(self.owner.name).inc()
+            BREAKER_REJECTED.labels(scope(self.owner.name)).inc()
             raise BreakerOpen(self.owner.name, self.owner.remaining() or TRIAL_WAIT) from None
 
 
@@ -230,7 +237,7 @@ class SharedBreaker:
         """Take the trial lock, or raise BreakerOpen: one trial call cluster-wide."""
         remaining = self.remaining() if state == pybreaker.STATE_OPEN else 0.0
         if remaining > 0:
-            BREAKER_REJECTED.labels(self.name).inc()
+            BREAKER_REJECTED.labels(scope(self.name)).inc()
             raise BreakerOpen(self.name, remaining)
         token = uuid.uuid4().hex
         # The lock outlives a trial that hangs, so a crashed trial cannot block forever.
@@ -241,7 +248,7 @@ class SharedBreaker:
             self._storage.exception("trial lock unavailable")
             return token
         if not taken:
-            BREAKER_REJECTED.labels(self.name).inc()
+            BREAKER_REJECTED.labels(scope(self.name)).inc()
             raise BreakerOpen(self.name, TRIAL_WAIT)
         log.info("breaker.trial", breaker=self.name, by=_whoami())
         return token

@@ -37,7 +37,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from jobsys.guards import Refused
-from jobsys.guards.metrics import STORAGE_ERRORS, THROTTLE_LIMIT
+from jobsys.guards.metrics import STORAGE_ERRORS, THROTTLE_LIMIT, per_user
 
 log = structlog.get_logger("jobsys.guards")
 
@@ -190,7 +190,8 @@ class ConcurrencyThrottle:
         if old == new:
             return None
         adjustment = Adjustment(key, old, new, errors / samples, samples)
-        THROTTLE_LIMIT.labels(throttle=self.name, key=key).set(new)
+        if not per_user(key):  # a user's limit has no series of its own
+            THROTTLE_LIMIT.labels(throttle=self.name, key=key).set(new)
         facts = dataclasses.asdict(adjustment) | {
             "window": self.window,
             "threshold": self.threshold,

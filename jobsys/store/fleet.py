@@ -75,6 +75,14 @@ class FleetSql:
         with self.transaction() as conn:
             return [WorkerRow.from_row(r) for r in conn.execute(q.LIST_WORKERS).mappings()]
 
+    def fleet_gauges(self) -> list[tuple[str, str, str, float]]:
+        """``(metric, label, label, value)`` rows for a metrics scrape, in one statement:
+        ``depth`` (queue, state), ``oldest`` (queue), ``dead_letters`` (kind), ``workers``
+        (state)."""
+        with self.transaction() as conn:
+            rows = conn.execute(q.FLEET_GAUGES).all()
+        return [(str(m), str(a), str(b), float(v)) for m, a, b, v in rows]
+
     # -- dead letters ------------------------------------------------------
 
     def get_dead_letter(self, letter_id: int) -> DeadLetter:

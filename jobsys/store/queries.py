@@ -374,3 +374,27 @@ RETURNING id
 )
 
 SWEEP_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:key)")
+
+# What a metrics scrape reads, in one statement: jobs queued (in the backlog, not due
+# yet, or published) and running per queue, the age of each queue's oldest due job,
+# unretried dead letters per kind, worker nodes per state. The jobs parts walk
+# jobs_due_idx (status, run_after) over live jobs only, never finished ones.
+FLEET_GAUGES = sa.text(
+    """
+SELECT 'depth' AS metric, queue AS a,
+       CASE WHEN status = 'running' THEN 'running'
+            WHEN dispatched_at IS NOT NULL THEN 'published'
+            WHEN run_after > now() THEN 'delayed'
+            ELSE 'backlog' END AS b,
+       count(*)::float8 AS value
+FROM jobs WHERE status IN ('queued', 'running') GROUP BY 2, 3
+UNION ALL
+SELECT 'oldest', queue, '', extract(epoch FROM now() - min(run_after))::float8
+FROM jobs WHERE status = 'queued' AND run_after <= now() GROUP BY 2
+UNION ALL
+SELECT 'dead_letters', kind, '', count(*)::float8
+FROM dead_letters WHERE retried_at IS NULL GROUP BY 2
+UNION ALL
+SELECT 'workers', status, '', count(*)::float8 FROM workers GROUP BY 2
+"""
+)
