@@ -241,7 +241,8 @@ def new_job(
         OptionError: a bad ``user_id``, ``priority``, ``delay`` or ``task_id``.
     """
     valid = spec.validate(payload)
-    dumped = _storable(spec.kind, spec.dump(valid), rt.settings.max_payload_bytes)
+    dumped = spec.dump(valid)
+    text = _storable(spec.kind, dumped, rt.settings.max_payload_bytes)
     user = _user_id(user_id)
     if spec.canonical_user is not None:
         user = _user_id(spec.canonical_user(rt, user))
@@ -253,6 +254,7 @@ def new_job(
         kind=spec.kind,
         queue=queue or spec.queue,
         payload=dumped,
+        payload_json=text,
         max_attempts=spec.attempts(rt.settings),
         priority=_priority(spec.priority if priority is None else priority),
         unique_key=unique_key,
@@ -262,22 +264,23 @@ def new_job(
     )
 
 
-def _storable(kind: str, payload: dict[str, Any], limit: int) -> dict[str, Any]:
-    """The payload, once it is known to fit ``jsonb`` and the size limit.
+def _storable(kind: str, payload: dict[str, Any], limit: int) -> str:
+    """The payload as the JSON text to store, once it fits ``jsonb`` and the size limit.
 
     Raises:
         PayloadError: naming the rule it breaks.
     """
     try:
-        size = len(jsonb.dumps(payload, what="payload").encode())
+        text = jsonb.dumps(payload, what="payload")
     except UnstorableError as e:
         raise PayloadError(kind, [f"payload: {e.cause}"]) from None
+    size = len(text)  # ASCII: json.dumps escapes everything else, so characters are bytes
     if size > limit:
         raise PayloadError(
             kind,
             [f"payload: {size} bytes as JSON, more than JOBSYS_MAX_PAYLOAD_BYTES={limit} allows"],
         )
-    return payload
+    return text
 
 
 def _job_id(task_id: str | None) -> uuid.UUID:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -33,6 +34,11 @@ class NewJob:
     concurrency: int | None = None
     # One per user and kind waits in the backlog; requests join it (``Store.join``).
     coalesce: bool = False
+    # ``payload`` as the JSON text enqueue already checked: the insert sends it as is.
+    payload_json: str | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def payload_text(self) -> str:
+        return self.payload_json if self.payload_json is not None else json.dumps(self.payload)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
