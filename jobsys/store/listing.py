@@ -78,12 +78,9 @@ class Listing:
         return str(found) if found is not None else None
 
     def jobs_of_run(self, user_id: str, run_id: uuid.UUID) -> list[dict[str, Any]]:
-        sql = sa.text(
-            "SELECT id, kind, status, attempt, created_at, started_at, finished_at FROM jobs"
-            " WHERE user_id = :u AND payload ->> 'run_id' = :r AND payload ? 'run_id'"
-        )
         with self._tx() as conn:
-            return [dict(r) for r in conn.execute(sql, {"u": user_id, "r": str(run_id)}).mappings()]
+            rows = conn.execute(q.JOBS_OF_RUN, {"u": user_id, "r": str(run_id)}).mappings()
+            return [dict(r) for r in rows]
 
     def jobs(self, where: JobFilter, *, limit: int, after: Cursor | None) -> list[Job]:
         clauses, params = _equalities(dataclasses.asdict(where))

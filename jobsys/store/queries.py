@@ -398,3 +398,10 @@ UNION ALL
 SELECT 'workers', status, '', count(*)::float8 FROM workers GROUP BY 2
 """
 )
+
+# A run's jobs: their payload names it. Served by ``jobs_run_idx`` in the user's partition.
+JOBS_OF_RUN = sa.text(
+    "SELECT id, kind, status, attempt, created_at, started_at, finished_at,"
+    " errors -> -1 ->> 'reason' AS reason FROM jobs"
+    " WHERE user_id = :u AND payload ->> 'run_id' = :r AND payload ? 'run_id'"
+)

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
+from jobsys.store import queries as q
 from jobsys.store.gateway import Store
 from jobsys.store.models import (
     ContactRow,
@@ -47,14 +48,7 @@ class SyncStore(RunSql):
         Served by ``jobs_run_idx`` (user, payload's run id) in the user's partition.
         """
         with self._tx() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT id, kind, status, finished_at, errors -> -1 ->> 'reason' AS reason"
-                    " FROM jobs"
-                    " WHERE user_id = :u AND payload ->> 'run_id' = :r AND payload ? 'run_id'"
-                ),
-                {"u": user_id, "r": str(run_id)},
-            ).mappings()
+            rows = conn.execute(q.JOBS_OF_RUN, {"u": user_id, "r": str(run_id)}).mappings()
             return [dict(r) for r in rows]
 
     # -- cursors and raw data -------------------------------------------------
