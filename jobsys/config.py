@@ -76,9 +76,7 @@ class Settings(BaseSettings):
         description="Pub/Sub topic `jobsys google watch` asks Gmail to publish changes to",
     )
     push_token: SecretStr | None = Field(
-        None,
-        min_length=16,
-        description="shared secret of the push endpoint (its URL's ?token=), 16+ characters",
+        None, description="shared secret of the push endpoint (its URL's ?token=), 16+ characters"
     )
     api_database_url: str | None = Field(
         None, description="PostgreSQL URL for user tokens' reads: a login in role jobsys_api"
@@ -198,6 +196,14 @@ class Settings(BaseSettings):
     def _check_db(cls, value: str | None, info: ValidationInfo) -> str | None:
         return _check_scheme(f"JOBSYS_{str(info.field_name).upper()}", value, _DB_SCHEMES)
 
+    @field_validator("push_token")
+    @classmethod
+    def _check_push_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty or short secret would be guessed, or matched by a request sending none.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("JOBSYS_PUSH_TOKEN: must be at least 16 characters (value not shown)")
+        return value
+
     @field_validator("broker_url", "result_backend")
     @classmethod
     def _check_redis(cls, value: str | None) -> str | None:
@@ -274,8 +280,13 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+_SECRET_FIELDS = frozenset(
+    name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
+)
+
+
 def _shown_input(field: str, value: object) -> str:
-    # A secret's value is never quoted back, however malformed.
-    if field in ("encryption_key", "google_client_secret", "APP_ENCRYPTION_KEY"):
+    # A secret's value is never quoted back, however malformed: every SecretStr field.
+    if field in _SECRET_FIELDS or field == "APP_ENCRYPTION_KEY":
         return "a value that is not shown"
     return mask_secrets(repr(value))
