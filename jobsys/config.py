@@ -172,7 +172,7 @@ class Settings(BaseSettings):
     schedule_batch: int = Field(1000, ge=1, le=50_000, description="users enqueued per batch")
     worker_heartbeat: float = Field(10.0, gt=0, description="worker heartbeat period, s")
     worker_dead_after: float = Field(60.0, gt=0, description="missed-heartbeat window, s")
-    sweep_interval: float = Field(15.0, gt=0, description="sweeper period under beat, s")
+    sweep_interval: float = Field(15.0, gt=0, description="sweeper period in every worker node, s")
     lost_after: float = Field(20.0, gt=0, description="due job unclaimed this long is lost, s")
     task_events: bool = Field(
         False, description="send task events without Flower asking (Flower enables them itself)"

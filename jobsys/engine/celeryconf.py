@@ -74,13 +74,9 @@ def celery_config(rt: runtime.Runtime | None = None) -> dict[str, Any]:
 
 
 def _beat_schedule(s: Settings) -> dict[str, Any]:
-    entries = {
-        "jobsys-sweep": {
-            "task": "jobsys.sweep",
-            "schedule": s.sweep_interval,
-            "options": {"queue": CONTROL_QUEUE, "expires": s.sweep_interval},
-        }
-    }
+    # No sweeper entry: every worker sweeps from its heartbeat thread (worker.py),
+    # and a task every few seconds would fill Flower's task list with sweeps.
+    entries: dict[str, Any] = {}
     if "jobsys.tasks" in s.imports:  # the sync pipeline is loaded: sync every user periodically
         entries["jobsys-schedule"] = {
             "task": "jobsys.schedule.tick",

@@ -320,7 +320,8 @@ def _task_unknown(sender: Any = None, name: str = "", id: str = "", **_: Any) ->
         log.warning("unknown_kind.unrecorded", job_id=id, error=str(e))
 
 
-@app.task(name="jobsys.sweep", ignore_result=True, queue=CONTROL_QUEUE)
+@app.task(name="jobsys.sweep", ignore_result=True, queue=CONTROL_QUEUE, send_events=False)
 def sweep() -> dict[str, Any]:
-    """One sweeper pass, as a periodic task under ``celery beat``."""
+    """One sweeper pass, on request (``jobsys.sweep.delay()``); it sends no task
+    events, so Flower's task list shows jobs, not housekeeping."""
     return Sweeper(runtime.current()).run().as_dict()

@@ -83,7 +83,11 @@ def tick(rt: Runtime) -> Tick:
     return Tick(due, enqueued, coalesced, batches, time.perf_counter() - started)
 
 
-@app.task(name="jobsys.schedule.tick", ignore_result=True, queue=CONTROL_QUEUE)
+# No task events: beat sends a tick every JOBSYS_SCHEDULE_TICK seconds, and Flower's
+# task list is for jobs (the tick's sync.user jobs are there).
+@app.task(
+    name="jobsys.schedule.tick", ignore_result=True, queue=CONTROL_QUEUE, send_events=False
+)
 def schedule_tick() -> dict[str, Any]:
     """One tick, as a periodic task under ``celery beat``."""
     done = tick(runtime.current()).as_dict()
