@@ -14,8 +14,8 @@ import traceback
 from importlib.metadata import PackageNotFoundError, version
 
 import click
-import structlog
 
+from jobsys.interfaces import obs
 from jobsys.interfaces.cli_api import api, db_roles, token
 from jobsys.interfaces.cli_db import db
 from jobsys.interfaces.cli_dlq import dlq
@@ -99,10 +99,9 @@ def main() -> None:
 def _logs_to_stderr() -> None:
     # Standard output is the command's answer (a sentence, a table, JSON): the
     # engine's structured log lines go to stderr, and only warnings and worse.
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    # The settings are not read yet (a bad one must fail as one line, later).
+    fmt = os.environ.get("JOBSYS_LOG_FORMAT", "").strip().lower()
+    obs.configure_logging(logging.WARNING, fmt=fmt if fmt in ("json", "console") else None)
 
 
 def fail(line: str, code: int = 1) -> None:

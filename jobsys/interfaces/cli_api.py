@@ -22,15 +22,24 @@ from jobsys.interfaces.clictx import runtime_of
 @click.option("--access-log", is_flag=True, help="log every request (costs CPU under load)")
 def api(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
+    import logging
+    import sys
+
     import uvicorn
 
-    runtime_of().urls  # noqa: B018 - resolve the servers (and fail on bad settings) first
+    from jobsys.interfaces import obs
+
+    rt = runtime_of()
+    rt.urls  # noqa: B018 - resolve the servers (and fail on bad settings) first
+    # The supervisor of several workers logs too: the same processors as each worker.
+    obs.configure_logging(logging.INFO, fmt=obs.log_format(rt.settings, sys.stderr))
     uvicorn.run(
         "jobsys.interfaces.api.serve:app",
         host=host,
         port=port,
         workers=workers,
         log_level="info",
+        log_config=None,
         access_log=access_log,
     )
 

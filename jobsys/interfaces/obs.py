@@ -87,6 +87,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not getattr(h, _OURS, False)] + [handler]
     root.setLevel(level)
+    # Alembic announces each of its plugins at INFO whenever it loads (readyz, migrations).
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(level, logging.WARNING))
 
 
 def log_format(settings: Settings, stream: IO[str]) -> str:

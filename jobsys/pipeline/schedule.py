@@ -85,9 +85,7 @@ def tick(rt: Runtime) -> Tick:
 
 # No task events: beat sends a tick every JOBSYS_SCHEDULE_TICK seconds, and Flower's
 # task list is for jobs (the tick's sync.user jobs are there).
-@app.task(
-    name="jobsys.schedule.tick", ignore_result=True, queue=CONTROL_QUEUE, send_events=False
-)
+@app.task(name="jobsys.schedule.tick", ignore_result=True, queue=CONTROL_QUEUE, send_events=False)
 def schedule_tick() -> dict[str, Any]:
     """One tick, as a periodic task under ``celery beat``."""
     done = tick(runtime.current()).as_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2 as httpx
@@ -48,24 +50,38 @@ def test_token_create_needs_exactly_one_scope(jobsys_env: Env) -> None:
     assert jobsys_env.count_rows("api_tokens") == 0
 
 
-@pytest.fixture
-def served(jobsys_env: Env, tmp_path: Path) -> Iterator[str]:
-    """`jobsys api` on a free port, two uvicorn workers; its base URL."""
+@dataclass
+class Served:
+    base: str
+    log: Path
+
+
+@contextlib.contextmanager
+def serving(env: Env, tmp_path: Path, *options: str) -> Iterator[Served]:
+    """`jobsys api` on a free port with ``options``, until the block ends."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSYS_")}
-    env.update(jobsys_env.environ, PYTHONPATH=str(REPO))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("JOBSYS_")}
+    environ.update(env.environ, PYTHONPATH=str(REPO), JOBSYS_LOG_FORMAT="json")
     jobsys = str(Path(sys.executable).with_name("jobsys"))
-    log = (tmp_path / "api.log").open("w")
-    args = [jobsys, "api", "--port", str(port), "--workers", "2"]
-    process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    path = tmp_path / "api.log"
+    log = path.open("w")
+    args = [jobsys, "api", "--port", str(port), *options]
+    process = subprocess.Popen(args, env=environ, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _up(base), timeout=60, what="jobsys api answering /healthz")
-        yield base
+        yield Served(base, path)
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def served(jobsys_env: Env, tmp_path: Path) -> Iterator[str]:
+    """`jobsys api` with two uvicorn workers; its base URL."""
+    with serving(jobsys_env, tmp_path, "--workers", "2") as api:
+        yield api.base
 
 
 def _up(base: str) -> bool:
@@ -90,3 +106,20 @@ def test_jobsys_api_serves_jobs_to_a_token(jobsys_env: Env, served: str) -> None
     refused = httpx.get(f"{served}/api/jobs", timeout=10)
     assert refused.status_code == 401
     assert refused.json()["error"]["type"] == "unauthenticated"
+
+
+def test_jobsys_api_logs_json_lines_through_jobsys_processors(
+    jobsys_env: Env, tmp_path: Path
+) -> None:
+    # Given the API with its access log, JSON logs asked for
+    with serving(jobsys_env, tmp_path, "--access-log") as api:
+        assert httpx.get(f"{api.base}/api/jobs", timeout=10).status_code == 401
+    # Then every line it wrote, uvicorn's own included, is one JSON object of jobsys's shape
+    lines = [line for line in api.log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert all({"event", "level", "logger", "timestamp", "pid"} <= r.keys() for r in records)
+    loggers = {r["logger"] for r in records}
+    assert {"uvicorn.error", "uvicorn.access"} <= loggers
+    access = [r["event"] for r in records if r["logger"] == "uvicorn.access"]
+    (call,) = [line for line in access if "GET /api/jobs" in line]
+    assert "401" in call
