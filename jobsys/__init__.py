@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid as _uuid
 
+from jobsys.alerts import task as _alerts  # noqa: F401  (registers the alerts' beat task)
 from jobsys.engine import worker as _worker  # noqa: F401  (registers signals and the sweep task)
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext

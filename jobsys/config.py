@@ -190,6 +190,34 @@ class Settings(BaseSettings):
     unknown_kind_deliveries: int = Field(
         3, ge=1, description="deliveries to workers that lack a job's kind before it is dead"
     )
+    # Anomaly alerting (README "Alerts"): a beat task evaluates the fleet's signals.
+    alert_interval: float = Field(60.0, ge=1, le=3600, description="s between evaluations")
+    alert_window: float = Field(
+        300.0, ge=10, le=86_400, description="s of history each signal is computed over"
+    )
+    alert_webhook_url: str | None = Field(
+        None, description="http(s) URL that gets a JSON POST per incident fired or resolved"
+    )
+    alert_webhook_timeout: float = Field(
+        5.0, gt=0, le=60, description="s a webhook request may take"
+    )
+    alert_webhook_tries: int = Field(
+        3, ge=1, le=10, description="tries per delivery in one evaluation (backoff between)"
+    )
+    alert_min_samples: int = Field(
+        10, ge=1, description="evaluations a series learns from before it may fire"
+    )
+    alert_fire_after: int = Field(2, ge=1, description="hot evaluations in a row that fire")
+    alert_resolve_after: int = Field(3, ge=1, description="calm evaluations in a row to resolve")
+    alert_sensitivity: float = Field(
+        6.0, gt=0, le=100, description="fire above baseline + this many robust deviations"
+    )
+    alert_min_volume: int = Field(
+        10, ge=1, description="attempts a kind or queue needs in the window to be judged"
+    )
+    freshness_slo: float = Field(
+        900.0, gt=0, description="s since a user's last successful sync before it is stale"
+    )
 
     @field_validator("database_url", "api_database_url")
     @classmethod
@@ -202,6 +230,20 @@ class Settings(BaseSettings):
         # An empty or short secret would be guessed, or matched by a request sending none.
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("JOBSYS_PUSH_TOKEN: must be at least 16 characters (value not shown)")
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _check_webhook(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme, sep, rest = value.partition("://")
+        host = rest.split("/", 1)[0].rpartition("@")[2]
+        if not sep or scheme not in ("http", "https") or not host or host.startswith(":"):
+            raise ValueError(
+                f"JOBSYS_ALERT_WEBHOOK_URL={mask_url(value)!r} is not a valid URL: "
+                "it must be http:// or https:// followed by a host"
+            )
         return value
 
     @field_validator("broker_url", "result_backend")

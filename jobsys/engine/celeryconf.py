@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 CONTROL_QUEUE = "jobsys.control"
 DEFAULT_QUEUE = "default"
+ALERTS_TASK = "jobsys.alerts.evaluate"  # jobsys/alerts/task.py
 # Redis serves priority 0 first; jobsys priorities run 0 (normal) to 9 (most urgent).
 PRIORITY_STEPS = list(range(10))
 
@@ -66,6 +67,7 @@ def celery_config(rt: runtime.Runtime | None = None) -> dict[str, Any]:
         "task_routes": {
             "jobsys.sweep": {"queue": CONTROL_QUEUE},
             "jobsys.schedule.tick": {"queue": CONTROL_QUEUE},
+            ALERTS_TASK: {"queue": CONTROL_QUEUE},
         },
         "imports": list(s.imports),
         "beat_schedule": _beat_schedule(s),
@@ -76,7 +78,14 @@ def celery_config(rt: runtime.Runtime | None = None) -> dict[str, Any]:
 def _beat_schedule(s: Settings) -> dict[str, Any]:
     # No sweeper entry: every worker sweeps from its heartbeat thread (worker.py),
     # and a task every few seconds would fill Flower's task list with sweeps.
-    entries: dict[str, Any] = {}
+    entries: dict[str, Any] = {
+        # The alert detector: once a minute, and it sends no task events either.
+        "jobsys-alerts": {
+            "task": ALERTS_TASK,
+            "schedule": s.alert_interval,
+            "options": {"queue": CONTROL_QUEUE, "expires": s.alert_interval},
+        },
+    }
     if "jobsys.tasks" in s.imports:  # the sync pipeline is loaded: sync every user periodically
         entries["jobsys-schedule"] = {
             "task": "jobsys.schedule.tick",

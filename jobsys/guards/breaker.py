@@ -305,3 +305,26 @@ def _state_of(redis: Any, name: str) -> BreakerState:
 
 def _whoami() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def openings(redis: Any, since: float, until: float) -> dict[str, int]:
+    """Transitions to open in ``(since, until]`` (epoch seconds), by breaker scope (all
+    users' breakers as one, ``google:user``); every scope that has a history is listed.
+
+    Only a breaker's last ``HISTORY`` transitions are kept, so a breaker that flapped
+    more often than that within the window is undercounted (it is still counted high).
+
+    Raises:
+        redis.exceptions.RedisError: Redis cannot be reached.
+    """
+    keys = sorted(redis.scan_iter(match=f"{NAMESPACE}:*:history", count=1000))
+    found: dict[str, int] = {}
+    pipe = redis.pipeline()
+    for key in keys:
+        pipe.lrange(key, 0, HISTORY - 1)
+    for key, entries in zip(keys, pipe.execute(), strict=True):
+        name = key.decode().removeprefix(f"{NAMESPACE}:").removesuffix(":history")
+        events = (json.loads(e) for e in entries)
+        n = sum(e["state"] == pybreaker.STATE_OPEN and since < e["at"] <= until for e in events)
+        found[scope(name)] = found.get(scope(name), 0) + n
+    return found

@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 import click
 
 from jobsys.interfaces import obs
+from jobsys.interfaces.cli_alerts import alerts
 from jobsys.interfaces.cli_api import api, db_roles, token
 from jobsys.interfaces.cli_db import db
 from jobsys.interfaces.cli_dlq import dlq
@@ -65,6 +66,7 @@ for _command in (
     workers,
     sweep,
     breakers,
+    alerts,
     sync_cmd,
     report,
     keys,

@@ -422,3 +422,57 @@ class PipelineRunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # A sync asked for while this run ran: the run after it ('incremental' or 'full').
     follow_up: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class AlertBaselineRow(Base):
+    """One alert series' baseline and streak between evaluations (``jobsys/alerts``)."""
+
+    __tablename__ = "alert_baselines"
+
+    signal: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    subject: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    n: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    level: Mapped[float] = mapped_column(sa.Float, server_default="0")
+    recent: Mapped[list[Any]] = mapped_column(server_default=sa.text("'[]'::jsonb"))
+    streak: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    firing: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    evaluated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+
+
+class AlertRow(Base):
+    """An incident, open until resolved; its two notifications are an outbox (``*_sent_at``)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # One open incident per series: a second detector cannot fire it twice.
+        sa.Index(
+            "alerts_one_open_idx",
+            "signal",
+            "subject",
+            unique=True,
+            postgresql_where=sa.text("resolved_at IS NULL"),
+        ),
+        sa.Index("alerts_opened_idx", "opened_at"),
+        sa.Index(
+            "alerts_unsent_idx",
+            "id",
+            postgresql_where=sa.text(
+                "fired_sent_at IS NULL OR (resolved_at IS NOT NULL AND resolved_sent_at IS NULL)"
+            ),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    signal: Mapped[str] = mapped_column(sa.Text)
+    subject: Mapped[str] = mapped_column(sa.Text)
+    value: Mapped[float] = mapped_column(sa.Float)
+    baseline: Mapped[float] = mapped_column(sa.Float)
+    threshold: Mapped[float] = mapped_column(sa.Float)
+    peak: Mapped[float] = mapped_column(sa.Float)
+    opened_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    resolved_value: Mapped[float | None] = mapped_column(sa.Float)
+    fired_sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    resolved_sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    send_attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    send_error: Mapped[str | None] = mapped_column(sa.Text)
