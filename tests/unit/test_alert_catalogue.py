@@ -4,6 +4,7 @@ nothing, a burst fires once and resolves once; the settings and the webhook's pa
 from __future__ import annotations
 
 import random
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ import pytest
 
 from jobsys.alerts import signals
 from jobsys.alerts.detector import Event, step
-from jobsys.alerts.sinks import payload
+from jobsys.alerts.sinks import Webhook, payload
 from jobsys.config import Settings
 from jobsys.errors import ConfigError
 from jobsys.store.alerts import Alert
@@ -130,3 +131,23 @@ def test_the_webhook_payload() -> None:
             "resolved_value": None,
         }
     }
+
+
+def test_a_webhook_that_cannot_be_reached_is_an_error_that_keeps_its_path_secret() -> None:
+    # Given a port nothing listens on, and a URL whose path is a secret
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hook = Webhook(f"http://127.0.0.1:{port}/T0/B0/s3cret", timeout=2, tries=2, backoff=0.01)
+    at = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    alert = Alert(1, "dead_letters", "*", 9.0, 0.0, 3.0, 9.0, at, None, None, None, None, 0, None)
+
+    # When a notification is sent
+    try:
+        error = hook.send(alert, "firing")
+    finally:
+        hook.close()
+
+    # Then it failed, saying why without the path
+    assert error is not None and error.startswith("ConnectionError")
+    assert "s3cret" not in error
