@@ -11,6 +11,7 @@ value twice toward a streak.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,8 @@ from jobsys.alerts.sinks import deliver, log_notice
 from jobsys.config import Settings
 from jobsys.engine.runtime import Runtime
 from jobsys.store.alerts import Alert, AlertStore, Evaluation, SeriesRow
+
+Reader = Callable[[Runtime, datetime], dict[tuple[str, str], float]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +49,14 @@ class Report:
         }
 
 
-def evaluate(rt: Runtime, now: datetime | None = None) -> Report:
-    """Evaluate every signal at ``now`` (default: the clock), then send what is owed."""
+def evaluate(rt: Runtime, now: datetime | None = None, *, read: Reader = signals.read) -> Report:
+    """Evaluate every signal at ``now`` (default: the clock), then send what is owed.
+
+    Parameters:
+        read: where the values come from (a simulation feeds synthetic series).
+    """
     now = now or datetime.now(UTC)
-    values = signals.read(rt, now)
+    values = read(rt, now)
     store = AlertStore(rt.postgres)
     with store.evaluation() as ev:
         if ev is None:

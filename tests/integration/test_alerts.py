@@ -205,3 +205,52 @@ def test_cli_lists_open_and_recent_alerts(jobsys_env: Env) -> None:
     assert bad.returncode == 2 and bad.stdout == ""
     (line,) = bad.stderr.strip().splitlines()
     assert "--since" in line and "'banana'" in line and "number with an optional unit" in line
+
+
+def noisy_minute(rng: random.Random) -> dict[tuple[str, str], float]:
+    """One minute of a steady fleet: every signal's values, with noise."""
+    return {
+        (ERROR_RATE, KIND): sum(rng.random() < 0.05 for _ in range(60)) / 60,
+        (ERROR_RATE, "test.echo"): sum(rng.random() < 0.01 for _ in range(200)) / 200,
+        ("start_latency_p95", "default"): rng.lognormvariate(0.5, 0.3),
+        ("duration_p95", KIND): rng.lognormvariate(-1.5, 0.3),
+        ("oldest_queued", "default"): rng.uniform(0.0, 3.0),
+        ("dead_letters", "*"): float(sum(rng.random() < 0.02 for _ in range(20))),
+        ("stale_users", "*"): float(rng.random() < 0.05),
+        ("breaker_openings", "google"): float(rng.random() < 0.02),
+    }
+
+
+def test_an_hour_of_steady_noise_through_the_store_and_sinks_fires_nothing(
+    jobsys_env: Env,
+) -> None:
+    # Given a webhook receiver, and an hour of every signal's steady noise (seeded)
+    rng = random.Random(5)
+    hour = [noisy_minute(rng) for _ in range(60)]
+    with receiver() as hook:
+        rt = jobsys_env.reconfigure(JOBSYS_ALERT_WEBHOOK_URL=hook.url)
+        start = datetime.now(UTC)
+
+        # When the detector evaluates it once a minute, its state in PostgreSQL
+        reports = [
+            evaluate(rt, start + i * MINUTE, read=lambda _rt, _now, v=values: v)
+            for i, values in enumerate(hour)
+        ]
+
+        # Then every evaluation ran, none fired, and the receiver got nothing
+        assert [r.ran for r in reports] == [True] * 60
+        assert [r.series for r in reports] == [8] * 60
+        assert sum(len(r.fired) for r in reports) == 0
+        assert hook.requests == 0
+        assert AlertStore(rt.postgres).recent(since=start - MINUTE) == []
+
+        # And then a 5-minute error burst on one kind fires once and resolves once
+        burst = [{**noisy_minute(rng), (ERROR_RATE, KIND): 0.6} for _ in range(5)]
+        after = [noisy_minute(rng) for _ in range(10)]
+        clock = start + 60 * MINUTE
+        for values in [*burst, *after]:
+            evaluate(rt, clock, read=lambda _rt, _now, v=values: v)
+            clock += MINUTE
+        (alert,) = AlertStore(rt.postgres).recent(since=start)
+        assert (alert.signal, alert.subject, alert.peak) == (ERROR_RATE, KIND, 0.6)
+        assert hook.received() == [(alert.id, "firing"), (alert.id, "resolved")]
