@@ -89,7 +89,7 @@ def read(rt: Runtime, now: datetime) -> dict[tuple[str, str], float]:
     )
     values = sql.read_signals(rt.postgres, window)
     try:
-        client = redis.Redis.from_url(rt.urls.broker, socket_timeout=5)
+        client = redis.Redis.from_url(rt.urls.broker, socket_timeout=5, socket_connect_timeout=5)
         try:
             found = openings(client, now.timestamp() - s.alert_window, now.timestamp())
         finally:

@@ -30,9 +30,15 @@ KIND = "test.flaky"
 MINUTE = timedelta(seconds=60)
 
 
-def seed_history(rt: Runtime, at: datetime) -> None:
+def series_rows(rt: Runtime) -> list[SeriesRow]:
+    with AlertStore(rt.postgres).evaluation() as ev:
+        assert ev is not None
+        return ev.series()
+
+
+def seed_history(rt: Runtime, at: datetime) -> int:
     """An hour of the kind's error rate, around 2%, learned by the detector as the beat
-    would have (seeded: no real hour passes)."""
+    would have (seeded: no real hour passes); how many values it learned."""
     rng = random.Random(3)
     policy = signals.policy(signals.CATALOGUE[ERROR_RATE], rt.settings)
     series = Series()
@@ -42,6 +48,7 @@ def seed_history(rt: Runtime, at: datetime) -> None:
     with AlertStore(rt.postgres).evaluation() as ev:
         assert ev is not None
         ev.save([row], at)
+    return series.n
 
 
 def run_flaky(env: Env, count: int, failures: int) -> list[uuid.UUID]:
@@ -68,12 +75,15 @@ def test_an_error_burst_fires_one_alert_and_resolves_it_after_recovery(
     with receiver() as hook:
         rt = jobsys_env.reconfigure(JOBSYS_ALERT_WEBHOOK_URL=hook.url)
         start_workers(1, concurrency=2)
-        started = datetime.now(UTC)
-        # Given an hour's baseline of the kind's error rate, and 20 jobs of it succeeding
-        seed_history(rt, started - MINUTE)
+        # Given 20 jobs of the kind that succeeded, and an hour's baseline of its error rate
         run_flaky(jobsys_env, 20, failures=0)
+        started = datetime.now(UTC)
+        seeded = seed_history(rt, started - MINUTE)
         quiet = evaluate(rt, started)
         assert (quiet.ran, quiet.fired, hook.received()) == (True, (), [])
+        # (that evaluation judged and learned an error rate of 0 from the 20 jobs)
+        (learned,) = [r for r in series_rows(rt) if (r.signal, r.subject) == (ERROR_RATE, KIND)]
+        assert (learned.n, learned.recent[-1]) == (seeded + 1, 0.0)
 
         # When 10 jobs fail twice each (20 failures of 50 attempts), evaluated three times
         burst = run_flaky(jobsys_env, 10, failures=2)
