@@ -9,8 +9,9 @@ at any instant.
 
 Limits of reading job rows: a job's row keeps only its latest claim's
 ``started_at``, so a failed attempt is counted when the job's latest claim
-started within ``slack`` seconds before the window (its hard time limit and
-lease grace); only the latest attempt of a retried job has a start latency;
+started within ``slack`` seconds before the window (the default hard time
+limit, lease grace and dead-worker window: a kind with a longer limit can have a
+failure missed); only the latest attempt of a retried job has a start latency;
 and the scan of ``jobs`` by ``started_at`` has no index of its own (adding one
 would cost every claim an index write).
 """
