@@ -264,3 +264,18 @@ def test_an_hour_of_steady_noise_through_the_store_and_sinks_fires_nothing(
         (alert,) = AlertStore(rt.postgres).recent(since=start)
         assert (alert.signal, alert.subject, alert.peak) == (ERROR_RATE, KIND, 0.6)
         assert hook.received() == [(alert.id, "firing"), (alert.id, "resolved")]
+
+
+def test_a_series_has_at_most_one_open_incident(jobsys_env: Env) -> None:
+    # Given an open incident of a series
+    rt, at = jobsys_env.runtime, datetime.now(UTC)
+    first = open_incident(rt, (ERROR_RATE, KIND), at)
+    # When another evaluation tries to open one for it, the database refuses
+    with AlertStore(rt.postgres).evaluation() as ev:
+        assert ev is not None
+        assert ev.open((ERROR_RATE, KIND), 0.9, 0.0, 0.1, at + MINUTE) is None
+        # But once resolved, the series may fire again
+        assert ev.resolve((ERROR_RATE, KIND), 0.0, at + MINUTE) is not None
+        again = ev.open((ERROR_RATE, KIND), 0.9, 0.0, 0.1, at + 2 * MINUTE)
+    assert again is not None and again.id != first
+    assert [a.id for a in AlertStore(rt.postgres).recent(since=at)] == [again.id, first]
