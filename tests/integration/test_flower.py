@@ -1,6 +1,6 @@
 """Flower over a real jobsys node: ``celery -A jobsys flower`` finds the node and its jobs
-through its HTTP API, and no housekeeping task (the sweeper, the schedule's tick) fills
-its task list."""
+through its HTTP API, and no housekeeping task (the sweeper, the schedule's tick, the
+alert detector) fills its task list."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from jobsys import Status
+from jobsys.alerts.task import evaluate_alerts
 from jobsys.engine.worker import sweep
 from tests.conftest import Env, StartWorkers
 from tests.integration.test_observability import free_port
@@ -116,21 +117,22 @@ def test_flower_shows_jobsys_nodes_and_jobs_and_no_sweeps(
     # job run until Flower sees one shows they are on)
     wait_until(lambda: probe_seen(jobsys_env, flower), timeout=60, what="task events on")
 
-    # When jobs run, and a sweep is asked for as a task
+    # When jobs run, and a sweep and an alert evaluation are asked for as tasks
     results = [kinds.echo.delay("user-1", value=n) for n in range(3)]
     ids = {r.id for r in results}
     for i in ids:
         job = wait_until(lambda i=i: jobsys_env.finished(uuid.UUID(i)), timeout=60, what="jobs")
         assert job.status is Status.SUCCEEDED
-    swept = sweep.delay()
+    swept, evaluated = sweep.delay(), evaluate_alerts.delay()
 
     # Then Flower lists every job under its kind, succeeded on that node
     tasks = wait_until(lambda: tasks_seen(flower, ids), timeout=30, what="Flower to see the jobs")
     for i in ids:
         assert tasks[i]["name"] == "test.echo"
         assert tasks[i]["worker"] == node.node
-    # And no housekeeping task: the requested sweep ran but sent no task events
+    # And no housekeeping task: the requested sweep and evaluation ran but sent no events
     wait_until(lambda: jobsys_env.queue_length("jobsys.control") == 0, timeout=30, what="sweep")
     names = {t["name"] for t in flower.get("/api/tasks").values()}
     assert names == {"test.echo"}
     assert swept.id not in flower.get("/api/tasks")
+    assert evaluated.id not in flower.get("/api/tasks")
