@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         description="s a job may go on being postponed, from its first postponement, before"
         " it is dead-lettered (postponed_too_long); a kind may set its own",
     )
+    freshness_slo: float = Field(
+        900.0,
+        gt=0,
+        description="s since a user's last successful sync beyond which `jobsys stats` calls"
+        " their data stale",
+    )
     max_payload_bytes: int = Field(
         256 * 1024, ge=1, description="largest payload an enqueue accepts, in bytes of JSON"
     )

@@ -84,6 +84,24 @@ class Job:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Cost:
+    """What one attempt spent: its handler's CPU and wall seconds, and Google's calls."""
+
+    cpu_s: float | None = None
+    wall_s: float | None = None
+    google_requests: int | None = None
+    quota_units: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The cost columns' parameters of the statements that record an outcome."""
+        return dataclasses.asdict(self)
+
+
+# Settled where nothing was measured (the sweeper, a worker's main process): NULLs.
+UNMEASURED = Cost()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DeadLetter:
     """A dead job's whole context."""
 
