@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from jobsys.errors import UnknownKindError
@@ -11,11 +13,21 @@ from jobsys.interfaces.clitypes import Duration
 from jobsys.store.stats import Stats
 
 
+class Window(Duration):
+    """A duration with a unit, more than zero: the span ``jobsys stats`` reports."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        seconds = super().convert(value, param, ctx)
+        if not seconds > 0:
+            self.fail(f"duration {value!r} must be more than 0 (e.g. 30m, 24h, 7d)", param, ctx)
+        return seconds
+
+
 @click.command()
 @click.option(
     "--since",
     "window",
-    type=Duration(unit_required=True),
+    type=Window(unit_required=True),
     default="24h",
     show_default=True,
     help="the window reported, back from now: 30m, 24h, 7d",
@@ -28,12 +40,10 @@ def stats(window: float, user_id: str | None, kind: str | None, as_json: bool) -
     from jobsys.engine.stats import report
     from jobsys.interfaces import render
 
-    if not window > 0:
-        raise click.BadParameter(
-            f"{window:g} s: the window must be more than 0", param_hint="--since"
-        )
+    rt = runtime_of()
+    rt.load_imports()  # the kinds' deadlines, and the names --kind may take
     try:
-        found = report(runtime_of(), window=window, user_id=user_id, kind=kind)
+        found = report(rt, window=window, user_id=user_id, kind=kind)
     except UnknownKindError as e:
         raise click.BadParameter(str(e), param_hint="--kind") from None
     if as_json:

@@ -493,8 +493,8 @@ SELECT a.kind, count(*) FILTER (WHERE outcome IN {_FINAL}) AS jobs,
   count(*) FILTER (WHERE outcome = 'succeeded'
     AND finished_at - created_at <= make_interval(secs => d.deadline)) AS within_deadline
 FROM attempts a
-LEFT JOIN unnest(CAST(:kinds AS text[]), CAST(:deadlines AS float8[])) AS d(kind, deadline)
-  ON d.kind = a.kind
+LEFT JOIN unnest(CAST(:kinds AS text[]), CAST(:deadlines AS float8[])) AS d(deadline_kind, deadline)
+  ON d.deadline_kind = a.kind
 WHERE {_IN_WINDOW} AND {_OF_USER} AND {_OF_KIND}
 GROUP BY a.kind
 ORDER BY a.kind
