@@ -35,6 +35,8 @@ from jobsys.store import roles
 from jobsys.store.gateway import Store
 
 BANDS = ("normal", "raised", "urgent")  # priority 0, 1-7, 8-9
+# The outcomes that end a job: each such attempt is one job of its kind.
+FINAL = ("succeeded", "dead", "cancelled")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -121,16 +123,17 @@ class StatsSql:
     def read(self, query: StatsQuery) -> Stats:
         params = query.params()
         with self._tx() as conn:
+            conn.execute(q.STATS_NO_JIT)
             users = conn.execute(q.STATS_USERS, params).mappings().all()
-            kinds = conn.execute(q.STATS_KINDS, params).mappings().all()
+            groups = [dict(r) for r in conn.execute(q.STATS_KINDS, params).mappings()]
             bands = conn.execute(q.STATS_LATENCY, params).mappings().all()
-            outcomes = conn.execute(q.STATS_OUTCOMES, params).mappings().all()
+        kinds = _by_kind(groups)
         return Stats(
             window_s=query.window,
             freshness_slo_s=query.freshness_slo,
             users=[_user(r, query.freshness_slo) for r in users],
-            kinds=[_kind(r, query.deadlines.get(r["kind"])) for r in kinds],
-            fleet=_fleet(query.window, bands, outcomes),
+            kinds=[_kind(k, rows, query.deadlines.get(k)) for k, rows in sorted(kinds.items())],
+            fleet=_fleet(query.window, bands, groups),
         )
 
 
@@ -146,28 +149,38 @@ def _user(row: Mapping[Any, Any], slo: float) -> UserStats:
     )
 
 
-def _kind(row: Mapping[Any, Any], deadline: float | None) -> KindStats:
-    jobs = int(row["jobs"])
+def _by_kind(groups: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for row in groups:
+        kinds.setdefault(row["kind"], []).append(row)
+    return kinds
+
+
+def _kind(kind: str, rows: list[dict[str, Any]], deadline: float | None) -> KindStats:
+    def total(column: str, outcomes: tuple[str, ...] | None = None) -> float:
+        return sum(float(r[column]) for r in rows if outcomes is None or r["outcome"] in outcomes)
+
+    jobs = int(total("attempts", FINAL))
     return KindStats(
-        kind=row["kind"],
+        kind=kind,
         jobs=jobs,
-        attempts=int(row["attempts"]),
-        success_rate=_share(row["succeeded"], jobs),
-        cpu_s_per_job=_share(row["cpu_s"], jobs),
-        wall_s_per_job=_share(row["wall_s"], jobs),
-        requests_per_job=_share(row["google_requests"], jobs),
-        units_per_job=_share(row["quota_units"], jobs),
+        attempts=int(total("attempts")),
+        success_rate=_share(total("attempts", ("succeeded",)), jobs),
+        cpu_s_per_job=_share(total("cpu_s"), jobs),
+        wall_s_per_job=_share(total("wall_s"), jobs),
+        requests_per_job=_share(total("google_requests"), jobs),
+        units_per_job=_share(total("quota_units"), jobs),
         deadline_s=deadline,
-        sla_compliance=_share(row["within_deadline"], jobs) if deadline is not None else None,
+        sla_compliance=_share(total("within_deadline"), jobs) if deadline is not None else None,
     )
 
 
-def _fleet(window: float, bands: Any, outcomes: Any) -> FleetStats:
-    jobs = sum(int(r["jobs"]) for r in outcomes)
+def _fleet(window: float, bands: Any, groups: list[dict[str, Any]]) -> FleetStats:
+    jobs = sum(int(r["attempts"]) for r in groups if r["outcome"] in FINAL)
     dead: dict[str, int] = {}
-    for r in outcomes:
+    for r in groups:
         if r["outcome"] == "dead":
-            dead[r["reason"]] = dead.get(r["reason"], 0) + int(r["jobs"])
+            dead[r["reason"]] = dead.get(r["reason"], 0) + int(r["attempts"])
     latency: dict[str, float | None] = dict.fromkeys(BANDS)
     latency.update({r["band"]: _float(r["p95"]) for r in bands})
     return FleetStats(
