@@ -94,7 +94,13 @@ class Cost:
 
     def params(self) -> dict[str, Any]:
         """The cost columns' parameters of the statements that record an outcome."""
-        return dataclasses.asdict(self)
+        # Spelt out: dataclasses.asdict deep-copies, on every attempt's record.
+        return {
+            "cpu_s": self.cpu_s,
+            "wall_s": self.wall_s,
+            "google_requests": self.google_requests,
+            "quota_units": self.quota_units,
+        }
 
 
 # Settled where nothing was measured (the sweeper, a worker's main process): NULLs.
