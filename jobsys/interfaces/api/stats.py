@@ -67,6 +67,10 @@ def stats(
     window = _window(since)
     # Row-level security keeps other users' rows out: naming one gives empty figures.
     scope = None if caller.admin else caller.user_id
+    if scope is not None and user is None:
+        # The policy's filter is no constant to the planner: name the user too, so the
+        # statements read the user's index (0.3 s against 4 ms over 10M attempts).
+        user = scope
     store = api_store(caller, rt)
     found = report(rt, window=window, user_id=user, kind=kind, store=store, scope=scope)
     return StatsOut.model_validate(found.as_dict())
