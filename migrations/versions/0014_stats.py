@@ -1,7 +1,7 @@
 """stats: one row per recorded attempt with its cost, and the indexes the stats read
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-03 10:55:00.000000
 
 ``attempts`` is user-owned: row-level security as in 0010 (an engine policy
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
