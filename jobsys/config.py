@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         description="s a job may go on being postponed, from its first postponement, before"
         " it is dead-lettered (postponed_too_long); a kind may set its own",
     )
+    freshness_slo: float = Field(
+        900.0,
+        gt=0,
+        description="s since a user's last successful sync beyond which `jobsys stats` calls"
+        " their data stale and the alert detector counts them",
+    )
     max_payload_bytes: int = Field(
         256 * 1024, ge=1, description="largest payload an enqueue accepts, in bytes of JSON"
     )
@@ -214,9 +220,6 @@ class Settings(BaseSettings):
     )
     alert_min_volume: int = Field(
         10, ge=1, description="attempts a kind or queue needs in the window to be judged"
-    )
-    freshness_slo: float = Field(
-        900.0, gt=0, description="s since a user's last successful sync before it is stale"
     )
 
     @field_validator("database_url", "api_database_url")

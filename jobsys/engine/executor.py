@@ -20,6 +20,7 @@ from celery import Task
 from celery.exceptions import Ignore, Retry
 
 from jobsys.engine.context import JobContext
+from jobsys.engine.cost import Meter
 from jobsys.engine.dispatch import MAX_PRIORITY, Dispatch, Why, canvas_of
 from jobsys.engine.failures import classify
 from jobsys.engine.hooks import Attempt, Outcome
@@ -28,6 +29,7 @@ from jobsys.engine.registry import JobSpec
 from jobsys.engine.runtime import Runtime
 from jobsys.errors import JobCancelled, StoreUnavailableError, UnstorableError
 from jobsys.store import Job, Status
+from jobsys.store.records import Cost
 
 log = structlog.get_logger("jobsys.engine")
 
@@ -113,41 +115,45 @@ def _placed(request: Any, spec: JobSpec) -> tuple[str, int]:
 def run_and_record(rt: Runtime, task: Task[Any, Any], spec: JobSpec, attempt: Attempt) -> Any:
     job, settings = attempt.job, rt.settings
     ctx = JobContext(job, rt, spec.hard_limit(settings) + settings.lease_grace, task=task)
+    meter = Meter()
     try:
         result = rt.hooks.around_handler(attempt, lambda: spec.call(ctx, job.payload))
     except Ignore:
         # The handler replaced itself with a canvas: this step is done.
-        _succeeded(rt, job, {"replaced": True}, attempt.worker)
+        _succeeded(rt, job, {"replaced": True}, attempt.worker, meter.stop())
         raise
     except JobCancelled:
-        if patiently(lambda: rt.store.cancel_running(job), settings=settings):
+        cost = meter.stop()
+        if patiently(lambda: rt.store.cancel_running(job, cost=cost), settings=settings):
             notify(rt, job, Outcome.CANCELLED, actor=attempt.worker)
         raise Ignore() from None
     except Exception as exc:
-        _fail(rt, task, job, exc, attempt.worker)
+        _fail(rt, task, job, exc, attempt.worker, meter.stop())
     try:
-        recorded = _succeeded(rt, job, result, attempt.worker)
+        recorded = _succeeded(rt, job, result, attempt.worker, meter.stop())
     except UnstorableError as exc:
         # NaN, a NUL, an object JSON cannot encode: the same handler returns it again.
-        _fail(rt, task, job, exc, attempt.worker)
+        _fail(rt, task, job, exc, attempt.worker, meter.stop())
     if not recorded:
         log.warning("record.lost", job_id=str(job.id), attempt=job.attempt)
         raise Ignore()
     return result
 
 
-def _succeeded(rt: Runtime, job: Job, result: Any, worker: str) -> bool:
-    done = patiently(lambda: rt.store.succeed(job, result), settings=rt.settings)
+def _succeeded(rt: Runtime, job: Job, result: Any, worker: str, cost: Cost) -> bool:
+    done = patiently(lambda: rt.store.succeed(job, result, cost=cost), settings=rt.settings)
     if done:
         notify(rt, job, Outcome.SUCCEEDED, actor=worker)
     return done
 
 
-def _fail(rt: Runtime, task: Task[Any, Any], job: Job, exc: Exception, worker: str) -> NoReturn:
+def _fail(
+    rt: Runtime, task: Task[Any, Any], job: Job, exc: Exception, worker: str, cost: Cost
+) -> NoReturn:
     failure = classify(exc)
     canvas = canvas_of(task.request, retried=True)
     settled = patiently(
-        lambda: settle_failure(rt, job, failure, actor=worker, canvas=canvas),
+        lambda: settle_failure(rt, job, failure, actor=worker, canvas=canvas, cost=cost),
         settings=rt.settings,
     )
     if settled.outcome in (Outcome.RETRIED, Outcome.POSTPONED):

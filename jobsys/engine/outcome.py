@@ -25,6 +25,7 @@ from jobsys.engine.registry import registry
 from jobsys.engine.runtime import Runtime
 from jobsys.errors import JobNotFoundError, StoreUnavailableError, UnknownKindError
 from jobsys.store import Job
+from jobsys.store.records import UNMEASURED, Cost
 
 T = TypeVar("T")
 log = structlog.get_logger("jobsys.engine")
@@ -52,22 +53,24 @@ def settle_failure(
     actor: str,
     canvas: Mapping[str, Any] | None = None,
     why: Why = Why.RETRY,
+    cost: Cost = UNMEASURED,
 ) -> Settled:
     """Put the job back after backoff (or postpone it) if it may succeed yet, else bury it.
 
     ``why`` names the retry's dispatch path (a worker's retry, the main process's
-    recovery of a lost child, the sweeper's expired lease).
+    recovery of a lost child, the sweeper's expired lease); ``cost`` is what the
+    attempt spent, recorded with its outcome (unmeasured where no handler ran here).
     """
     # With admission, a job back in the queue waits in the backlog until due (no broker
     # ETA held in a worker's memory); a canvas member is published again at once with
     # its countdown, since its place in the canvas rides on the message, not the row.
     backlog = rt.settings.admission and not linked(canvas)
     if failure.postpone:
-        settled = _postpone(rt, job, failure, backlog, actor)
+        settled = _postpone(rt, job, failure, backlog, actor, cost)
     elif failure.retryable and job.attempt < job.max_attempts:
-        settled = _retry(rt, job, failure, backlog)
+        settled = _retry(rt, job, failure, backlog, cost)
     else:
-        settled = _bury(rt, job, failure, actor)
+        settled = _bury(rt, job, failure, actor, cost)
     reason = settled.reason or failure.reason
     notify(rt, job, settled.outcome, delay=settled.delay, reason=reason, actor=actor)
     if settled.outcome in (Outcome.RETRIED, Outcome.POSTPONED) and not backlog:
@@ -76,14 +79,14 @@ def settle_failure(
     return settled
 
 
-def _retry(rt: Runtime, job: Job, failure: Failure, backlog: bool) -> Settled:
+def _retry(rt: Runtime, job: Job, failure: Failure, backlog: bool, cost: Cost) -> Settled:
     settings = rt.settings
     entry = failure.entry(job.attempt, job.started_at, job.worker)
     delay = failure.retry_after
     if delay is None:
         delay = backoff(job.attempt, base=settings.retry_base, cap=settings.retry_cap)
-    if rt.store.requeue(job, delay=delay, error=entry, backlog=backlog) is None:
-        return _stopped_or_lost(rt, job)
+    if rt.store.requeue(job, delay=delay, error=entry, backlog=backlog, cost=cost) is None:
+        return _stopped_or_lost(rt, job, cost)
     log.info(
         "job.retry",
         job_id=str(job.id),
@@ -95,16 +98,16 @@ def _retry(rt: Runtime, job: Job, failure: Failure, backlog: bool) -> Settled:
     return Settled(Outcome.RETRIED, delay)
 
 
-def _stopped_or_lost(rt: Runtime, job: Job) -> Settled:
+def _stopped_or_lost(rt: Runtime, job: Job, cost: Cost) -> Settled:
     # A job asked to stop is not put back (the store refused): it ends cancelled.
     # Else another party moved it on meanwhile, a late duplicate's record.
-    if rt.store.cancel_running(job):
+    if rt.store.cancel_running(job, cost=cost):
         log.info("job.cancelled", job_id=str(job.id), attempt=job.attempt)
         return Settled(Outcome.CANCELLED)
     return Settled(Outcome.LOST)
 
 
-def _bury(rt: Runtime, job: Job, failure: Failure, actor: str) -> Settled:
+def _bury(rt: Runtime, job: Job, failure: Failure, actor: str, cost: Cost) -> Settled:
     letter = rt.store.bury(
         job,
         error=failure.entry(job.attempt, job.started_at, job.worker),
@@ -112,6 +115,7 @@ def _bury(rt: Runtime, job: Job, failure: Failure, actor: str) -> Settled:
         reason=failure.reason,
         retryable=failure.retryable,
         actor=actor,
+        cost=cost,
     )
     log.warning(
         "job.dead",
@@ -124,18 +128,20 @@ def _bury(rt: Runtime, job: Job, failure: Failure, actor: str) -> Settled:
     return Settled(Outcome.DEAD if letter is not None else Outcome.LOST)
 
 
-def _postpone(rt: Runtime, job: Job, failure: Failure, backlog: bool, actor: str) -> Settled:
+def _postpone(
+    rt: Runtime, job: Job, failure: Failure, backlog: bool, actor: str, cost: Cost
+) -> Settled:
     delay = failure.retry_after
     if delay is None:
         # A lost database names no delay: try again when the claim path would.
         delay = rt.settings.db_retry_delay if failure.reason == STORE_UNAVAILABLE else 0.0
     limit = _postpone_limit(rt, job)
-    if rt.store.postpone(job, delay=delay, backlog=backlog, limit=limit) is None:
+    if rt.store.postpone(job, delay=delay, backlog=backlog, limit=limit, cost=cost) is None:
         if _asked_to_stop(rt, job):
-            return _stopped_or_lost(rt, job)
+            return _stopped_or_lost(rt, job, cost)
         # Refused for postponing too long while still this attempt's; else the bury
         # finds the job moved on, and the record is a late duplicate's: lost.
-        buried = _bury(rt, job, _too_long(job, failure, limit), actor)
+        buried = _bury(rt, job, _too_long(job, failure, limit), actor, cost)
         if buried.outcome is Outcome.DEAD:
             return dataclasses.replace(buried, reason=POSTPONED_TOO_LONG)
         return buried

@@ -56,6 +56,8 @@ class JobSpec:
     # A step of a larger piece of work (a pipeline's phase): made by the system, not
     # by a client; the HTTP API refuses to enqueue it.
     internal: bool = False
+    # Seconds from enqueue to success the kind's jobs should keep to (its SLA); None: none.
+    deadline: float | None = None
 
     def merge(self, waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
         """The payload of a waiting job that a new request of the same kind joined."""
@@ -178,6 +180,8 @@ def check_spec(spec: JobSpec) -> None:
         raise ValueError(
             f"max_postpone must be a positive number of seconds, got {spec.max_postpone}"
         )
+    if spec.deadline is not None and not spec.deadline > 0:
+        raise ValueError(f"deadline must be a positive number of seconds, got {spec.deadline}")
     if spec.extra_fields not in get_args(ExtraFields):
         choices = " or ".join(repr(c) for c in get_args(ExtraFields))
         raise ValueError(f"extra_fields must be {choices}, got {spec.extra_fields!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Task
@@ -94,6 +94,7 @@ def job(
     canonical_user: CanonicalUser | None = None,
     max_postpone: float | None = None,
     internal: bool = False,
+    deadline: float | timedelta | None = None,
 ) -> Callable[[Callable[..., Any]], JobTask]:
     """Register a job kind and return its Celery task.
 
@@ -133,6 +134,8 @@ def job(
             counted on the job (``postponements``, ``postponed_since``).
         internal: a step the system makes (a pipeline's phase), which the HTTP
             API refuses to enqueue for a client.
+        deadline: the kind's SLA, seconds (or a ``timedelta``) from enqueue to
+            success; ``jobsys stats`` reports the share of its jobs that kept it.
 
     Raises:
         ValueError: the declaration breaks a rule (named in the message).
@@ -155,6 +158,7 @@ def job(
             canonical_user=canonical_user,
             max_postpone=max_postpone,
             internal=internal,
+            deadline=deadline.total_seconds() if isinstance(deadline, timedelta) else deadline,
         )
         registry.add(spec)
         _ensure_queue(queue)

@@ -26,6 +26,7 @@ from jobsys.interfaces.cli_jobs import cancel, enqueue, job_cmd, jobs
 from jobsys.interfaces.cli_keys import keys
 from jobsys.interfaces.cli_schedule import schedule
 from jobsys.interfaces.cli_services import demo, emulator, services
+from jobsys.interfaces.cli_stats import stats
 from jobsys.interfaces.cli_sync import report, sync_cmd
 from jobsys.interfaces.cli_users import user
 from jobsys.interfaces.clierrors import PREFIX, describe
@@ -69,6 +70,7 @@ for _command in (
     alerts,
     sync_cmd,
     report,
+    stats,
     keys,
     user,
     schedule,

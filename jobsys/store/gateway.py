@@ -30,7 +30,7 @@ from jobsys.store.fleet import FleetSql, audit_event
 from jobsys.store.inserts import InsertSql
 from jobsys.store.jsonb import RESULT
 from jobsys.store.quotas import QuotaSql
-from jobsys.store.records import Job, unknown_kind_entry
+from jobsys.store.records import UNMEASURED, Cost, Job, unknown_kind_entry
 from jobsys.store.status import Status
 
 _SWEEP_LOCK_KEY = 0x6A6F6273  # "jobs"
@@ -102,33 +102,46 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         row = self.hot.one(_SQL["job_state"], {"id": job_id})
         return (Status(row["status"]), row["run_after"]) if row else None
 
-    def succeed(self, job: Job, result: Any) -> bool:
-        """Record the running job's result.
+    def succeed(self, job: Job, result: Any, *, cost: Cost = UNMEASURED) -> bool:
+        """Record the running job's result, and the attempt's ``cost``.
 
         Raises:
             UnstorableError: ``jsonb`` cannot hold the result; nothing was written.
         """
-        params = {**_key(job), "result": jsonb.dumps(result, what=RESULT)}
+        params = {**_key(job), **cost.params(), "result": jsonb.dumps(result, what=RESULT)}
         return self.hot.one(_SQL["succeed"], params) is not None
 
     def requeue(
-        self, job: Job, *, delay: float, error: dict[str, Any], backlog: bool = False
+        self,
+        job: Job,
+        *,
+        delay: float,
+        error: dict[str, Any],
+        backlog: bool = False,
+        cost: Cost = UNMEASURED,
     ) -> datetime | None:
         """Put a failed attempt back in the queue after ``delay`` seconds; with
         ``backlog``, into admission's backlog (else the caller publishes it)."""
-        params = {**_key(job), "delay": delay, "error": json.dumps([error]), "backlog": backlog}
+        params = {**_moved(job, cost), "delay": delay, "error": json.dumps([error])}
+        params["backlog"] = backlog
         row = self.hot.one(_SQL["requeue"], params)
         return row["run_after"] if row else None
 
     def postpone(
-        self, job: Job, *, delay: float, backlog: bool = False, limit: float | None = None
+        self,
+        job: Job,
+        *,
+        delay: float,
+        backlog: bool = False,
+        limit: float | None = None,
+        cost: Cost = UNMEASURED,
     ) -> datetime | None:
         """Put a running job back without counting its attempt (a guard said not yet).
 
         Counts the postponement. ``None`` when the job is no longer this attempt's,
         was asked to stop, or was first postponed at least ``limit`` seconds ago (None: no limit).
         """
-        params = {**_key(job), "delay": delay, "backlog": backlog, "limit": limit}
+        params = {**_moved(job, cost), "delay": delay, "backlog": backlog, "limit": limit}
         row = self.hot.one(_SQL["postpone"], params)
         return row["run_after"] if row else None
 
@@ -141,9 +154,10 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         reason: str,
         retryable: bool,
         actor: str,
+        cost: Cost = UNMEASURED,
     ) -> int | None:
         """Mark the running job dead and write its dead letter; returns the letter's id."""
-        params = _bury_params(error, traceback, reason, retryable, actor)
+        params = _bury_params(error, traceback, reason, retryable, actor) | cost.params()
         with self.transaction() as conn:
             row = conn.execute(q.BURY, {**_key(job), **params}).first()
         return int(row[0]) if row else None
@@ -167,13 +181,14 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
             user_id, deliveries = row[0], int(row[1])
             if deliveries < limit:
                 return deliveries, None
-            params = _bury_params(error, "", "unknown_kind", False, worker)
+            params = _bury_params(error, "", "unknown_kind", False, worker) | UNMEASURED.params()
             params |= {"id": job_id, "user_id": user_id, "error": "[]"}
             letter = conn.execute(q.BURY_QUEUED, params).scalar()
         return deliveries, int(letter) if letter is not None else None
 
-    def cancel_running(self, job: Job) -> bool:
-        return self.hot.one(_SQL["cancel_running"], _key(job)) is not None
+    def cancel_running(self, job: Job, *, cost: Cost = UNMEASURED) -> bool:
+        params = {**_key(job), **cost.params()}
+        return self.hot.one(_SQL["cancel_running"], params) is not None
 
     def heartbeat(self, job: Job, *, lease: float) -> bool | None:
         """Extend the lease; returns whether cancel was requested, ``None`` if lost."""
@@ -272,6 +287,11 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
 
 def _key(job: Job) -> dict[str, Any]:
     return {"id": job.id, "user_id": job.user_id, "attempt": job.attempt}
+
+
+def _moved(job: Job, cost: Cost) -> dict[str, Any]:
+    # A job put back gets a new run_after: the attempt row takes the one it was due at.
+    return {**_key(job), **cost.params(), "due": job.run_after}
 
 
 def _bury_params(

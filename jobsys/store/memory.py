@@ -29,6 +29,8 @@ from jobsys.store.memory_admission import MemoryAdmission
 from jobsys.store.memory_quotas import MemoryQuotas
 from jobsys.store.quotas import Quota
 from jobsys.store.records import (
+    UNMEASURED,
+    Cost,
     DeadLetter,
     Job,
     JoinRace,
@@ -59,6 +61,8 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
         self.workers: dict[str, WorkerRow] = {}
         self.letters: dict[int, DeadLetter] = {}
         self.audit_events: list[dict[str, Any]] = []
+        # (job id, attempt, outcome, cost) of each recorded attempt, as ``attempts`` holds.
+        self.costs: list[tuple[uuid.UUID, int, str, Cost]] = []
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._sweeping = threading.Lock()
@@ -160,30 +164,44 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             job = self.jobs.get(job_id)
             return (job.status, job.run_after) if job else None
 
-    def succeed(self, job: Job, result: Any) -> bool:
+    def succeed(self, job: Job, result: Any, *, cost: Cost = UNMEASURED) -> bool:
         stored = json.loads(jsonb.dumps(result, what=RESULT))  # what PostgreSQL would refuse
         with self._lock:
             found = self._holding(job, "succeed")
             if found is None:
                 return False
+            self.costs.append((job.id, job.attempt, "succeeded", cost))
             done = {"result": stored, "finished_at": self.clock(), "lease_until": None}
             self._put(found, status=Status.SUCCEEDED, **done)
             return True
 
     def requeue(
-        self, job: Job, *, delay: float, error: dict[str, Any], backlog: bool = False
+        self,
+        job: Job,
+        *,
+        delay: float,
+        error: dict[str, Any],
+        backlog: bool = False,
+        cost: Cost = UNMEASURED,
     ) -> datetime | None:
         with self._lock:
             found = self._holding(job, "requeue")
             if found is None or found.cancel_requested:
                 return None
+            self.costs.append((job.id, job.attempt, "retried", cost))
             back = self._put(found, errors=[*found.errors, _json(error)], **self._back(delay))
             if backlog:
                 self._join_backlog(back)
             return back.run_after
 
     def postpone(
-        self, job: Job, *, delay: float, backlog: bool = False, limit: float | None = None
+        self,
+        job: Job,
+        *,
+        delay: float,
+        backlog: bool = False,
+        limit: float | None = None,
+        cost: Cost = UNMEASURED,
     ) -> datetime | None:
         with self._lock:
             found = self._holding(job, "postpone")
@@ -193,6 +211,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             if limit is not None and since is not None and (now - since).total_seconds() >= limit:
                 return None
             counted = {"postponements": found.postponements + 1, "postponed_since": since or now}
+            self.costs.append((job.id, job.attempt, "postponed", cost))
             back = self._put(found, attempt=found.attempt - 1, **counted, **self._back(delay))
             if backlog:
                 self._join_backlog(back)
@@ -212,11 +231,13 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
         reason: str,
         retryable: bool,
         actor: str,
+        cost: Cost = UNMEASURED,
     ) -> int | None:
         with self._lock:
             found = self._holding(job, "bury")
             if found is None:
                 return None
+            self.costs.append((job.id, job.attempt, "dead", cost))
             error = _json(error)
             return self._bury(
                 found, [*found.errors, error], error, traceback, reason, retryable, actor
@@ -258,11 +279,12 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
         )
         return letter.id
 
-    def cancel_running(self, job: Job) -> bool:
+    def cancel_running(self, job: Job, *, cost: Cost = UNMEASURED) -> bool:
         with self._lock:
             found = self._holding(job, "cancel_running")
             if found is None:
                 return False
+            self.costs.append((job.id, job.attempt, "cancelled", cost))
             self._put(found, status=Status.CANCELLED, finished_at=self.clock(), lease_until=None)
             return True
 

@@ -399,6 +399,14 @@ class PipelineRunRow(Base):
     __tablename__ = "pipeline_runs"
     __table_args__ = (
         sa.Index("pipeline_runs_user_idx", "user_id", "created_at"),
+        # The stats: runs finished in a window, and each user's last successful one.
+        sa.Index("pipeline_runs_finished_idx", "finished_at"),
+        sa.Index(
+            "pipeline_runs_user_succeeded_idx",
+            "user_id",
+            "finished_at",
+            postgresql_where=sa.text("status = 'succeeded'"),
+        ),
         # At most one running pipeline per user: a second sync joins the first.
         sa.Index(
             "pipeline_runs_one_running_idx",
@@ -476,3 +484,34 @@ class AlertRow(Base):
     resolved_sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     send_attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     send_error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class AttemptRow(Base):
+    """One recorded attempt and its cost, written by the statement that records its outcome."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        sa.Index("attempts_finished_idx", "finished_at"),
+        sa.Index("attempts_user_finished_idx", "user_id", "finished_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    # succeeded, retried, postponed, dead or cancelled (hooks.Outcome).
+    outcome: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    priority: Mapped[int] = mapped_column(sa.SmallInteger)
+    # The job's enqueue time: SLA compliance is measured from it.
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    # When the attempt was due (run_after at its claim): start latency is measured from it.
+    due_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_NOW)
+    # NULL: not measured (an attempt settled by the sweeper or a worker's main process).
+    cpu_s: Mapped[float | None] = mapped_column(sa.Float)
+    wall_s: Mapped[float | None] = mapped_column(sa.Float)
+    google_requests: Mapped[int | None] = mapped_column(sa.Integer)
+    quota_units: Mapped[int | None] = mapped_column(sa.Integer)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from jobsys.store.admission import Listener, Promotion
 from jobsys.store.quotas import Quota
-from jobsys.store.records import DeadLetter, Job, NewJob, WorkerRow
+from jobsys.store.records import Cost, DeadLetter, Job, NewJob, WorkerRow
 from jobsys.store.status import Status
 
 
@@ -44,12 +44,25 @@ class JobStore(Protocol):
         self, job_id: uuid.UUID, user_id: str | None, *, lease: float, worker: str, pid: int
     ) -> Job | None: ...
     def job_state(self, job_id: uuid.UUID) -> tuple[Status, datetime] | None: ...
-    def succeed(self, job: Job, result: Any) -> bool: ...
+    # ``cost``: what the attempt spent, written with its outcome (``attempts``).
+    def succeed(self, job: Job, result: Any, *, cost: Cost = ...) -> bool: ...
     def requeue(
-        self, job: Job, *, delay: float, error: dict[str, Any], backlog: bool = False
+        self,
+        job: Job,
+        *,
+        delay: float,
+        error: dict[str, Any],
+        backlog: bool = False,
+        cost: Cost = ...,
     ) -> datetime | None: ...
     def postpone(
-        self, job: Job, *, delay: float, backlog: bool = False, limit: float | None = ...
+        self,
+        job: Job,
+        *,
+        delay: float,
+        backlog: bool = False,
+        limit: float | None = ...,
+        cost: Cost = ...,
     ) -> datetime | None: ...
     def bury(
         self,
@@ -60,8 +73,9 @@ class JobStore(Protocol):
         reason: str,
         retryable: bool,
         actor: str,
+        cost: Cost = ...,
     ) -> int | None: ...
-    def cancel_running(self, job: Job) -> bool: ...
+    def cancel_running(self, job: Job, *, cost: Cost = ...) -> bool: ...
     def heartbeat(self, job: Job, *, lease: float) -> bool | None: ...
     def running_on(self, job_id: uuid.UUID, worker: str, pid: int | None) -> Job | None: ...
     def note_unknown_kind(

@@ -84,6 +84,30 @@ class Job:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Cost:
+    """What one attempt spent: its handler's CPU and wall seconds, and Google's calls."""
+
+    cpu_s: float | None = None
+    wall_s: float | None = None
+    google_requests: int | None = None
+    quota_units: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The cost columns' parameters of the statements that record an outcome."""
+        # Spelt out: dataclasses.asdict deep-copies, on every attempt's record.
+        return {
+            "cpu_s": self.cpu_s,
+            "wall_s": self.wall_s,
+            "google_requests": self.google_requests,
+            "quota_units": self.quota_units,
+        }
+
+
+# Settled where nothing was measured (the sweeper, a worker's main process): NULLs.
+UNMEASURED = Cost()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DeadLetter:
     """A dead job's whole context."""
 

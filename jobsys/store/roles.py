@@ -35,6 +35,7 @@ API_TABLES = (
     "raw_messages",
     "raw_events",
     "credentials",
+    "attempts",
 )
 
 

@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Literal
 
 import psycopg2
@@ -90,12 +91,12 @@ def noop(ctx: JobContext) -> None:
     return None
 
 
-@job(kind="test.echo", payload=Echo)
+@job(kind="test.echo", payload=Echo, deadline=60)
 def echo(ctx: JobContext, payload: Echo) -> dict[str, Any]:
     return {"echo": payload.value, "attempt": ctx.attempt}
 
 
-@job(kind="test.flaky", payload=Flaky, max_attempts=5)
+@job(kind="test.flaky", payload=Flaky, max_attempts=5, deadline=timedelta(minutes=2))
 def flaky(ctx: JobContext, payload: Flaky) -> dict[str, Any]:
     calls = int(counters().incr(f"{payload.key}:calls"))
     if calls <= payload.failures:

@@ -11,6 +11,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 from prometheus_client.core import Metric
 
+import jobsys.connectors.google.usage
 import jobsys.guards.metrics
 import jobsys.interfaces.metrics
 from jobsys.config import Settings
@@ -27,7 +28,7 @@ SUFFIXES = {
     "gauge": ("",),
 }
 # Modules that define metrics, loaded so their families are in the registry.
-DEFINING = (jobsys.interfaces.metrics, jobsys.guards.metrics)
+DEFINING = (jobsys.interfaces.metrics, jobsys.guards.metrics, jobsys.connectors.google.usage)
 
 
 def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from googleapiclient.http import BatchHttpRequest  # type: ignore[import-untyped
 
 from jobsys.connectors.google.clients import UNGUARDED, Guard, Service
 from jobsys.connectors.google.errors import GoogleError, classify
+from jobsys.connectors.google.usage import metered
 
 MAX_BATCH = 100
 GET_METHOD = "gmail.users.messages.get"
@@ -89,16 +90,21 @@ def get_raw_messages(
     messages = gmail.users().messages()
     for start in range(0, len(unique), batch_size):
         chunk = unique[start : start + batch_size]
+        run = functools.partial(_run_batch, messages, chunk, batch_uri)
         got = guard.call(
             GET_METHOD,
             len(chunk),
-            functools.partial(_run_batch, messages, chunk, batch_uri),
-            part_errors=lambda r: r.errors.values(),
+            metered(GET_METHOD, len(chunk), run, _part_errors),
+            part_errors=_part_errors,
         )
         result.messages.update(got.messages)
         result.errors.update(got.errors)
         result.seconds += got.seconds
     return result
+
+
+def _part_errors(result: BatchResult) -> Iterable[GoogleError]:
+    return result.errors.values()
 
 
 def _run_batch(messages: Any, ids: list[str], batch_uri: str) -> BatchResult:

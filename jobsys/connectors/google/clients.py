@@ -20,6 +20,7 @@ from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build  # type: ignore[import-untyped]
 
 from jobsys.connectors.google.errors import GoogleError, classify
+from jobsys.connectors.google.usage import metered
 
 GMAIL_SCOPES = ("https://www.googleapis.com/auth/gmail.readonly",)
 CALENDAR_SCOPES = ("https://www.googleapis.com/auth/calendar.readonly",)
@@ -208,7 +209,8 @@ def execute(request: Any, *, cursor: bool = False, guard: Guard = UNGUARDED) -> 
     Returns:
         The decoded JSON response.
     """
-    return guard.call(str(request.methodId), 1, lambda: _execute(request, cursor))
+    method = str(request.methodId)
+    return guard.call(method, 1, metered(method, 1, lambda: _execute(request, cursor)))
 
 
 def _execute(request: Any, cursor: bool) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from jobsys.engine.runtime import Runtime
-from jobsys.interfaces.api import dlq, errors, jobs, metrics, ops, push, syncs
+from jobsys.interfaces.api import dlq, errors, jobs, metrics, ops, push, stats, syncs
 from jobsys.interfaces.api.auth import TokenCache
 
 DESCRIPTION = """\
@@ -28,7 +28,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = rt
     app.state.tokens = TokenCache(rt.settings.api_token_cache)
     errors.install(app)
-    for module in (jobs, syncs, dlq, ops, push, metrics):
+    for module in (jobs, syncs, dlq, ops, push, metrics, stats):
         app.include_router(module.router)
     app.include_router(ops.health)
     return app

@@ -87,9 +87,15 @@ def listing(caller: ApiToken, rt: Runtime) -> Listing:
     on ``JOBSYS_API_DATABASE_URL``'s login when it is set."""
     if caller.admin:
         return Listing(rt.postgres)
+    return Listing(api_store(caller, rt), user_id=caller.user_id)
+
+
+def api_store(caller: ApiToken, rt: Runtime) -> Store:
+    """Where this caller's reads go: ``JOBSYS_API_DATABASE_URL``'s login for a user token."""
     url = rt.settings.api_database_url
-    store = rt.state(_API_STORE, lambda _: Store(url)) if url else rt.postgres
-    return Listing(store, user_id=caller.user_id)
+    if caller.admin or not url:
+        return rt.postgres
+    return rt.state(_API_STORE, lambda _: Store(url))
 
 
 _API_STORE = "api-database"
