@@ -37,9 +37,9 @@ SELECT 'u' || lpad(i::text, 6, '0'), 'u' || i || '@example.com' FROM generate_se
 """
 # Attempt i finished at start + i * step: 90% succeeded, 7% retried, 2% dead, 1% cancelled.
 _ATTEMPTS = """
-INSERT INTO attempts (job_id, user_id, kind, attempt, outcome, reason, priority, created_at,
+INSERT INTO attempts (job_id, user_id, kind, queue, attempt, outcome, reason, priority, created_at,
   due_at, started_at, finished_at, cpu_s, wall_s, google_requests, quota_units)
-SELECT gen_random_uuid(), 'u' || lpad((i % :users)::text, 6, '0'), 'bench.k' || (i % 8),
+SELECT gen_random_uuid(), 'u' || lpad((i % :users)::text, 6, '0'), 'bench.k' || (i % 8), 'default',
   1 + (i % 3),
   CASE WHEN i % 100 < 90 THEN 'succeeded' WHEN i % 100 < 97 THEN 'retried'
        WHEN i % 100 < 99 THEN 'dead' ELSE 'cancelled' END,

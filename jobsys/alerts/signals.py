@@ -83,9 +83,6 @@ def read(rt: Runtime, now: datetime) -> dict[tuple[str, str], float]:
     window = sql.Window(
         now=now,
         seconds=s.alert_window,
-        # An attempt ends within its hard limit and lease grace, or the sweeper ends it
-        # once its node is found dead.
-        slack=s.default_timeout + s.lease_grace + s.worker_dead_after,
         min_volume=s.alert_min_volume,
         freshness_slo=s.freshness_slo,
     )

@@ -499,6 +499,7 @@ class AttemptRow(Base):
     job_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     user_id: Mapped[str] = mapped_column(sa.Text)
     kind: Mapped[str] = mapped_column(sa.Text)
+    queue: Mapped[str] = mapped_column(sa.Text)
     attempt: Mapped[int] = mapped_column(sa.Integer)
     # succeeded, retried, postponed, dead or cancelled (hooks.Outcome).
     outcome: Mapped[str] = mapped_column(sa.Text)

@@ -137,7 +137,7 @@ RETURNING {JOB_COLUMNS}
 # (what it cost, for the stats): one round trip, as before. ``source`` is the CTE of
 # the job as moved; the caller's parameters carry what the UPDATE changed.
 _ATTEMPT_ROW = (
-    "job_id, user_id, kind, attempt, outcome, reason, priority, created_at, due_at,"
+    "job_id, user_id, kind, queue, attempt, outcome, reason, priority, created_at, due_at,"
     " started_at, finished_at, cpu_s, wall_s, google_requests, quota_units"
 )
 _COST = (
@@ -156,13 +156,13 @@ def _record_attempt(
 ) -> str:
     return f"""recorded AS (
   INSERT INTO attempts ({_ATTEMPT_ROW})
-  SELECT id, user_id, kind, {attempt}, '{outcome}', {reason}, priority, created_at, {due},
+  SELECT id, user_id, kind, queue, {attempt}, '{outcome}', {reason}, priority, created_at, {due},
     started_at, now(), {_COST}
   FROM {source}
 )"""
 
 
-_MOVED_COLUMNS = "id, user_id, kind, attempt, priority, created_at, run_after, started_at"
+_MOVED_COLUMNS = "id, user_id, kind, queue, attempt, priority, created_at, run_after, started_at"
 
 SUCCEED = sa.text(
     f"""
@@ -187,7 +187,7 @@ WITH moved AS (
   WHERE user_id = :user_id AND id = :id AND {where} AND attempt = :attempt
     -- A job asked to stop is not put back: the caller cancels it instead.
     AND NOT cancel_requested
-  RETURNING queue, dispatched_at, {moved_columns}
+  RETURNING dispatched_at, {moved_columns}
 ), fair AS ({fair}), {recorded}
 SELECT run_after FROM moved
 """
@@ -244,7 +244,7 @@ WITH dead AS (
   UPDATE jobs SET {_BURY.set()}, finished_at = now(), lease_until = NULL,
     errors = errors || CAST(:error AS jsonb)
   WHERE user_id = :user_id AND id = :id AND {move_where} {attempt}
-  RETURNING queue, payload, errors, worker, {_MOVED_COLUMNS}
+  RETURNING payload, errors, worker, {_MOVED_COLUMNS}
 ), {_record_attempt("dead", "dead", reason="CAST(:reason AS text)")}, letter AS (
   INSERT INTO dead_letters (job_id, user_id, kind, queue, payload, exc_type, message, traceback,
     reason, retryable, attempts, worker, first_attempt_at)

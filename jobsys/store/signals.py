@@ -1,19 +1,12 @@
 """Every statement the alert detector reads its signals with, over a rolling window.
 
-This is the one module to re-point when a per-attempt history exists: today
-the signals come from what the job rows keep (status, ``errors`` with each
-failed attempt's ``failed_at``, ``run_after``/``started_at``/``finished_at``),
-``dead_letters``, ``users`` and ``pipeline_runs``. The window is
-``(now - window, now]`` with ``now`` given by the caller, so a test can evaluate
-at any instant.
-
-Limits of reading job rows: a job's row keeps only its latest claim's
-``started_at``, so a failed attempt is counted when the job's latest claim
-started within ``slack`` seconds before the window (the default hard time
-limit, lease grace and dead-worker window: a kind with a longer limit can have a
-failure missed); only the latest attempt of a retried job has a start latency;
-and the scan of ``jobs`` by ``started_at`` has no index of its own (adding one
-would cost every claim an index write).
+Rates and percentiles come from ``attempts`` (one row per recorded attempt,
+written with its outcome), read through ``attempts_finished_idx`` over the
+window only, so an evaluation's cost follows the attempts of the last few
+minutes, not the size of ``jobs``. The rest: the due queued jobs
+(``jobs_due_idx``), ``dead_letters``, ``users`` and ``pipeline_runs``. The
+window is ``(now - window, now]`` with ``now`` given by the caller, so a test
+can evaluate at any instant.
 """
 
 from __future__ import annotations
@@ -33,36 +26,26 @@ DEAD_LETTERS = "dead_letters"
 STALE_USERS = "stale_users"
 FLEET = "*"  # the subject of a fleet-wide signal
 
-_FAILED_AT = "CAST(e ->> 'failed_at' AS timestamptz)"
+_FAILED = "outcome IN ('retried', 'dead')"
 _READ = sa.text(
     f"""
 WITH recent AS (
-  SELECT kind, queue, status, run_after, started_at, finished_at, errors FROM jobs
-  WHERE started_at > CAST(:since AS timestamptz) - make_interval(secs => :slack)
-    AND started_at <= :now
-), failed AS (
-  SELECT r.kind, count(*) AS n FROM recent r, jsonb_array_elements(r.errors) e
-  WHERE r.errors <> CAST('[]' AS jsonb) AND {_FAILED_AT} > :since AND {_FAILED_AT} <= :now
-  GROUP BY r.kind
-), done AS (
-  SELECT kind, count(*) AS n FROM recent
-  WHERE status = 'succeeded' AND finished_at > :since AND finished_at <= :now GROUP BY kind
-), rates AS (
-  SELECT kind, COALESCE(failed.n, 0) AS failed, COALESCE(done.n, 0) AS ok
-  FROM failed FULL JOIN done USING (kind)
+  SELECT kind, queue, outcome, due_at, started_at, finished_at FROM attempts
+  WHERE finished_at > :since AND finished_at <= :now
+    AND outcome IN ('succeeded', 'retried', 'dead')
 )
 SELECT '{ERROR_RATE}' AS signal, kind AS subject,
-  CAST(failed AS float8) / (failed + ok) AS value
-FROM rates WHERE failed + ok >= :min_volume
+  CAST(count(*) FILTER (WHERE {_FAILED}) AS float8) / count(*) AS value
+FROM recent GROUP BY kind HAVING count(*) >= :min_volume
 UNION ALL
 SELECT '{START_LATENCY}', queue,
-  percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - run_after))
-FROM recent WHERE started_at > :since AND started_at >= run_after
+  percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - due_at))
+FROM recent WHERE started_at >= due_at
 GROUP BY queue HAVING count(*) >= :min_volume
 UNION ALL
 SELECT '{DURATION}', kind,
   percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
-FROM recent WHERE status = 'succeeded' AND finished_at > :since AND finished_at <= :now
+FROM recent WHERE outcome = 'succeeded' AND started_at IS NOT NULL
 GROUP BY kind HAVING count(*) >= :min_volume
 UNION ALL
 SELECT '{OLDEST_QUEUED}', queue, extract(epoch FROM CAST(:now AS timestamptz) - min(run_after))
@@ -86,7 +69,6 @@ class Window:
 
     now: datetime
     seconds: float  # the window's length
-    slack: float  # how long before the window an attempt that failed in it may have started
     min_volume: int  # attempts a kind or queue needs in the window to have a rate or p95
     freshness_slo: float  # a user not synced successfully for this long is stale
 
@@ -100,7 +82,6 @@ def read_signals(store: Store, window: Window) -> dict[tuple[str, str], float]:
     params = {
         "now": window.now,
         "since": window.now - timedelta(seconds=window.seconds),
-        "slack": window.slack,
         "min_volume": window.min_volume,
         "slo": window.freshness_slo,
     }

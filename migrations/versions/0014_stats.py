@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("job_id", pg.UUID(as_uuid=True), nullable=False),
         sa.Column("user_id", sa.Text, nullable=False),
         sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("queue", sa.Text, nullable=False),
         sa.Column("attempt", sa.Integer, nullable=False),
         sa.Column("outcome", sa.Text, nullable=False),
         sa.Column("reason", sa.Text),

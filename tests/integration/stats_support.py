@@ -20,9 +20,9 @@ _RUN = sa.text(
 )
 _ATTEMPT = sa.text(
     """
-INSERT INTO attempts (job_id, user_id, kind, attempt, outcome, reason, priority, created_at,
+INSERT INTO attempts (job_id, user_id, kind, queue, attempt, outcome, reason, priority, created_at,
   due_at, started_at, finished_at, cpu_s, wall_s, google_requests, quota_units)
-VALUES (:job, :u, :kind, :n, :outcome, :reason, :priority,
+VALUES (:job, :u, :kind, 'default', :n, :outcome, :reason, :priority,
   now() - make_interval(secs => :ago + :took),
   now() - make_interval(secs => :ago + 1 + :latency),
   now() - make_interval(secs => :ago + 1),

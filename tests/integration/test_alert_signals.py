@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def window(now: datetime, *, min_volume: int = 1, slo: float = 900.0) -> Window:
-    return Window(now=now, seconds=300.0, slack=200.0, min_volume=min_volume, freshness_slo=slo)
+    return Window(now=now, seconds=300.0, min_volume=min_volume, freshness_slo=slo)
 
 
 def test_signals_count_what_the_jobs_did(jobsys_env: Env, start_workers: StartWorkers) -> None:
