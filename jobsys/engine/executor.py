@@ -37,7 +37,7 @@ def execute(rt: Runtime, task: Task[Any, Any], spec: JobSpec, user_id: str | Non
     job = claim(rt, task, spec, user_id)
     if job is None:
         raise Ignore()
-    attempt = Attempt(job=job, worker=_node(task), headers=dict(task.request.headers or {}))
+    attempt = Attempt(job=job, worker=_node(task), headers=_headers(task.request))
     rt.hooks.after_claim(attempt)
     return run_and_record(rt, task, spec, attempt)
 
@@ -156,6 +156,15 @@ def _fail(rt: Runtime, task: Task[Any, Any], job: Job, exc: Exception, worker: s
     if settled.outcome is Outcome.DEAD:
         raise exc
     raise Ignore()
+
+
+def _headers(request: Any) -> dict[str, Any]:
+    # Celery makes a message's own headers attributes of the request, not ``headers``.
+    found = dict(request.headers or {})
+    traceparent = getattr(request, "traceparent", None)
+    if traceparent is not None:
+        found.setdefault("traceparent", traceparent)
+    return found
 
 
 def _node(task: Task[Any, Any]) -> str:
