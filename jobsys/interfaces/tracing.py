@@ -121,13 +121,30 @@ def _batched(name: str) -> Any:
     return BatchSpanProcessor(OTLPSpanExporter())
 
 
-def install(rt: Runtime, *, exporter: SpanExporter | None = None) -> bool:
-    """Configure tracing for this process and add the tracing hook to ``rt``; True if on."""
-    if not configure(rt.settings.trace_file, exporter=exporter):
+def install(
+    rt: Runtime, *, trace_file: Path | None = None, exporter: SpanExporter | None = None
+) -> bool:
+    """Configure tracing for this process and add the tracing hook to ``rt``; True if on.
+
+    ``trace_file`` stands for ``JOBSYS_TRACE_FILE``; ``exporter`` is one more exporter,
+    written to as each span ends (an in-memory one in a benchmark).
+    """
+    if not configure(trace_file or rt.settings.trace_file, exporter=exporter):
         return False
     if not any(isinstance(h, tracing.TracingHook) for h in rt.hooks):
         rt.hooks.add(tracing.TracingHook(rt))
     return True
+
+
+def uninstall(rt: Runtime) -> None:
+    """Flush, turn tracing off in this process and take the hook off ``rt``."""
+    global _provider
+    shutdown()
+    _provider = None
+    tracing.use(None)
+    for hook in list(rt.hooks):
+        if isinstance(hook, tracing.TracingHook):
+            rt.hooks.remove(hook)
 
 
 def shutdown() -> None:
