@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 EXPORTERS = ("otlp", "console")
 _provider: TracerProvider | None = None
+# An exporter given in code (not by a variable): a forked child traces to its copy too.
+_exporter: SpanExporter | None = None
 
 
 def wanted(environ: Mapping[str, str], trace_file: Path | None = None) -> list[str]:
@@ -69,15 +71,17 @@ def configure(
     environ: Mapping[str, str] | None = None,
     exporter: SpanExporter | None = None,
 ) -> bool:
-    """Set this process's tracer from the environment (or to ``exporter``); True if on.
+    """Set this process's tracer from the environment (and ``exporter``); True if on.
 
-    Calling it again (a forked child) replaces the previous provider, unflushed.
+    Calling it again (a forked child) replaces the previous provider, unflushed; an
+    ``exporter`` given once is kept for the calls after it.
 
     Raises:
         ConfigError: an unknown exporter is asked for.
     """
-    global _provider
+    global _provider, _exporter
     names = wanted(os.environ if environ is None else environ, trace_file)
+    exporter = _exporter = exporter or _exporter
     if not names and exporter is None:
         _provider = None
         tracing.use(None)
@@ -138,9 +142,9 @@ def install(
 
 def uninstall(rt: Runtime) -> None:
     """Flush, turn tracing off in this process and take the hook off ``rt``."""
-    global _provider
+    global _provider, _exporter
     shutdown()
-    _provider = None
+    _provider, _exporter = None, None
     tracing.use(None)
     for hook in list(rt.hooks):
         if isinstance(hook, tracing.TracingHook):
