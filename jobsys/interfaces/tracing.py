@@ -85,6 +85,7 @@ def configure(
     if not names and exporter is None:
         _provider = None
         tracing.use(None)
+        _per_task(False)
         return False
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -101,6 +102,7 @@ def configure(
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     _provider = provider
     tracing.use(provider.get_tracer("jobsys"))
+    _per_task(True)
     return True
 
 
@@ -146,6 +148,7 @@ def uninstall(rt: Runtime) -> None:
     shutdown()
     _provider, _exporter = None, None
     tracing.use(None)
+    _per_task(False)
     for hook in list(rt.hooks):
         if isinstance(hook, tracing.TracingHook):
             rt.hooks.remove(hook)
@@ -183,22 +186,38 @@ def _node_stopping(**_: Any) -> None:
     shutdown()
 
 
-@signals.before_task_publish.connect
+# -- every task and publish: connected only while tracing is on ----------------------
+
+
 def _publishing(headers: dict[str, Any] | None = None, **_: Any) -> None:
     # Celery's own publishes (a plain task of a canvas): the current span goes along.
-    if tracing.enabled() and headers is not None and tracing.TRACEPARENT not in headers:
+    if headers is not None and tracing.TRACEPARENT not in headers:
         found = tracing.current_traceparent()
         if found is not None:
             headers[tracing.TRACEPARENT] = found
 
 
-@signals.task_prerun.connect
 def _task_started(task: Any = None, **_: Any) -> None:
-    if tracing.enabled() and getattr(task, "spec", None) is None:
+    if getattr(task, "spec", None) is None:  # a job's attempt is the hook's (after_claim)
         tracing.attach_remote(getattr(task.request, tracing.TRACEPARENT, None))
 
 
-@signals.task_postrun.connect
 def _task_ended(**_: Any) -> None:
-    if tracing.enabled():
-        tracing.finish_task()
+    tracing.finish_task()
+
+
+_PER_TASK = (
+    (signals.before_task_publish, _publishing),
+    (signals.task_prerun, _task_started),
+    (signals.task_postrun, _task_ended),
+)
+
+
+def _per_task(on: bool) -> None:
+    # With tracing off, Celery's publish signal keeps no receiver: it returns at once.
+    for signal, receiver in _PER_TASK:
+        uid = f"jobsys.tracing.{receiver.__name__}"
+        if on:
+            signal.connect(receiver, weak=False, dispatch_uid=uid)
+        else:
+            signal.disconnect(receiver, dispatch_uid=uid)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
+from celery import signals
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -97,6 +98,16 @@ def test_without_configuration_nothing_is_traced_and_no_hook_is_added(rt: Runtim
     dispatch = rt.hooks.before_dispatch(Dispatch.of_new(new, Why.FIRST, parent_id=None))
     assert dispatch.headers == {}
     assert traced(UNGUARDED) is UNGUARDED
+    # And Celery's publish signal has no receiver of jobsys's: nothing runs per message
+    assert not publish_receivers()
+
+
+def publish_receivers() -> list[Any]:
+    return [key for key, _ in signals.before_task_publish.receivers if "jobsys" in str(key)]
+
+
+def test_tracing_on_listens_to_celerys_publishes(spans: InMemorySpanExporter) -> None:
+    assert publish_receivers() != []
 
 
 def test_an_enqueue_span_travels_in_the_row_and_the_message(
