@@ -13,8 +13,10 @@ span is made, no header added and no column written.
   context (else the row's), linked to the previous attempt's span (the row's
   ``last``), and current until the task ends, so the canvas steps Celery applies
   after the handler returned (a chain's next step, a chord's callback) are its children.
-- ``after_record``: the outcome; a retried or postponed attempt's span context
-  is kept in the row (``last``) for the next attempt to link to.
+- ``around_handler``: a handler that raises has its attempt's span context kept
+  in the row (``last``) before the failure is recorded, for the next attempt to
+  link to (an extra statement on failures only).
+- ``after_record``: the outcome.
 
 :func:`finish_task` (at the end of every Celery task) ends what is still open.
 """
@@ -34,7 +36,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, Statu
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from jobsys.engine.hooks import Attempt, Hook, Outcome, Recorded
-from jobsys.store import NewJob
+from jobsys.store import Job, NewJob
 
 if TYPE_CHECKING:
     from jobsys.engine.dispatch import Dispatch
@@ -100,6 +102,8 @@ class _Open:
     job_id: Any = None
     origin: str | None = None
     ended: bool = False
+    # The row holds this attempt's span context (``last``) already.
+    noted: bool = False
 
 
 def attach_remote(value: str | None) -> None:
@@ -178,6 +182,9 @@ class TracingHook(Hook):
             found = _open_for(attempt.job.id)
             if found is not None and found.span is not None:
                 found.span.record_exception(e)
+                # Before the failure is recorded: once the job is back in the queue,
+                # its next attempt may be claimed at once, and must find this one.
+                self._keep_last(attempt.job, found)
             raise
 
     def after_record(self, recorded: Recorded) -> None:
@@ -190,20 +197,23 @@ class TracingHook(Hook):
             made.set_attribute("jobsys.reason", recorded.reason)
         if outcome in _FAILED:
             made.set_status(Status(StatusCode.ERROR, recorded.reason))
-        if outcome in _AGAIN:
-            self._keep_last(recorded, found.origin, made.get_span_context())
+        if outcome in _AGAIN and not found.noted:
+            # Failed outside the handler (its result could not be stored): late, but kept.
+            job = recorded.job
+            if outcome is Outcome.POSTPONED:  # handed its attempt back: the row's is one less
+                job = job.evolve(attempt=job.attempt - 1)
+            self._keep_last(job, found)
         made.end()
         found.ended = True
 
-    def _keep_last(self, recorded: Recorded, origin: str | None, ctx: SpanContext) -> None:
-        job = recorded.job
-        # A postponement hands its attempt back: the row holds the attempt before it.
-        if recorded.outcome is Outcome.POSTPONED:
-            job = job.evolve(attempt=job.attempt - 1)
-        kept = {"last": traceparent(ctx)}
-        if origin:
-            kept["parent"] = origin
+    def _keep_last(self, job: Job, found: _Open) -> None:
+        if found.span is None:
+            return
+        kept = {"last": traceparent(found.span.get_span_context())}
+        if found.origin:
+            kept["parent"] = found.origin
         self.runtime.store.note_trace(job, kept)
+        found.noted = True
 
 
 def _open_for(job_id: Any) -> _Open | None:

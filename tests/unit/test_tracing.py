@@ -134,13 +134,21 @@ def claimed(rt: Runtime, job_id: uuid.UUID) -> Job:
     return job
 
 
-def run_attempt(rt: Runtime, job: Job, outcome: Outcome) -> None:
+def fail() -> None:
+    raise RuntimeError("planned")
+
+
+def run_attempt(rt: Runtime, job: Job, outcome: Outcome, *, handler_fails: bool = True) -> None:
     """One attempt as the engine steps it: claim hook, handler, record, task end."""
     attempt = Attempt(job=job, worker="w1@host", headers={})
     rt.hooks.after_claim(attempt)
     if outcome is Outcome.RETRIED:
+        if handler_fails:
+            with pytest.raises(RuntimeError):
+                rt.hooks.around_handler(attempt, fail)
         rt.store.requeue(job, delay=0.0, error={"attempt": job.attempt})
     else:
+        rt.hooks.around_handler(attempt, lambda: None)
         rt.store.succeed(job, None)
     rt.hooks.after_record(Recorded(job=job, outcome=outcome, reason="flaky"))
     tracing.finish_task()
@@ -167,6 +175,43 @@ def test_a_retry_is_a_sibling_of_the_attempt_before_it_and_links_to_it(
     assert dict(link.attributes or {}) == {"jobsys.previous_attempt": 1}
     # And nothing stays current once the task ended
     assert tracing.current_traceparent() is None
+
+
+@pytest.mark.parametrize("handler_fails", [True, False])
+def test_the_row_keeps_the_failed_attempts_span_whether_or_not_its_handler_raised(
+    rt: Runtime, spans: InMemorySpanExporter, handler_fails: bool
+) -> None:
+    # Given a traced job whose attempt fails in its handler, or after it (its result
+    # could not be stored), and is retried
+    new = rt.hooks.before_insert(a_new_job())
+    rt.store.insert(new)
+    run_attempt(rt, claimed(rt, new.id), Outcome.RETRIED, handler_fails=handler_fails)
+
+    # Then the row holds the enqueue's context and the failed attempt's, once
+    _, attempt = spans.get_finished_spans()
+    assert rt.store.get_job(new.id).trace == {
+        "parent": new.trace and new.trace["parent"],
+        "last": tracing.traceparent(attempt.get_span_context()),
+    }
+
+
+def test_a_handlers_failure_is_kept_before_it_is_recorded(
+    rt: Runtime, spans: InMemorySpanExporter
+) -> None:
+    # Given a traced job's attempt running
+    new = rt.hooks.before_insert(a_new_job())
+    rt.store.insert(new)
+    attempt = Attempt(job=claimed(rt, new.id), worker="w1", headers={})
+    rt.hooks.after_claim(attempt)
+
+    # When its handler raises (nothing recorded yet: the row is still running)
+    with pytest.raises(RuntimeError):
+        rt.hooks.around_handler(attempt, fail)
+
+    # Then the row already names this attempt's span, for a retry claimed at once
+    found = rt.store.get_job(new.id).trace
+    assert found is not None and found["last"] == tracing.current_traceparent()
+    tracing.finish_task()
 
 
 def parent_of(span: ReadableSpan) -> int | None:
