@@ -97,6 +97,7 @@ def _again(
         countdown=wait,
         payload=dict(request.kwargs or {}),
         canvas=canvas_of(request),
+        trace=_trace_of(request),
     )
     rt.dispatcher.send(dispatch)
 
@@ -156,6 +157,12 @@ def _fail(rt: Runtime, task: Task[Any, Any], job: Job, exc: Exception, worker: s
     if settled.outcome is Outcome.DEAD:
         raise exc
     raise Ignore()
+
+
+def _trace_of(request: Any) -> dict[str, str] | None:
+    # The same message again keeps the trace context it came with.
+    traceparent = _headers(request).get("traceparent")
+    return {"parent": str(traceparent)} if traceparent else None
 
 
 def _headers(request: Any) -> dict[str, Any]:

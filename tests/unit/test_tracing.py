@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -77,6 +80,46 @@ def test_tracing_is_on_only_when_an_exporter_or_endpoint_is_configured(
     environ: dict[str, str], expected: list[str]
 ) -> None:
     assert setup.wanted(environ) == expected
+
+
+CONSOLE_PROGRAM = """
+import uuid
+from jobsys.config import Settings
+from jobsys.engine.runtime import Runtime
+from jobsys.interfaces import tracing
+from jobsys.store import NewJob
+from jobsys.store.memory import MemoryStore
+rt = Runtime(Settings.from_variables({}), store=MemoryStore())
+assert tracing.install(rt)
+new = NewJob(id=uuid.uuid4(), user_id="u1", kind="unit.echo", queue="default",
+             payload={}, max_attempts=3)
+rt.hooks.before_insert(new)
+tracing.shutdown()
+"""
+
+
+def test_the_console_exporter_prints_spans_as_the_process_flushes() -> None:
+    # Given a process configured by the standard variables only, with a service name
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "jobsys-test"}
+
+    # When it enqueues a job and flushes
+    done = subprocess.run(
+        [sys.executable, "-c", CONSOLE_PROGRAM], env=env, capture_output=True, text=True
+    )
+
+    # Then the console exporter printed its span, under the service named
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["name"] == "enqueue unit.echo"
+    assert printed["resource"]["attributes"]["service.name"] == "jobsys-test"
+
+
+def test_the_service_is_named_jobsys_unless_configured(
+    rt: Runtime, spans: InMemorySpanExporter
+) -> None:
+    rt.hooks.before_insert(a_new_job())
+    (made,) = spans.get_finished_spans()
+    assert made.resource.attributes["service.name"] == "jobsys"
 
 
 def test_an_unknown_exporter_is_refused_by_name() -> None:
