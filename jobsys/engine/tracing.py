@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from celery.exceptions import Ignore, Retry
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -49,6 +50,9 @@ _local = threading.local()
 # Outcomes after which the job runs again: the next attempt links to this one.
 _AGAIN = (Outcome.RETRIED, Outcome.POSTPONED)
 _FAILED = (Outcome.RETRIED, Outcome.DEAD)
+# What an attempt's link to the attempt before it says it is.
+_PREVIOUS = {"jobsys.link": "previous_attempt"}
+log = structlog.get_logger("jobsys.tracing")
 
 
 def use(tracer: Tracer | None) -> None:
@@ -167,7 +171,7 @@ class TracingHook(Hook):
             job.kind,
             context=parent,
             kind=SpanKind.CONSUMER,
-            links=[Link(last, {"jobsys.previous_attempt": job.attempt - 1})] if last else None,
+            links=[Link(last, _PREVIOUS)] if last else None,
             attributes=_job_attributes(attempt),
         )
         token = otel_context.attach(trace.set_span_in_context(made))
@@ -212,8 +216,11 @@ class TracingHook(Hook):
         kept = {"last": traceparent(found.span.get_span_context())}
         if found.origin:
             kept["parent"] = found.origin
-        self.runtime.store.note_trace(job, kept)
         found.noted = True
+        try:
+            self.runtime.store.note_trace(job, kept)
+        except Exception as e:  # a trace must never change how the attempt ends
+            log.warning("tracing.not_kept", job_id=str(job.id), error=str(e))
 
 
 def _open_for(job_id: Any) -> _Open | None:

@@ -166,7 +166,7 @@ def test_a_retried_attempt_links_to_the_attempt_before_it(
         {
             "trace_id": first["trace_id"],
             "span_id": first["span_id"],
-            "attributes": {"jobsys.previous_attempt": 1},
+            "attributes": {"jobsys.link": "previous_attempt"},
         }
     ]
     # And the lines the node logged during each attempt carry the trace's id

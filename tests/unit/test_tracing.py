@@ -27,7 +27,7 @@ from jobsys.engine import tracing
 from jobsys.engine.dispatch import Dispatch, Why
 from jobsys.engine.hooks import Attempt, Outcome, Recorded
 from jobsys.engine.runtime import Runtime
-from jobsys.errors import ConfigError
+from jobsys.errors import ConfigError, StoreUnavailableError
 from jobsys.interfaces import obs
 from jobsys.interfaces import tracing as setup
 from jobsys.pipeline.traced import Traced, traced
@@ -215,7 +215,7 @@ def test_a_retry_is_a_sibling_of_the_attempt_before_it_and_links_to_it(
     assert first.links == ()
     (link,) = second.links
     assert link.context.span_id == first.get_span_context().span_id
-    assert dict(link.attributes or {}) == {"jobsys.previous_attempt": 1}
+    assert dict(link.attributes or {}) == {"jobsys.link": "previous_attempt"}
     # And nothing stays current once the task ended
     assert tracing.current_traceparent() is None
 
@@ -255,6 +255,31 @@ def test_a_handlers_failure_is_kept_before_it_is_recorded(
     found = rt.store.get_job(new.id).trace
     assert found is not None and found["last"] == tracing.current_traceparent()
     tracing.finish_task()
+
+
+class Unreachable(MemoryStore):
+    """A store whose trace write fails (the database went away)."""
+
+    def note_trace(self, job: Job, trace: dict[str, str]) -> None:
+        raise StoreUnavailableError("PostgreSQL unavailable")
+
+
+def test_a_trace_that_cannot_be_kept_leaves_the_handlers_failure_as_it_was() -> None:
+    # Given tracing on a store that cannot keep traces, and an attempt running
+    rt = Runtime(Settings.from_variables({}), store=Unreachable())
+    assert setup.install(rt, exporter=InMemorySpanExporter())
+    try:
+        new = rt.hooks.before_insert(a_new_job())
+        rt.store.insert(new)
+        attempt = Attempt(job=claimed(rt, new.id), worker="w1", headers={})
+        rt.hooks.after_claim(attempt)
+
+        # When its handler raises, then the failure is the handler's, not the store's
+        with pytest.raises(RuntimeError, match="planned"):
+            rt.hooks.around_handler(attempt, fail)
+        tracing.finish_task()
+    finally:
+        setup.uninstall(rt)
 
 
 def parent_of(span: ReadableSpan) -> int | None:
