@@ -1,5 +1,6 @@
-"""Traces across real worker processes: one ``sync_user`` run is one trace over two nodes,
-and a retried attempt links to the attempt before it."""
+"""Traces across real worker processes: one ``sync_user`` run is one trace over two nodes
+(a postponed ingestion's next attempt linked to it), and a retried attempt, published
+again from its row, links to the attempt before it."""
 
 from __future__ import annotations
 
@@ -84,7 +85,9 @@ def test_a_sync_run_is_one_trace_across_two_nodes_and_every_phase(
     )
     (user_id,) = p.users.values()
 
-    # When the user syncs in full, enqueued from this (traced) process
+    # When the user syncs in full, enqueued from this (traced) process, and Google's
+    # first answer is a 429 (the ingestion job that gets it is postponed, then runs again)
+    p.emulator.set_faults(throttle_next=1)
     job_id = uuid.UUID(sync_user.delay(user_id, full=True).id)
     result = p.finished_job(job_id).result
     assert result is not None
@@ -103,27 +106,44 @@ def test_a_sync_run_is_one_trace_across_two_nodes_and_every_phase(
     by_id = {s["span_id"]: s for s in spans}
     run_spans = [s for s in spans if s["attributes"].get("jobsys.run_id") == run_id]
     assert {s["trace_id"] for s in spans} == {root["trace_id"]}
-    # And each phase's attempts ran once, every normalization batch among them...
+    # And each phase ran once, every normalization batch among them, and the ingestion
+    # that met the 429 twice...
     batches = run["steps"]["normalize"]["batches"]
     assert batches == 3
     ran = Counter(s["name"] for s in run_spans if s["kind"] == "CONSUMER")
-    assert ran == {**dict.fromkeys(PHASES, 1), "sync.normalize": batches}
+    (again,) = [k for k in ("sync.ingest_gmail", "sync.ingest_calendar") if ran[k] == 2]
+    assert ran == {**dict.fromkeys(PHASES, 1), "sync.normalize": batches, again: 2}
     # ...each a descendant of the root, as is every other span of the trace
     for s in spans:
         if s is not root:
             assert ancestors(s, by_id)[-1] == root["span_id"], s
-    assert all(s["attributes"]["jobsys.outcome"] == "succeeded" for s in run_spans
-               if s["kind"] == "CONSUMER")  # fmt: skip
+    outcomes = Counter(s["attributes"]["jobsys.outcome"] for s in run_spans
+                       if s["kind"] == "CONSUMER")  # fmt: skip
+    assert outcomes == {"succeeded": sum(ran.values()) - 1, "postponed": 1}
     # And the trace crossed both nodes and the test process
     nodes = {s["attributes"]["jobsys.worker"] for s in spans if s["kind"] == "CONSUMER"}
     assert nodes == {io_node.node, cpu_node.node}
     assert len({s["pid"] for s in spans}) >= 3
 
-    # And each Google call is a client span right under its ingestion job's attempt
+    # And the postponed attempt and the next are siblings, the next linked to it
+    first, second = sorted(attempts(spans, again), key=lambda s: s["start"])
+    assert first["attributes"]["jobsys.outcome"] == "postponed"
+    assert first["parent_id"] == second["parent_id"]
+    assert by_id[first["parent_id"]]["name"] == f"enqueue {again}"
+    assert [(x["span_id"], x["attributes"]) for x in second["links"]] == [
+        (first["span_id"], {"jobsys.link": "previous_attempt"})
+    ]
+
+    # And each Google call is a client span right under its ingestion job's attempt,
+    # the 429 under the attempt it postponed
     calls = [s for s in spans if s["name"].startswith("google ")]
     parents = Counter(by_id[s["parent_id"]]["name"] for s in calls)
     assert set(parents) == {"sync.ingest_gmail", "sync.ingest_calendar"}
-    assert all(s["kind"] == "CLIENT" and s["attributes"]["google.status"] == "ok" for s in calls)
+    assert {s["kind"] for s in calls} == {"CLIENT"}
+    statuses = Counter(s["attributes"]["google.status"] for s in calls)
+    assert statuses == {"ok": len(calls) - 1, "429": 1}
+    (throttled,) = [s for s in calls if s["attributes"]["google.status"] == "429"]
+    assert throttled["parent_id"] == first["span_id"]
     apis = Counter(s["attributes"]["google.api"] for s in calls)
     assert apis["calendar"] == parents["sync.ingest_calendar"]
     assert apis["gmail"] == parents["sync.ingest_gmail"]
