@@ -3,7 +3,10 @@
     .venv/bin/python bench/throughput.py                 # 20,000 jobs, 3 runs
     .venv/bin/python bench/throughput.py --jobs 2000 --runs 1
 
-Per run and per variant (bare Celery, jobsys with task events, jobsys without):
+Per run and per variant (bare Celery, jobsys with task events, jobsys without;
+``jobsys+metrics`` with /metrics served, ``jobsys+tracing`` with every process
+tracing to an in-memory exporter, whose processing is printed beside plain
+jobsys's):
 
 1. ``.delay()`` rate: one client process, no worker running, ``--delay-calls`` calls.
 2. Bulk enqueue of ``--jobs`` no-op jobs, no worker running: jobsys
@@ -58,8 +61,13 @@ VARIANTS = {
     "patched+events": ("jobsys", True),
     # jobsys with each worker node serving /metrics (multiprocess mode, jobs counted)
     "jobsys+metrics": ("jobsys", False),
+    # jobsys with every process (client, node, pool children) tracing to memory
+    "jobsys+tracing": ("jobsys", False),
 }
 METRICS_VARIANTS = {"jobsys+metrics"}
+TRACING_VARIANTS = {"jobsys+tracing"}
+# Processing of an observed variant against plain jobsys (tracing and metrics off).
+OBSERVED_TARGET = 0.85
 USERS = 100  # jobs are spread over this many user ids (hash partitions)
 
 
@@ -85,6 +93,12 @@ def variant_env(args: argparse.Namespace, variant: str) -> dict[str, str]:
         env.pop("JOBSYS_METRICS_PORT", None)
         if variant in METRICS_VARIANTS:
             env["JOBSYS_METRICS_PORT"] = str(args.metrics_port)
+        if variant in TRACING_VARIANTS:
+            env["JOBSYS_IMPORTS"] = "bench.kinds,bench.traced"
+        else:
+            # Tracing off means no OTEL_* configuration at all (as jobsys checks it).
+            for name in [n for n in env if n.startswith("OTEL_")] + ["JOBSYS_TRACE_FILE"]:
+                env.pop(name, None)
     return env
 
 
@@ -257,6 +271,11 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
         from bench import kinds as mod
 
         app, noop, stamp = jobsys.app, mod.noop, mod.stamp
+        if spec["variant"] in TRACING_VARIANTS:
+            from bench import traced
+            from jobsys.engine import runtime
+
+            traced.jobsys_hooks(runtime.current())
     phase = spec["phase"]
     if phase == "delay":
         return client_delay(noop, spec["calls"], spec.get("profile"))
@@ -478,6 +497,22 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
         ]
         for what, value, ok in checks:
             print(f"  {n:<17}{what:<28}{value:>10.2f}  {'MET' if ok else 'MISSED'}")
+    observed(med)
+
+
+def observed(med: dict[str, dict[str, float]]) -> None:
+    """Each observed variant's processing beside plain jobsys's, run in the same bench."""
+    found = [n for n in med if n in METRICS_VARIANTS | TRACING_VARIANTS]
+    if not found or "jobsys" not in med:
+        return
+    print()
+    print(f"observability cost (processing vs plain jobsys, target >= {OBSERVED_TARGET:.2f}x):")
+    plain = med["jobsys"]["process"]
+    print(f"  {'jobsys':<17}{plain:>10,.1f}/s")
+    for n in found:
+        ratio = med[n]["process"] / plain
+        verdict = "MET" if ratio >= OBSERVED_TARGET else "MISSED"
+        print(f"  {n:<17}{med[n]['process']:>10,.1f}/s  {ratio:>5.2f}x  {verdict}")
 
 
 # --------------------------------------------------------------------------- main

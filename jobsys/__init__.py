@@ -35,6 +35,7 @@ from jobsys.errors import (
     UnknownKindError,
 )
 from jobsys.interfaces import obs as _obs  # noqa: F401  (worker logging and metrics signals)
+from jobsys.interfaces import tracing as _tracing  # noqa: F401  (worker tracing signals)
 from jobsys.store import Job, Status
 
 

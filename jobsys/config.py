@@ -193,6 +193,9 @@ class Settings(BaseSettings):
     metrics_dir: Path | None = Field(
         None, description="where worker nodes keep multiprocess metrics (a folder per node)"
     )
+    trace_file: Path | None = Field(
+        None, description="append finished spans to this file as JSON lines (turns tracing on)"
+    )
     unknown_kind_deliveries: int = Field(
         3, ge=1, description="deliveries to workers that lack a job's kind before it is dead"
     )

@@ -308,7 +308,7 @@ def start_workers(jobsys_env: Env, tmp_path: Path) -> Iterator[StartWorkers]:
     """Start real worker nodes against this test's servers; all are stopped on teardown.
 
     ``start_workers(2, concurrency=1, env={...})`` returns the nodes once each
-    has registered its row in ``workers``.
+    has registered its row in ``workers``; ``queues="cpu"`` narrows them (``-Q``).
     """
     started: list[Worker] = []
     serial = itertools.count(1)
@@ -319,6 +319,7 @@ def start_workers(jobsys_env: Env, tmp_path: Path) -> Iterator[StartWorkers]:
         concurrency: int = 2,
         env: dict[str, str] | None = None,
         name: str | None = None,
+        queues: str | None = None,
     ) -> list[Worker]:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("JOBSYS_")}
         environ.update(jobsys_env.environ)
@@ -334,7 +335,7 @@ def start_workers(jobsys_env: Env, tmp_path: Path) -> Iterator[StartWorkers]:
             # A given name starts that node again (a restart under the same -n name).
             called = name or f"w{next(serial)}"
             log = tmp_path / f"{called}.{len(started)}.log"
-            node = Worker(called, environ, log, concurrency)
+            node = Worker(called, environ, log, concurrency, queues=queues)
             started.append(node)
             nodes.append(node)
         for node in nodes:

@@ -19,6 +19,7 @@ from tests.contract.jobs import JobsContract
 from tests.contract.keys import KeysContract
 from tests.contract.quotas import QuotaContract
 from tests.contract.running import MOVE_DRIVERS, RunningContract
+from tests.contract.tracing import TracingContract
 
 __all__ = ["MOVE_DRIVERS", "StoreContract"]
 
@@ -31,6 +32,7 @@ class StoreContract(
     QuotaContract,
     KeysContract,
     CoalesceContract,
+    TracingContract,
 ):
     """Every test of the store protocol; a subclass gives the ``store`` fixture and the audit log.
 

@@ -100,6 +100,8 @@ class Dispatch:
     headers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # The job whose attempt is publishing this one, if any.
     parent_id: uuid.UUID | None = None
+    # The span contexts the job's row keeps with tracing on (``Job.trace``), else None.
+    trace: Mapping[str, str] | None = None
 
     @classmethod
     def of_job(
@@ -121,6 +123,7 @@ class Dispatch:
             payload=job.payload,
             canvas=canvas or {},
             parent_id=parent_job(besides=job.id),
+            trace=job.trace,
         )
 
     @classmethod
@@ -146,11 +149,13 @@ class Dispatch:
             canvas=canvas or {},
             headers=headers or {},
             parent_id=parent_job() if parent_id is False else parent_id,
+            trace=new.trace,
         )
 
     @classmethod
     def of_row(cls, row: Mapping[str, Any], why: Why) -> Dispatch:
-        """From a row with id, user_id, kind, queue, priority, payload and countdown."""
+        """From a row with id, user_id, kind, queue, priority, payload, countdown and,
+        optionally, trace."""
         return cls(
             job_id=row["id"],
             user_id=row["user_id"],
@@ -160,6 +165,7 @@ class Dispatch:
             priority=row["priority"],
             countdown=float(row.get("countdown") or 0.0),
             payload=row["payload"],
+            trace=row.get("trace"),
         )
 
     def evolve(self, **changes: Any) -> Dispatch:

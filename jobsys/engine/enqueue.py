@@ -108,7 +108,7 @@ def submit(
     """
     canvas = {k: v for k, v in options.items() if k not in _OURS | _SET_BY_DISPATCH}
     ours = {k: v for k, v in options.items() if k in _OURS}
-    new = new_job(rt, spec, user_id, payload, task_id=task_id, **ours)
+    new = rt.hooks.before_insert(new_job(rt, spec, user_id, payload, task_id=task_id, **ours))
     headers = canvas.pop("headers", None) or {}
     dispatch = Dispatch.of_new(new, Why.FIRST, canvas=canvas, headers=headers)
     # Celery's canvas applies its members with their place (chord, link...) or, for
@@ -202,7 +202,8 @@ def _batch(rt: Runtime, spec: JobSpec, jobs: Iterable[Item], priority: int | Non
     for index, item in enumerate(jobs):
         try:
             user_id, payload = _pair(item)
-            batch.append(new_job(rt, spec, user_id, payload, priority=priority))
+            new = new_job(rt, spec, user_id, payload, priority=priority)
+            batch.append(rt.hooks.before_insert(new))
         except PayloadError as e:
             problems += [f"item {index}: {p}" for p in e.problems]
         except OptionError as e:

@@ -39,7 +39,7 @@ def execute(rt: Runtime, task: Task[Any, Any], spec: JobSpec, user_id: str | Non
     job = claim(rt, task, spec, user_id)
     if job is None:
         raise Ignore()
-    attempt = Attempt(job=job, worker=_node(task), headers=dict(task.request.headers or {}))
+    attempt = Attempt(job=job, worker=_node(task), headers=_headers(task.request))
     rt.hooks.after_claim(attempt)
     return run_and_record(rt, task, spec, attempt)
 
@@ -99,6 +99,7 @@ def _again(
         countdown=wait,
         payload=dict(request.kwargs or {}),
         canvas=canvas_of(request),
+        trace=_trace_of(request),
     )
     rt.dispatcher.send(dispatch)
 
@@ -162,6 +163,21 @@ def _fail(
     if settled.outcome is Outcome.DEAD:
         raise exc
     raise Ignore()
+
+
+def _trace_of(request: Any) -> dict[str, str] | None:
+    # The same message again keeps the trace context it came with.
+    traceparent = _headers(request).get("traceparent")
+    return {"parent": str(traceparent)} if traceparent else None
+
+
+def _headers(request: Any) -> dict[str, Any]:
+    # Celery makes a message's own headers attributes of the request, not ``headers``.
+    found = dict(request.headers or {})
+    traceparent = getattr(request, "traceparent", None)
+    if traceparent is not None:
+        found.setdefault("traceparent", traceparent)
+    return found
 
 
 def _node(task: Task[Any, Any]) -> str:

@@ -4,6 +4,9 @@ In the manner of dramatiq's ``Middleware``: a :class:`Hook` overrides the
 methods it needs; every method of the base class does nothing. The runtime
 holds an ordered :class:`Hooks` list and the engine calls it at each point:
 
+- ``before_insert(new)`` for every job about to be stored by an enqueue (one job,
+  a bulk enqueue's, a canvas member); it may return an evolved job (say, with
+  the enqueue's trace context, which the row keeps).
 - ``before_dispatch(dispatch)`` for every message the dispatcher is about to
   publish, on every path (first publish, bulk, retry, postponement, sweeper,
   dead-letter retry, canvas members); it may return an evolved dispatch
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from jobsys.store import Job
+from jobsys.store import Job, NewJob
 
 if TYPE_CHECKING:
     from jobsys.engine.dispatch import Dispatch
@@ -87,6 +90,9 @@ class Recorded:
 class Hook:
     """Base of every engine hook; each method is a no-op until overridden."""
 
+    def before_insert(self, new: NewJob) -> NewJob:
+        return new
+
     def before_dispatch(self, dispatch: Dispatch) -> Dispatch:
         return dispatch
 
@@ -132,6 +138,11 @@ class Hooks:
 
     def __len__(self) -> int:
         return len(self._hooks)
+
+    def before_insert(self, new: NewJob) -> NewJob:
+        for hook in self._hooks:
+            new = hook.before_insert(new)
+        return new
 
     def before_dispatch(self, dispatch: Dispatch) -> Dispatch:
         for hook in self._hooks:

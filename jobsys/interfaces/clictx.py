@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from jobsys.engine import runtime
+from jobsys.interfaces import tracing
 
 
 def runtime_of() -> runtime.Runtime:
@@ -15,6 +16,7 @@ def runtime_of() -> runtime.Runtime:
     if not isinstance(root.obj, runtime.Runtime):
         root.obj = runtime.Runtime.from_env()
         runtime.install(root.obj)
+        tracing.install(root.obj)
     return root.obj
 
 

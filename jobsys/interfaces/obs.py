@@ -16,8 +16,8 @@ after the banner), at Celery's redirect level.
 Every line written while a job runs carries ``job_id``, ``user_id``, ``kind``,
 ``attempt`` and, for a pipeline step, ``run_id`` (the payload's): the task's
 ``task_prerun`` binds what its message says, the claim (:class:`JobLogContext`)
-adds the attempt, ``task_postrun`` clears them. There is no ``trace_id`` until
-jobsys traces.
+adds the attempt, ``task_postrun`` clears them. With tracing on, each line also
+carries the ``trace_id`` of the span current where it was written.
 
 Metrics. With ``JOBSYS_METRICS_PORT`` set, a node starts in multiprocess mode:
 ``celeryd_init`` (before any metric has a value, and before the pool forks)
@@ -41,9 +41,10 @@ from typing import IO, Any
 
 import structlog
 from celery import signals
+from opentelemetry import trace
 
 from jobsys.config import Settings
-from jobsys.engine import runtime
+from jobsys.engine import runtime, tracing
 from jobsys.engine.hooks import Attempt, Hook
 
 log = structlog.get_logger("jobsys.obs")
@@ -66,6 +67,7 @@ def configure_logging(
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_pid,
+        _add_trace_id,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -116,6 +118,15 @@ def _isatty(stream: IO[str]) -> bool:
 def _add_pid(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Which process wrote it: a node's main process or one of its pool children.
     event.setdefault("pid", os.getpid())
+    return event
+
+
+def _add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # The current span's trace, with tracing on (off: one global read, nothing added).
+    if tracing.enabled():
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            event.setdefault("trace_id", f"{ctx.trace_id:032x}")
     return event
 
 

@@ -21,6 +21,7 @@ from jobsys.connectors.google.errors import AuthError
 from jobsys.engine.runtime import Runtime
 from jobsys.errors import ConfigError, JobError, JobNotFoundError
 from jobsys.pipeline.guarding import BatchSizer, GoogleGuard, guards
+from jobsys.pipeline.traced import traced
 from jobsys.pipeline.transient import Persistent
 from jobsys.store.tokens import TokenCipher
 from jobsys.store.users import Credential, UserStore
@@ -94,7 +95,7 @@ def session(rt: Runtime, user_id: str) -> Session:
         build_gmail(creds, endpoint=endpoint),
         build_calendar(creds, endpoint=endpoint),
         gmail_batch_uri(endpoint),
-        Persistent(GoogleGuard(shared, user_id) if shared else UNGUARDED, tries),
+        Persistent(traced(GoogleGuard(shared, user_id) if shared else UNGUARDED), tries),
         BatchSizer(shared.batches if shared else None, user_id),
         tries,
     )

@@ -42,6 +42,7 @@ _SQL = {
     "succeed": compiled(q.SUCCEED),
     "requeue": compiled(q.REQUEUE),
     "postpone": compiled(q.POSTPONE),
+    "set_trace": compiled(q.SET_TRACE),
     "cancel_running": compiled(q.CANCEL_RUNNING),
     "heartbeat_job": compiled(q.HEARTBEAT_JOB),
     "running_on": compiled(q.FAIL_LOST),
@@ -126,6 +127,11 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         params["backlog"] = backlog
         row = self.hot.one(_SQL["requeue"], params)
         return row["run_after"] if row else None
+
+    def note_trace(self, job: Job, trace: dict[str, str]) -> None:
+        """Keep the span contexts of ``job``'s attempt (while the row is still that
+        attempt's): the next attempt links to it, wherever it is published from."""
+        self.hot.one(_SQL["set_trace"], {**_key(job), "trace": json.dumps(trace)})
 
     def postpone(
         self,

@@ -197,6 +197,7 @@ def _csv(jobs: Sequence[NewJob]) -> io.StringIO:
                 "now" if j.admitted else "",
                 j.concurrency_key,
                 j.concurrency,
+                json.dumps(j.trace) if j.trace else None,
             )
         )
     buffer.seek(0)
@@ -226,6 +227,7 @@ def _insert_params(job: NewJob) -> dict[str, Any]:
         "concurrency_key": job.concurrency_key,
         "concurrency": job.concurrency,
         "coalesce": job.coalesce,
+        "trace": json.dumps(job.trace) if job.trace else None,
     }
 
 

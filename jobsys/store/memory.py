@@ -194,6 +194,12 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
                 self._join_backlog(back)
             return back.run_after
 
+    def note_trace(self, job: Job, trace: dict[str, str]) -> None:
+        with self._lock:
+            found = self.jobs.get(job.id)
+            if found is not None and found.attempt == job.attempt:
+                self._put(found, trace=_json(trace))
+
     def postpone(
         self,
         job: Job,
@@ -590,6 +596,7 @@ def _job(new: NewJob, now: datetime, run_after: datetime) -> Job:
         created_at=now,
         started_at=None,
         finished_at=None,
+        trace=_json(new.trace) if new.trace else None,
     )
 
 
@@ -611,5 +618,5 @@ def _first_start(errors: list[dict[str, Any]]) -> datetime | None:
 
 def _stale_row(job: Job, now: datetime) -> dict[str, Any]:
     countdown = max(0.0, (job.run_after - now).total_seconds())
-    fields = ("id", "user_id", "kind", "queue", "priority", "payload")
+    fields = ("id", "user_id", "kind", "queue", "priority", "payload", "trace")
     return {**{f: getattr(job, f) for f in fields}, "countdown": countdown}

@@ -163,5 +163,5 @@ def _aged_first(due: list[Job], now: datetime, aging: float) -> list[Job]:
 
 
 def _row(job: Job) -> dict[str, Any]:
-    fields = ("id", "user_id", "kind", "queue", "priority", "payload", "run_after")
+    fields = ("id", "user_id", "kind", "queue", "priority", "payload", "run_after", "trace")
     return {f: getattr(job, f) for f in fields}

@@ -123,6 +123,9 @@ class JobRow(Base):
     # Postponements so far and the first one's time: postponing is bounded per kind.
     postponements: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     postponed_since: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # With tracing on: the enqueue's span context (W3C traceparent) and the last
+    # attempt's, so an attempt published from this row joins its trace (NULL when off).
+    trace: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
 
 
 class FairUserRow(Base):

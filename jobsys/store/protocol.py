@@ -64,6 +64,7 @@ class JobStore(Protocol):
         limit: float | None = ...,
         cost: Cost = ...,
     ) -> datetime | None: ...
+    def note_trace(self, job: Job, trace: dict[str, str]) -> None: ...
     def bury(
         self,
         job: Job,

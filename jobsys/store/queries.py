@@ -21,7 +21,7 @@ _REVIVE = MOVES["revive"]
 JOB_COLUMNS = (
     "id, user_id, kind, queue, priority, payload, status, attempt, max_attempts, unique_key,"
     " run_after, lease_until, worker, worker_pid, cancel_requested, result, errors,"
-    " created_at, started_at, finished_at, postponements, postponed_since"
+    " created_at, started_at, finished_at, postponements, postponed_since, trace"
 )
 
 # A user starting to wait in a queue joins at the queue's virtual clock (see
@@ -50,10 +50,10 @@ _WOKE = (
 _INSERT = f"""
 WITH ins AS (
   INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key,
-    run_after, dispatched_at, concurrency_key, concurrency, coalesce)
+    run_after, dispatched_at, concurrency_key, concurrency, coalesce, trace)
   SELECT :id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
     :unique_key, now() + make_interval(secs => :delay), CASE WHEN :admitted THEN now() END,
-    :concurrency_key, :concurrency, :coalesce
+    :concurrency_key, :concurrency, :coalesce, CAST(:trace AS jsonb)
   {{guard}}ON CONFLICT DO NOTHING
   RETURNING user_id, queue, priority, run_after, dispatched_at
 ), fair AS ({FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_INS)})
@@ -81,7 +81,7 @@ INSERT_UNLIMITED = sa.text(
 
 COPY_JOBS = (
     "COPY jobs (id, user_id, kind, queue, priority, payload, max_attempts, dispatched_at,"
-    " concurrency_key, concurrency)"
+    " concurrency_key, concurrency, trace)"
     " FROM STDIN WITH (FORMAT csv)"
 )
 
@@ -174,6 +174,12 @@ WITH done AS (
 ), {_record_attempt("done", "succeeded")}
 SELECT id FROM done
 """
+)
+
+# Tracing: the span context of the attempt that just failed, for the next one to link to.
+SET_TRACE = sa.text(
+    "UPDATE jobs SET trace = CAST(:trace AS jsonb)"
+    " WHERE user_id = :user_id AND id = :id AND attempt = :attempt"
 )
 
 # Back in the queue: with :backlog, into admission's backlog (its message is
@@ -325,7 +331,7 @@ ORDER BY lease_until LIMIT :limit
 
 DUE_QUEUED = sa.text(
     """
-SELECT id, user_id, kind, queue, priority, payload,
+SELECT id, user_id, kind, queue, priority, payload, trace,
   GREATEST(0, EXTRACT(EPOCH FROM run_after - now()))::float AS countdown
 FROM jobs WHERE status = 'queued' AND NOT cancel_requested
   -- The backlog is admission's: only a published job's message can be lost, counted

@@ -36,6 +36,8 @@ class NewJob:
     coalesce: bool = False
     # ``payload`` as the JSON text enqueue already checked: the insert sends it as is.
     payload_json: str | None = dataclasses.field(default=None, compare=False, repr=False)
+    # With tracing on: the enqueue's span context (``{"parent": traceparent}``).
+    trace: dict[str, str] | None = None
 
     def payload_text(self) -> str:
         return self.payload_json if self.payload_json is not None else json.dumps(self.payload)
@@ -68,6 +70,9 @@ class Job:
     # Times the job was postponed, and when first (reset when revived).
     postponements: int = 0
     postponed_since: datetime | None = None
+    # With tracing on: the enqueue's and the last attempt's span contexts (``parent``,
+    # ``last``: W3C traceparents); None when the job was enqueued without tracing.
+    trace: dict[str, str] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:

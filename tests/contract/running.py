@@ -266,6 +266,7 @@ class RunningContract(ContractBase):
             "queue": "default",
             "priority": 0,
             "payload": {"value": 7},
+            "trace": None,
             "countdown": 0.0,
         }
         # And the delayed one with the countdown until it is due

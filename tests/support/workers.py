@@ -34,7 +34,15 @@ FAST_SETTINGS = {
 class Worker:
     """One worker node: the Celery main process and its prefork pool, in its own session."""
 
-    def __init__(self, name: str, env: Mapping[str, str], log_path: Path, concurrency: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        concurrency: int,
+        *,
+        queues: str | None = None,
+    ) -> None:
         self.name = name
         self.node = f"{name}@{socket.gethostname()}"
         self.log_path = log_path
@@ -44,6 +52,8 @@ class Worker:
             # Gossip and mingle are Celery's cluster chatter; jobsys does not use them.
             "--without-gossip", "--without-mingle",
         ]  # fmt: skip
+        if queues is not None:
+            command += ["-Q", queues]
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             command,

@@ -9,6 +9,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from jobsys.engine.runtime import Runtime
+from jobsys.interfaces import tracing
 from jobsys.interfaces.api import dlq, errors, jobs, metrics, ops, push, stats, syncs
 from jobsys.interfaces.api.auth import TokenCache
 
@@ -24,6 +25,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     """The API on ``runtime`` (one built from the environment by default)."""
     rt = runtime or Runtime.from_env()
     rt.load_imports()
+    tracing.install(rt)
     app = FastAPI(title="jobsys", version=_version(), description=DESCRIPTION, lifespan=_lifespan)
     app.state.runtime = rt
     app.state.tokens = TokenCache(rt.settings.api_token_cache)
