@@ -66,8 +66,9 @@ VARIANTS = {
 }
 METRICS_VARIANTS = {"jobsys+metrics"}
 TRACING_VARIANTS = {"jobsys+tracing"}
-# Processing of an observed variant against plain jobsys (tracing and metrics off).
-OBSERVED_TARGET = 0.85
+# Processing of an observed variant against plain jobsys (tracing and metrics off):
+# metrics may cost 5%, tracing to memory 15%.
+OBSERVED_TARGETS = {"jobsys+metrics": 0.95, "jobsys+tracing": 0.85}
 USERS = 100  # jobs are spread over this many user ids (hash partitions)
 
 
@@ -506,13 +507,14 @@ def observed(med: dict[str, dict[str, float]]) -> None:
     if not found or "jobsys" not in med:
         return
     print()
-    print(f"observability cost (processing vs plain jobsys, target >= {OBSERVED_TARGET:.2f}x):")
+    print("observability cost (processing vs plain jobsys):")
     plain = med["jobsys"]["process"]
     print(f"  {'jobsys':<17}{plain:>10,.1f}/s")
     for n in found:
-        ratio = med[n]["process"] / plain
-        verdict = "MET" if ratio >= OBSERVED_TARGET else "MISSED"
-        print(f"  {n:<17}{med[n]['process']:>10,.1f}/s  {ratio:>5.2f}x  {verdict}")
+        ratio, target = med[n]["process"] / plain, OBSERVED_TARGETS[n]
+        verdict = "MET" if ratio >= target else "MISSED"
+        rate = med[n]["process"]
+        print(f"  {n:<17}{rate:>10,.1f}/s  {ratio:>5.2f}x  >= {target:.2f}x  {verdict}")
 
 
 # --------------------------------------------------------------------------- main
