@@ -1,22 +1,25 @@
-"""A local webhook receiver: an HTTP server in a thread that records every POST."""
+"""A local HTTP receiver (a webhook's, an OTLP collector's): a server in a thread that
+records every POST's decoded body and path."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class Receiver:
-    """Records each POST's JSON body; answers 503 to the first ``failures`` requests."""
+    """Records each POST's body as ``decode`` reads it (JSON by default) and its path;
+    answers 503 to the first ``failures`` requests."""
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, decode: Callable[[bytes], Any] = json.loads) -> None:
         self.failures = failures
         self.requests = 0
-        self.bodies: list[dict[str, Any]] = []
+        self.bodies: list[Any] = []
+        self.paths: list[str] = []
         self.lock = threading.Lock()
         receiver = self
 
@@ -27,7 +30,8 @@ class Receiver:
                     receiver.requests += 1
                     refuse = receiver.requests <= receiver.failures
                     if not refuse:
-                        receiver.bodies.append(json.loads(body))
+                        receiver.bodies.append(decode(body))
+                        receiver.paths.append(self.path)
                 self.send_response(503 if refuse else 204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -36,7 +40,8 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/alerts"
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.base}/hooks/alerts"
 
     def received(self) -> list[tuple[int, str]]:
         """``(alert id, state)`` of each body received, in order."""
@@ -45,8 +50,8 @@ class Receiver:
 
 
 @contextmanager
-def receiver(failures: int = 0) -> Iterator[Receiver]:
-    found = Receiver(failures)
+def receiver(failures: int = 0, decode: Callable[[bytes], Any] = json.loads) -> Iterator[Receiver]:
+    found = Receiver(failures, decode)
     thread = threading.Thread(target=found.server.serve_forever, daemon=True)
     thread.start()
     try:
