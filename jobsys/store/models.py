@@ -538,8 +538,8 @@ class AttemptHourRow(Base):
 
 
 class AttemptHourBucketRow(Base):
-    """One histogram bucket of an hour, kind and priority band (``jobsys/store/rollup.py``):
-    attempts whose start latency fell in it, and successes whose enqueue-to-end age did."""
+    """One histogram bucket of an hour and kind (``jobsys/store/rollup.py``): attempts of a
+    priority band whose start latency fell in it, or (band '') successes whose age did."""
 
     __tablename__ = "attempt_hour_buckets"
 

@@ -13,10 +13,11 @@ index, which is already fast):
   their cost. Every per-kind figure and the dead-letter rates are ratios of
   such counts and sums (the cost per job is a sum over jobs, NULL costs
   counting 0), so they come out exactly as from raw rows;
-- ``attempt_hour_buckets``, per priority band: histograms over fixed buckets
-  of the start latency (``started_at - due_at``, attempts that started) and of
-  the age of successes (``finished_at - created_at``), from which the start
-  latency p95 and the SLA compliance against any deadline are estimated.
+- ``attempt_hour_buckets``: histograms over fixed buckets of the start
+  latency (``started_at - due_at``, attempts that started) per priority band,
+  and of the age of successes (``finished_at - created_at``, band ''), from
+  which the start latency p95 and the SLA compliance against any deadline are
+  estimated. Only buckets holding something are rows.
 
 Buckets: ``[0, 10 ms)``, then geometric with ratio 2^(1/4) from 10 ms up to
 about 13 days (``BOUNDS``), then one open bucket; a negative value falls in
@@ -103,7 +104,7 @@ SELECT hour, kind, band, bucket, sum(started), sum(succeeded) FROM (
     {_BUCKET.format(_LATENCY)} AS bucket, 1 AS started, 0 AS succeeded
   FROM attempts WHERE {_HOURS} AND started_at IS NOT NULL
   UNION ALL
-  SELECT date_trunc('hour', finished_at, 'UTC'), kind, {BAND}, {_BUCKET.format(_AGE)}, 0, 1
+  SELECT date_trunc('hour', finished_at, 'UTC'), kind, '', {_BUCKET.format(_AGE)}, 0, 1
   FROM attempts WHERE {_HOURS} AND outcome = 'succeeded'
 ) b
 GROUP BY 1, 2, 3, 4
