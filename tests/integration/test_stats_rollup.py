@@ -212,3 +212,21 @@ def test_a_sweep_rolls_a_bounded_number_of_hours_per_pass(jobsys_env: Env) -> No
     assert first.rolled_hours == rollup.MAX_HOURS
     assert second.rolled_hours >= 2
     assert jobsys_env.count_rows("attempt_hours") == 1
+
+
+def test_jobsys_db_rollup_catches_up_every_due_hour(jobsys_env: Env) -> None:
+    # Given attempts 50 and 30 hours old
+    tries = [Try("u1", "test.echo", "succeeded", took=5, ago=h * HOUR) for h in (50, 30)]
+    seed(jobsys_env.store, [], tries)
+
+    # When the command runs, then again
+    done = jobsys_env.cli("db", "rollup")
+    again = jobsys_env.cli("db", "rollup")
+
+    # Then the first rolled both hours past the day, the second nothing
+    assert done.returncode == 0, done.stderr
+    assert "rolled up " in done.stdout
+    assert again.stdout.strip() == "rolled up 0 hour(s) of attempts"
+    with jobsys_env.store.transaction() as conn:
+        rolled = conn.execute(sa.text("SELECT sum(attempts) FROM attempt_hours")).scalar_one()
+    assert rolled == 2
