@@ -7,7 +7,7 @@ On the machine's PostgreSQL (a database of its own, created fresh with the
 migrations and dropped at the end unless ``--keep``). Seeds ``--users`` users,
 ``--attempts`` attempts and one pipeline run per ``--jobs-per-run`` attempts,
 spread evenly over ``--days`` days ending now (appended in ``finished_at``
-order, as workers write them), rolls up every whole hour past the raw horizon
+order, as workers write them), rolls up every whole hour that ended an hour ago
 (``jobsys/store/rollup.py``, as the sweeper does, pass after pass; timed), then
 times :meth:`StatsSql.read` (the statements of one report, in one transaction)
 for several windows and filters, as the engine's role and as one user under

@@ -12,8 +12,8 @@ Each pass, under an advisory lock so one runs at a time:
    queue is never flooded with copies;
 4. every hook's ``on_sweep`` (the pipeline repairs its stalled runs there);
 5. every queue's ready buffer is filled from the backlog (``admission.py``);
-6. on PostgreSQL, whole hours of attempts past the raw horizon are rolled up
-   for the stats (``jobsys/store/rollup.py``; a bounded number per pass).
+6. on PostgreSQL, whole hours of attempts that ended an hour ago are rolled up
+   for the stats (``jobsys/store/rollup.py``; at most a day's worth per pass).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def db_upgrade(revision: str) -> None:
 
 @db.command("rollup")
 def db_rollup() -> None:
-    """Roll up, for the stats, every whole hour of attempts older than a day.
+    """Roll up, for the stats, every whole hour of attempts that ended an hour ago.
 
     The sweeper does it a day's worth per pass; this catches up a long history at once.
     """

@@ -14,14 +14,14 @@ Why roll-ups beside raw rows: rows are appended in ``finished_at`` order and
 every statement reads a bounded window through a btree on ``finished_at`` (or
 ``(user_id, finished_at)`` for a user's view), so a window costs time in
 proportion to its attempts: fine for a day, 20 s for 30 days of 10 million
-attempts. Whole hours past the raw horizon (a day) are summed per hour and
-kind by ``rollup.py`` (run by the sweeper); a report reads raw rows for the
-window's first partial hour and for everything not yet rolled, and the roll-ups
-for the hours between. Counts, sums, success and dead-letter rates are exact
-either way; the start latency p95 and the SLA compliance of a window reaching
-into rolled hours are estimated from histograms (bounds in ``rollup.py``). A
-window no wider than the raw horizon, a user's report and a report under
-row-level security read raw rows only, exactly as before. ``bench/stats.py``
+attempts. Whole hours that ended an hour ago are summed per hour and kind by
+``rollup.py`` (run by the sweeper). A window wider than a day reads the
+roll-ups for its whole hours and raw rows for its first partial hour and for
+what is not rolled yet: counts, sums, success and dead-letter rates are exact
+either way; its start latency p95 and SLA compliance are estimated from
+histograms (bounds and error in ``rollup.py``). A window of a day or less, a
+user's report and a report under row-level security read raw rows only,
+exactly as before. ``bench/stats.py``
 measures the statements over 10 million attempts. Old attempts can be deleted
 by ``finished_at`` without touching anything else.
 """
@@ -152,6 +152,8 @@ class StatsSql:
         """Where the window's rolled hours start and end; None: read raw rows only."""
         # The roll-ups are nobody's rows: a user's figures, or a user's reading, stay raw.
         if self._scope is not None or query.user_id is not None:
+            return None
+        if query.window <= rollup.RAW_HORIZON_S:
             return None
         row = conn.execute(rollup.ROLLED_UNTIL, {"window": query.window}).one()
         if row.rolled_until is None:

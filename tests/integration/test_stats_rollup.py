@@ -26,6 +26,7 @@ from tests.integration.stats_support import Try, seed
 pytestmark = pytest.mark.integration
 
 HOUR = 3600.0
+DAY = 86_400.0
 KINDS = ("test.echo", "test.flaky", "test.broken")
 DEADLINES = {"test.echo": 60.0, "test.flaky": 120.0}
 OUTCOMES = [*["succeeded"] * 6, "retried", "dead", "cancelled", "postponed"]
@@ -114,6 +115,7 @@ def test_a_report_over_rolled_and_raw_hours_agrees_with_the_raw_one(jobsys_env: 
     raw = {w: report(rt, window=w) for w in WINDOWS}
     raw_echo = report(rt, window=WINDOWS[0], kind="test.echo")
     raw_user = report(rt, window=WINDOWS[0], user_id="u1")
+    raw_day = report(rt, window=DAY)
 
     # When every whole hour older than 6 h is rolled up
     hours = rollup.roll_up_all(jobsys_env.store, horizon=6 * HOUR)
@@ -125,6 +127,8 @@ def test_a_report_over_rolled_and_raw_hours_agrees_with_the_raw_one(jobsys_env: 
     assert_agree(raw_echo, report(rt, window=WINDOWS[0], kind="test.echo"), WINDOWS[0], "test.echo")
     # And a user's report still reads raw attempts: exactly the same figures
     assert report(rt, window=WINDOWS[0], user_id="u1").kinds == raw_user.kinds
+    # And a day's report reads raw attempts only, its 18 rolled hours too: exactly the same
+    assert report(rt, window=DAY) == raw_day
 
 
 def test_rolled_hours_are_read_from_the_roll_ups_not_the_attempts(jobsys_env: Env) -> None:
