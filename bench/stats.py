@@ -7,10 +7,13 @@ On the machine's PostgreSQL (a database of its own, created fresh with the
 migrations and dropped at the end unless ``--keep``). Seeds ``--users`` users,
 ``--attempts`` attempts and one pipeline run per ``--jobs-per-run`` attempts,
 spread evenly over ``--days`` days ending now (appended in ``finished_at``
-order, as workers write them), then times :meth:`StatsSql.read` (the four
-statements of one report, in one transaction) for several windows and filters,
-as the engine's role and as one user under row-level security; the median of
-``--repeat`` readings is printed with the attempts in the window.
+order, as workers write them), rolls up every whole hour that ended an hour ago
+(``jobsys/store/rollup.py``, as the sweeper does, pass after pass; timed), then
+times :meth:`StatsSql.read` (the statements of one report, in one transaction)
+for several windows and filters, as the engine's role and as one user under
+row-level security; the median of ``--repeat`` readings is printed with the
+attempts in the window. ``--no-rollup`` leaves every attempt raw (the reports
+as before roll-ups).
 """
 
 from __future__ import annotations
@@ -85,6 +88,19 @@ def seed(args: argparse.Namespace) -> float:
     return time.perf_counter() - began
 
 
+def roll_up(args: argparse.Namespace) -> None:
+    from jobsys.store import Store, rollup
+
+    store = Store(args.db_url)
+    began = time.perf_counter()
+    hours = rollup.roll_up_all(store)
+    took = time.perf_counter() - began
+    with store.durable.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+    store.dispose()
+    print(f"rolled up {hours} hours in {took:.1f} s ({took / max(hours, 1) * 1000:.0f} ms/hour)")
+
+
 def cases(args: argparse.Namespace) -> list[tuple[str, dict[str, object]]]:
     user = "u" + "0".rjust(6, "0")
     return [
@@ -93,6 +109,7 @@ def cases(args: argparse.Namespace) -> list[tuple[str, dict[str, object]]]:
         ("--since 7d", {"window": 7 * 86_400.0}),
         (f"--since {args.days}d (everything)", {"window": args.days * 86_400.0}),
         ("--since 24h --kind bench.k3", {"window": 86_400.0, "kind": "bench.k3"}),
+        ("--since 7d --kind bench.k3", {"window": 7 * 86_400.0, "kind": "bench.k3"}),
         (f"--since 24h --user {user}", {"window": 86_400.0, "user_id": user}),
         (f"--since 7d --user {user}", {"window": 7 * 86_400.0, "user_id": user}),
         (f"--since 24h as {user} (row security)", {"window": 86_400.0, "scope": user}),
@@ -125,8 +142,14 @@ def measure(args: argparse.Namespace) -> None:
         print(f"{name:52} {attempts:>18,} {statistics.median(times) * 1000:>7.0f}ms"
               f" {max(times) * 1000:>7.0f}ms", flush=True)  # fmt: skip
     with store.transaction() as conn:
-        size = conn.execute(sa.text("SELECT pg_size_pretty(pg_total_relation_size('attempts'))"))
-        print(f"attempts table with its indexes: {size.scalar()}")
+        for table in ("attempts", "attempt_hours", "attempt_hour_buckets"):
+            size = conn.execute(
+                sa.text(
+                    "SELECT pg_size_pretty(pg_total_relation_size(:t)), count(*) FROM " + table
+                ),
+                {"t": table},
+            ).one()
+            print(f"{table} with its indexes: {size[0]} ({size[1]:,} rows)")
     store.dispose()
 
 
@@ -140,6 +163,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--no-rollup", action="store_true", help="report from raw attempts only")
     args = parser.parse_args()
     _recreate(args, create=True)
     from jobsys.store.migrate import upgrade
@@ -148,6 +172,8 @@ def main() -> None:
     try:
         print(f"seeding {args.attempts:,} attempts over {args.days} days, {args.users:,} users")
         print(f"seeded in {seed(args):.0f} s")
+        if not args.no_rollup:
+            roll_up(args)
         measure(args)
     finally:
         if not args.keep:

@@ -11,7 +11,9 @@ Each pass, under an advisory lock so one runs at a time:
    jobs unclaimed for ``lost_after`` seconds whose queue is empty, so a long
    queue is never flooded with copies;
 4. every hook's ``on_sweep`` (the pipeline repairs its stalled runs there);
-5. every queue's ready buffer is filled from the backlog (``admission.py``).
+5. every queue's ready buffer is filled from the backlog (``admission.py``);
+6. on PostgreSQL, whole hours of attempts that ended an hour ago are rolled up
+   for the stats (``jobsys/store/rollup.py``; at most a day's worth per pass).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from jobsys.engine.dispatch import Dispatch, Why, broker_connection
 from jobsys.engine.failures import Failure
 from jobsys.engine.outcome import settle_failure
 from jobsys.engine.runtime import Runtime
+from jobsys.store import rollup
+from jobsys.store.gateway import Store
 
 EPOCH_KEY = "jobsys:broker-epoch"
 log = structlog.get_logger("jobsys.sweeper")
@@ -73,6 +77,7 @@ class SweepReport:
     republished: int = 0
     broker_reset: bool = False
     repaired: int = 0
+    rolled_hours: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,8 +117,9 @@ class Sweeper:
             republished = self._republish_lost(everything=reset)
             repaired = self.rt.hooks.on_sweep(self.rt)
             self._admit()
-        report = SweepReport(True, tuple(dead), expired, republished, reset, repaired)
-        if dead or expired or republished or reset or repaired:
+            rolled = self._roll_up()
+        report = SweepReport(True, tuple(dead), expired, republished, reset, repaired, rolled)
+        if dead or expired or republished or reset or repaired or rolled:
             log.info("sweep", **report.as_dict())
         return report
 
@@ -172,6 +178,12 @@ class Sweeper:
         ]
         self.rt.dispatcher.send_many(lost)
         return len(lost)
+
+    def _roll_up(self) -> int:
+        # The stats' roll-ups live beside the attempts, in PostgreSQL only.
+        if not isinstance(self.store, Store):
+            return 0
+        return rollup.roll_up(self.store) or 0
 
     def _admit(self) -> None:
         """Fill every queue's ready buffer from the backlog, for the fleet's registered

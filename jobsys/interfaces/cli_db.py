@@ -31,3 +31,15 @@ def db_upgrade(revision: str) -> None:
         # Alembic names an unknown revision; any other failure is the server's.
         raise click.BadParameter(str(e), param_hint="--revision") from e
     click.echo(f"database at revision {revision}")
+
+
+@db.command("rollup")
+def db_rollup() -> None:
+    """Roll up, for the stats, every whole hour of attempts that ended an hour ago.
+
+    The sweeper does it a day's worth per pass; this catches up a long history at once.
+    """
+    from jobsys.store import rollup
+
+    hours = rollup.roll_up_all(runtime_of().postgres)
+    click.echo(f"rolled up {hours} hour(s) of attempts")

@@ -30,7 +30,8 @@ class Window(Duration):
     type=Window(unit_required=True),
     default="24h",
     show_default=True,
-    help="the window reported, back from now: 30m, 24h, 7d",
+    help="the window reported, back from now: 30m, 24h, 7d (over a day, the p95 and SLA"
+    " compliance are estimated from hourly roll-ups)",
 )
 @click.option("--user", "user_id", default=None, help="one user's figures only")
 @click.option("--kind", default=None, help="one job kind's figures only")

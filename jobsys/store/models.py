@@ -519,3 +519,43 @@ class AttemptRow(Base):
     wall_s: Mapped[float | None] = mapped_column(sa.Float)
     google_requests: Mapped[int | None] = mapped_column(sa.Integer)
     quota_units: Mapped[int | None] = mapped_column(sa.Integer)
+
+
+class AttemptHourRow(Base):
+    """Attempts that ended in one whole hour, of one kind, outcome and reason ('' for none)."""
+
+    __tablename__ = "attempt_hours"
+
+    hour: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    outcome: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    attempts: Mapped[int] = mapped_column(sa.BigInteger)
+    cpu_s: Mapped[float] = mapped_column(sa.Float)
+    wall_s: Mapped[float] = mapped_column(sa.Float)
+    google_requests: Mapped[int] = mapped_column(sa.BigInteger)
+    quota_units: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class AttemptHourBucketRow(Base):
+    """One histogram bucket of an hour and kind (``jobsys/store/rollup.py``): attempts of a
+    priority band whose start latency fell in it, or (band '') successes whose age did."""
+
+    __tablename__ = "attempt_hour_buckets"
+
+    hour: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    band: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    bucket: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    started: Mapped[int] = mapped_column(sa.BigInteger)
+    succeeded: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class AttemptRollupRow(Base):
+    """The one row: every attempt that ended before ``rolled_until`` is rolled (NULL: none)."""
+
+    __tablename__ = "attempt_rollup"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="attempt_rollup_one_row"),)
+
+    id: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
+    rolled_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
