@@ -493,8 +493,8 @@ ORDER BY w.user_id
 # Per kind, outcome and reason: attempts, their cost, and the successes within the kind's
 # deadline (:kinds, :deadlines). Jobs are the attempts with a final outcome; the fleet's
 # outcomes by reason come from the same rows, so the window is scanned once for both.
-STATS_KINDS = sa.text(
-    f"""
+# Shared with the raw part of a partly rolled window (rollup.py): ``{where}`` picks the rows.
+KIND_AGGREGATES = """
 SELECT a.kind, outcome, COALESCE(reason, '') AS reason, count(*) AS attempts,
   COALESCE(sum(cpu_s), 0) AS cpu_s, COALESCE(sum(wall_s), 0) AS wall_s,
   COALESCE(sum(google_requests), 0) AS google_requests,
@@ -504,10 +504,9 @@ SELECT a.kind, outcome, COALESCE(reason, '') AS reason, count(*) AS attempts,
 FROM attempts a
 LEFT JOIN unnest(CAST(:kinds AS text[]), CAST(:deadlines AS float8[]))
   AS d(deadline_kind, deadline) ON d.deadline_kind = a.kind
-WHERE {_IN_WINDOW} AND {_OF_USER} AND {_OF_KIND}
-GROUP BY 1, 2, 3
-"""
-)
+WHERE {where}
+GROUP BY 1, 2, 3"""
+STATS_KINDS = sa.text(KIND_AGGREGATES.format(where=f"{_IN_WINDOW} AND {_OF_USER} AND {_OF_KIND}"))
 
 # The fleet: start latency (due -> claimed) by priority band.
 STATS_LATENCY = sa.text(

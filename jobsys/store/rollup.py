@@ -64,7 +64,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from jobsys.store.gateway import Store
-from jobsys.store.queries import URGENT_PRIORITY
+from jobsys.store.queries import KIND_AGGREGATES, URGENT_PRIORITY
 
 # Windows up to a day read raw attempts only; hours are rolled once they ended an hour ago.
 RAW_HORIZON_S = 86_400.0
@@ -140,18 +140,7 @@ ROLLED_KINDS = sa.text(
 SELECT kind, outcome, reason, sum(attempts) AS attempts, sum(cpu_s) AS cpu_s,
   sum(wall_s) AS wall_s, sum(google_requests) AS google_requests,
   sum(quota_units) AS quota_units, sum(within_deadline) AS within_deadline
-FROM (
-  SELECT a.kind, outcome, COALESCE(reason, '') AS reason, count(*) AS attempts,
-    COALESCE(sum(cpu_s), 0) AS cpu_s, COALESCE(sum(wall_s), 0) AS wall_s,
-    COALESCE(sum(google_requests), 0) AS google_requests,
-    COALESCE(sum(quota_units), 0) AS quota_units,
-    count(*) FILTER (WHERE outcome = 'succeeded'
-      AND finished_at - created_at <= make_interval(secs => d.deadline)) AS within_deadline
-  FROM attempts a
-  LEFT JOIN unnest(CAST(:kinds AS text[]), CAST(:deadlines AS float8[]))
-    AS d(deadline_kind, deadline) ON d.deadline_kind = a.kind
-  WHERE {_RAW} AND {_OF_KIND}
-  GROUP BY 1, 2, 3
+FROM ({KIND_AGGREGATES.format(where=f"{_RAW} AND {_OF_KIND}")}
   UNION ALL
   SELECT kind, outcome, reason, attempts, cpu_s, wall_s, google_requests, quota_units, 0
   FROM attempt_hours WHERE {_ROLLED} AND {_OF_KIND}
