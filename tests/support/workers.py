@@ -89,22 +89,15 @@ class Worker:
             pass
         self.process.wait(timeout=10)
 
-    def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM the main process (warm shutdown), then SIGKILL the whole process group."""
+    def abort(self) -> None:
+        """``kill -9`` the whole node if it still runs, and close its log."""
         if self.process.poll() is None:
+            self.kill_node()
+        else:
             try:
-                # Only the main process: it stops its pool itself. Signalling the group
-                # would kill running jobs and log spurious worker_lost retries.
-                os.kill(self.pid, signal.SIGTERM)
-                self.process.wait(timeout=grace)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(self.pid, signal.SIGKILL)  # children that outlived their parent
+            except (ProcessLookupError, PermissionError):
                 pass
-        try:
-            os.killpg(self.pid, signal.SIGKILL)  # children that outlived their parent
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.process.poll() is None:
-            self.process.wait(timeout=10)
         self._log.close()
 
     def log_tail(self, lines: int = 60) -> str:
