@@ -14,12 +14,10 @@ when it may pass: :func:`postponing` turns the refusal into ``JobPostponed``.
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 import random
-import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -274,8 +272,13 @@ class BatchSizer:
 
 
 @contextlib.contextmanager
-def ingesting(rt: Runtime, user_id: str) -> Iterator[None]:
+def ingesting(rt: Runtime, user_id: str, job_id: uuid.UUID) -> Iterator[None]:
     """Hold a per-user and a per-provider ingestion slot; guards' refusals postpone the job.
+
+    The job holds the slots, not the process: a process killed mid-ingestion
+    leaves its slots behind until their lease runs out (minutes), and the job's
+    next attempt, wherever it runs, takes them back at once instead of waiting
+    behind them.
 
     Raises:
         JobPostponed: a slot, the quota or a breaker said not yet.
@@ -284,7 +287,7 @@ def ingesting(rt: Runtime, user_id: str) -> Iterator[None]:
         yield
         return
     with postponing():
-        g, holder = guards(rt), _holder()
+        g, holder = guards(rt), f"job:{job_id}"
         with (
             g.provider_slots.slot(PROVIDER, holder),
             g.user_slots.slot(f"{PROVIDER}:user:{user_id}", holder),
@@ -312,12 +315,3 @@ def postponing() -> Iterator[None]:
 
 def _jitter(delay: float) -> float:
     return delay * random.uniform(1.0, 1.1) + random.uniform(0.0, 0.25)
-
-
-@functools.cache
-def _host() -> str:
-    return socket.gethostname()
-
-
-def _holder() -> str:
-    return f"{_host()}:{os.getpid()}:{threading.get_ident()}"

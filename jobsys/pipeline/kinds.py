@@ -80,7 +80,7 @@ def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
 )
 def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
     rt = ctx.runtime
-    with ingesting(rt, ctx.user_id), parking_on_auth_failure(rt, ctx.user_id):
+    with ingesting(rt, ctx.user_id, ctx.job_id), parking_on_auth_failure(rt, ctx.user_id):
         google = session(rt, ctx.user_id)
         done = ingest.sync_gmail(_sync(ctx), google, ctx.user_id, full=payload.full)
     _sync(ctx).step(ctx.user_id, payload.run_id, "ingest_gmail", **done)
@@ -97,7 +97,7 @@ def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
 )
 def ingest_calendar(ctx: JobContext, payload: Step) -> dict[str, Any]:
     rt = ctx.runtime
-    with ingesting(rt, ctx.user_id), parking_on_auth_failure(rt, ctx.user_id):
+    with ingesting(rt, ctx.user_id, ctx.job_id), parking_on_auth_failure(rt, ctx.user_id):
         google = session(rt, ctx.user_id)
         done = ingest.sync_calendar(_sync(ctx), google, ctx.user_id, full=payload.full)
     _sync(ctx).step(ctx.user_id, payload.run_id, "ingest_calendar", **done)

@@ -71,6 +71,44 @@ def test_a_run_completes_when_the_node_running_its_ingestion_is_killed(
     assert jobsys_env.store.list_dead_letters() == []
 
 
+def test_an_ingestion_killed_with_its_node_takes_its_slot_back_on_the_next_attempt(
+    jobsys_env: Env,
+    start_workers: StartWorkers,
+    pipeline_factory: MakePipeline,  # noqa: F811
+) -> None:
+    # Given one ingestion at a time per user, and a user's Gmail ingestion holding
+    # that slot on one of two nodes (Google slow)
+    p = pipeline_factory(users=1, messages_per_user=40, events_per_user=6)
+    p.emulator.set_faults(latency=1.0)
+    env = {**p.worker_env, "JOBSYS_INGEST_USER_CONCURRENCY": "1"}
+    nodes = {w.node: w for w in start_workers(2, concurrency=1, env=env)}
+    ((email, user_id),) = p.users.items()
+    run_id = p.start(user_id, full=True)
+
+    def gmail_ingestion_running() -> tuple[uuid.UUID, str] | None:
+        for job in jobsys_env.store.list_jobs(status=Status.RUNNING, kind="sync.ingest_gmail"):
+            if job.worker in nodes:
+                return job.id, job.worker
+        return None
+
+    running = wait_until(gmail_ingestion_running, timeout=60, what="Gmail ingestion to run")
+    assert running is not None
+    job_id, node = running
+
+    # When that node is killed with SIGKILL: its slot stays in Redis, leased for 300 s
+    nodes.pop(node).kill_node()
+    p.emulator.clear_faults()
+
+    # Then the next attempt takes the slot back, and the run succeeds long before
+    # the lease would have freed it
+    run = p.wait_run(run_id, timeout=90)
+    assert run["status"] == "succeeded", (email, run)
+    job = jobsys_env.store.get_job(job_id)
+    assert (job.status, job.attempt) == (Status.SUCCEEDED, 2)
+    assert [e["reason"] for e in job.errors] == ["worker_lost"]
+    assert_all_match_truth(p)
+
+
 def test_two_syncs_of_one_user_asked_at_once_make_one_run_and_duplicate_nothing(
     jobsys_env: Env,
     start_workers: StartWorkers,
