@@ -47,12 +47,14 @@ def prepare(args: argparse.Namespace) -> list[str]:
     _recreate(args, create=True)
     os.environ.update(environ(args))
     from jobsys.engine.runtime import Runtime
+    from jobsys.store import roles
     from jobsys.store.api_tokens import TokenStore
     from jobsys.store.migrate import upgrade
     from jobsys.store.users import UserStore
 
     upgrade(args.db_url)
     store = Runtime.from_env().postgres
+    roles.create(store)  # a user token's enqueue runs as jobsys_api
     users, tokens = UserStore(store), TokenStore(store)
     made = [users.add(f"load{n}@example.com") for n in range(USERS)]
     return [tokens.create(name=u.email, user_id=u.id)[1] for u in made]

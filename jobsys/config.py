@@ -79,7 +79,9 @@ class Settings(BaseSettings):
         None, description="shared secret of the push endpoint (its URL's ?token=), 16+ characters"
     )
     api_database_url: str | None = Field(
-        None, description="PostgreSQL URL for user tokens' reads: a login in role jobsys_api"
+        None,
+        description="PostgreSQL URL for user tokens' reads and own-row writes: a login in role"
+        " jobsys_api",
     )
     api_token_cache: float = Field(
         5.0, ge=0, le=3600, description="seconds the API trusts a token it checked (0: always ask)"

@@ -24,7 +24,7 @@ from jobsys.engine.registry import JobSpec, registry
 from jobsys.engine.results import JobResult
 from jobsys.engine.runtime import Runtime
 from jobsys.errors import OptionError, PayloadError, UnknownKindError, UnstorableError
-from jobsys.store import NewJob, jsonb
+from jobsys.store import NewJob, jsonb, tenancy
 from jobsys.store.quotas import Quota
 from jobsys.store.records import JoinRace
 
@@ -125,7 +125,8 @@ def submit(
         rt.store.insert(dataclasses.replace(new, admitted=False), quota=quota_of(rt))
         return JobResult(str(new.id), runtime=rt)
     rt.store.insert(new, quota=None if dispatch.why is Why.CANVAS else quota_of(rt))
-    rt.dispatcher.send(dispatch)
+    # In a user's scope the row commits when the scope ends: the message follows it.
+    tenancy.after_commit(lambda: rt.dispatcher.send(dispatch))
     if dispatch.in_canvas:
         return AsyncResult(str(new.id), app=rt.app)
     return JobResult(str(new.id), runtime=rt)

@@ -12,7 +12,7 @@ from jobsys.engine.hooks import Outcome
 from jobsys.engine.outcome import notify
 from jobsys.engine.runtime import Runtime
 from jobsys.errors import InvalidTransitionError
-from jobsys.store import Job, Status
+from jobsys.store import Job, Status, tenancy
 
 log = structlog.get_logger("jobsys.engine")
 
@@ -37,7 +37,8 @@ def retry_dead_letter(rt: Runtime, letter_id: int, *, actor: str) -> uuid.UUID:
         raise InvalidTransitionError(
             letter.job_id, status.value, "retry from the dead-letter queue"
         )
-    rt.dispatcher.send(Dispatch.of_job(job, Why.DLQ))
+    # In a user's scope the revival commits when the scope ends: the message follows it.
+    tenancy.after_commit(lambda: rt.dispatcher.send(Dispatch.of_job(job, Why.DLQ)))
     return letter.job_id
 
 
@@ -84,6 +85,7 @@ def cancel_quietly(rt: Runtime, job_id: uuid.UUID, *, actor: str) -> Job | None:
 
 
 def _cancelled(rt: Runtime, job: Job, actor: str) -> None:
-    # A queued job is done now; a running one is recorded when it stops.
+    # A queued job is done now; a running one is recorded when it stops. The hooks act
+    # for every user: once a user's scope committed, outside it.
     if job.status is Status.CANCELLED:
-        notify(rt, job, Outcome.CANCELLED, actor=actor)
+        tenancy.after_commit(lambda: notify(rt, job, Outcome.CANCELLED, actor=actor))

@@ -42,7 +42,7 @@ class FastPath:
 
     def one(self, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
         """Run one statement; its first row as a dict, or None."""
-        conn = self._connection()
+        conn = self.connection()
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, params)
@@ -56,9 +56,11 @@ class FastPath:
         return dict(zip(names, row, strict=True)) if row is not None else None
 
     def close(self) -> None:
+        """Close this thread's connection (the next statement opens a new one)."""
         self._drop()
 
-    def _connection(self) -> Any:
+    def connection(self) -> Any:
+        """This thread's connection, opened if need be (a user's scope borrows it)."""
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
             conn = connect(self._dsn, options=self._options, factory=self._factory)

@@ -1,4 +1,8 @@
-"""SQL for the fleet: worker nodes, dead letters and audit events (part of :class:`Store`)."""
+"""SQL for the fleet: worker nodes, dead letters and audit events (part of :class:`Store`).
+
+A dead letter's revival and an audit event are a user's own rows: in a user's scope
+(``tenancy.py``) they run there, as ``jobsys_api``.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,14 @@ import sqlalchemy as sa
 
 from jobsys.errors import JobNotFoundError
 from jobsys.store import queries as q
+from jobsys.store import tenancy
 from jobsys.store.fastpath import FastPath, compiled
 from jobsys.store.records import DeadLetter, Job, WorkerRow
 
 _HEARTBEAT_WORKER = compiled(q.HEARTBEAT_WORKER)
 _AUDIT = compiled(q.AUDIT)
+_REVIVE = compiled(q.REVIVE)
+_MARK_LETTER_RETRIED = compiled(q.MARK_LETTER_RETRIED)
 
 
 class FleetSql:
@@ -102,14 +109,13 @@ class FleetSql:
 
     def revive(self, letter: DeadLetter, *, actor: str) -> Job | None:
         """Give a dead job a fresh set of attempts; ``None`` if it is no longer dead."""
-        with self.transaction() as conn:
-            row = conn.execute(q.REVIVE, {"id": letter.job_id}).mappings().first()
+        with tenancy.own_rows(self.transaction) as rows:
+            row = rows.one(_REVIVE, {"id": letter.job_id})
             if row is None:
                 return None
-            conn.execute(q.MARK_LETTER_RETRIED, {"id": letter.id})
-            audit_event(
-                conn, actor, "dlq.retry", letter.job_id, letter.user_id, {"letter": letter.id}
-            )
+            rows.then(_MARK_LETTER_RETRIED, {"id": letter.id})
+            detail = {"letter": letter.id}
+            audit_later(rows, actor, "dlq.retry", letter.job_id, letter.user_id, detail)
         return Job.from_row(row)
 
     def dead_letter_of(self, job_id: uuid.UUID) -> DeadLetter | None:
@@ -133,8 +139,10 @@ class FleetSql:
         user_id: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        # One statement on the hot path's connection: the API writes one per call.
-        self.hot_durable.one(_AUDIT, _audit_params(actor, action, job_id, user_id, detail or {}))
+        # One statement on the hot path's connection: the API writes one per call (in a
+        # user's scope, sent with its commit).
+        params = _audit_params(actor, action, job_id, user_id, detail or {})
+        tenancy.then(self.hot_durable, _AUDIT, params)
 
 
 def audit_event(
@@ -146,6 +154,18 @@ def audit_event(
     detail: dict[str, Any],
 ) -> None:
     conn.execute(q.AUDIT, _audit_params(actor, action, job_id, user_id, detail))
+
+
+def audit_later(
+    rows: tenancy.Rows,
+    actor: str,
+    action: str,
+    job_id: uuid.UUID | None,
+    user_id: str | None,
+    detail: dict[str, Any],
+) -> None:
+    """An audit event in ``rows``' transaction (nothing reads it back before the commit)."""
+    rows.then(_AUDIT, _audit_params(actor, action, job_id, user_id, detail))
 
 
 def _audit_params(

@@ -21,12 +21,12 @@ from jobsys.errors import (
     JobNotFoundError,
     StoreUnavailableError,
 )
-from jobsys.store import jsonb
+from jobsys.store import jsonb, tenancy
 from jobsys.store import queries as q
 from jobsys.store.admission import AdmissionSql
 from jobsys.store.db import make_engine
 from jobsys.store.fastpath import FastPath, compiled
-from jobsys.store.fleet import FleetSql, audit_event
+from jobsys.store.fleet import FleetSql, audit_later
 from jobsys.store.inserts import InsertSql
 from jobsys.store.jsonb import RESULT
 from jobsys.store.quotas import QuotaSql
@@ -47,6 +47,7 @@ _SQL = {
     "heartbeat_job": compiled(q.HEARTBEAT_JOB),
     "running_on": compiled(q.FAIL_LOST),
 }
+_REQUEST_CANCEL = compiled(q.REQUEST_CANCEL)
 
 
 class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
@@ -57,7 +58,8 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
     path's one-statement transitions run on direct autocommit connections
     (``fastpath.py``): ``hot`` skips the WAL flush for job state transitions,
     whose loss in a crash only re-runs an idempotent job; ``hot_durable``
-    commits accepted enqueues synchronously.
+    commits accepted enqueues synchronously. A user's scope (``tenancy.py``)
+    borrows this thread's ``hot_durable`` connection for that user's own rows.
     """
 
     def __init__(self, url: str, *, pool_size: int = 5, connection_factory: Any = None) -> None:
@@ -251,11 +253,11 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         Returns the job as it is now: ``cancelled``, or still ``running`` with
         ``cancel_requested`` set (it stops at its next heartbeat).
         """
-        with self.transaction() as conn:
-            row = conn.execute(q.REQUEST_CANCEL, {"id": job_id}).mappings().first()
+        with tenancy.own_rows(self.transaction) as rows:
+            row = rows.one(_REQUEST_CANCEL, {"id": job_id})
             if row is not None:
                 detail = {"status": str(row["status"])}
-                audit_event(conn, actor, "job.cancel", job_id, row["user_id"], detail)
+                audit_later(rows, actor, "job.cancel", job_id, row["user_id"], detail)
         return Job.from_row(row) if row else None
 
     # -- recovery ----------------------------------------------------------

@@ -4,6 +4,9 @@ An enqueue charged to a user's quota (``quotas.py``) takes one statement too
 while the user has no limit: the insert itself checks that ``user_limits``
 holds none. A limited user's enqueue runs as a transaction: lock the user,
 count, insert, charge.
+
+One job's insert, its coalescing join and its charge are the user's own rows: in
+a user's scope (``tenancy.py``) they run there, as ``jobsys_api``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sqlalchemy as sa
 
 from jobsys.errors import DuplicateJobError, OptionError, StoreUnavailableError
 from jobsys.store import queries as q
-from jobsys.store import quotas
+from jobsys.store import quotas, tenancy
 from jobsys.store.fastpath import FastPath, compiled
 from jobsys.store.quotas import Quota
 from jobsys.store.records import JoinRace, NewJob
@@ -35,7 +38,14 @@ _SQL = {
     "run_after": compiled(q.RUN_AFTER),
     "fair_join_many": compiled(q.FAIR_JOIN_MANY),
     "wake": compiled(q.WAKE),
+    "waiting_twin": compiled(q.WAITING_TWIN),
+    "set_payload": compiled(q.SET_PAYLOAD),
+    "find_live_unique": compiled(q.FIND_LIVE_UNIQUE),
 }
+
+
+class _NothingInserted(Exception):
+    """The charged insert stored nothing: its charge is rolled back with it."""
 
 
 class InsertSql:
@@ -72,60 +82,64 @@ class InsertSql:
     def _insert(self, job: NewJob, quota: Quota | None) -> datetime:
         row = self._insert_row(job, quota)
         if row is None:
-            row = self.hot_durable.one(_SQL["run_after"], {"user_id": job.user_id, "id": job.id})
+            params = {"user_id": job.user_id, "id": job.id}
+            row = tenancy.one(self.hot_durable, _SQL["run_after"], params)
         if row is None:
             if self.job_state(job.id) is not None:
                 raise OptionError("task_id", str(job.id), "is the id of another user's job")
             if job.coalesce and job.unique_key is None:
                 raise JoinRace(job.kind)
-            with self.transaction() as conn:
-                raise _duplicate(conn, job)
+            with tenancy.own_rows(self.transaction) as rows:
+                raise _duplicate(rows, job)
         return row["run_after"]  # type: ignore[no-any-return]
 
     def _insert_row(self, job: NewJob, quota: Quota | None) -> dict[str, Any] | None:
+        if job.chosen_id and tenancy.current() is not None:
+            # Ids are unique across users, which a user's own rows cannot tell.
+            raise OptionError("task_id", str(job.id), "cannot be chosen when acting as a user")
         plain = _SQL["insert_chosen" if job.chosen_id else "insert"]
         if quota is None:
-            return self.hot_durable.one(plain, _insert_params(job))
+            return tenancy.one(self.hot_durable, plain, _insert_params(job))
         if quota.limits_everyone:
             return self._insert_charged(job, quota)
         if job.chosen_id:
             if self._limited(job.user_id):
                 return self._insert_charged(job, quota)
-            return self.hot_durable.one(plain, _insert_params(job))
-        row = self.hot_durable.one(_SQL["insert_unlimited"], _insert_params(job))
+            return tenancy.one(self.hot_durable, plain, _insert_params(job))
+        row = tenancy.one(self.hot_durable, _SQL["insert_unlimited"], _insert_params(job))
         if row is None and self._limited(job.user_id):
             row = self._insert_charged(job, quota)
         return row
 
     def _limited(self, user_id: str) -> bool:
-        return self.hot_durable.one(_SQL["limited"], {"users": [user_id]}) is not None
+        return tenancy.one(self.hot_durable, _SQL["limited"], {"users": [user_id]}) is not None
 
     def _insert_charged(self, job: NewJob, quota: Quota) -> dict[str, Any] | None:
-        with self._raw_transaction() as cur:
-            quotas.charge(cur, {job.user_id: 1}, quota)
-            cur.execute(_SQL["insert_chosen" if job.chosen_id else "insert"], _insert_params(job))
-            row = cur.fetchone()
-            if row is None:
-                # Nothing inserted (the id exists, or a unique key is held): no charge.
-                cur.connection.rollback()
-                return None
-            return {"run_after": row[0]}
+        try:
+            with tenancy.own_transaction(self._raw_transaction) as cur:
+                quotas.charge(cur, {job.user_id: 1}, quota)
+                sql = _SQL["insert_chosen" if job.chosen_id else "insert"]
+                cur.execute(sql, _insert_params(job))
+                row = cur.fetchone()
+                if row is None:
+                    raise _NothingInserted
+                return {"run_after": row[0]}
+        except _NothingInserted:
+            return None  # the id exists, or a unique key is held: nothing charged
 
     def join(self, job: NewJob, merge: Callable[[dict[str, Any], dict[str, Any]], Any]) -> Any:
         """The id of the user's job of ``job``'s kind still in the backlog, its payload
         merged with ``job``'s; None when there is none (insert ``job`` then)."""
-        with self.transaction() as conn:
+        with tenancy.own_rows(self.transaction) as rows:
             params = {"user_id": job.user_id, "kind": job.kind}
-            found = conn.execute(q.WAITING_TWIN, params).first()
+            found = rows.one(_SQL["waiting_twin"], params)
             if found is None:
                 return None
-            payload = merge(dict(found.payload), dict(job.payload))
-            if payload != found.payload:
-                conn.execute(
-                    q.SET_PAYLOAD,
-                    {"user_id": job.user_id, "id": found.id, "payload": json.dumps(payload)},
-                )
-            return found.id
+            payload = merge(dict(found["payload"]), dict(job.payload))
+            if payload != found["payload"]:
+                params = {"user_id": job.user_id, "id": found["id"], "payload": json.dumps(payload)}
+                rows.then(_SQL["set_payload"], params)
+            return found["id"]
 
     def insert_many(self, jobs: Sequence[NewJob], *, quota: Quota | None = None) -> None:
         """Insert many jobs with one COPY (no unique keys; they all run now).
@@ -231,9 +245,9 @@ def _insert_params(job: NewJob) -> dict[str, Any]:
     }
 
 
-def _duplicate(conn: sa.Connection, job: NewJob) -> DuplicateJobError:
+def _duplicate(rows: tenancy.Rows, job: NewJob) -> DuplicateJobError:
     # Only a unique key can turn the insert into a no-op.
     key = job.unique_key or ""
     params = {"user_id": job.user_id, "kind": job.kind, "unique_key": key}
-    existing = conn.execute(q.FIND_LIVE_UNIQUE, params).scalar()
-    return DuplicateJobError(job.kind, job.user_id, key, existing)
+    existing = rows.one(_SQL["find_live_unique"], params)
+    return DuplicateJobError(job.kind, job.user_id, key, existing["id"] if existing else None)

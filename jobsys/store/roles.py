@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from jobsys.errors import ConfigError
-from jobsys.store.gateway import Store
+
+if TYPE_CHECKING:
+    # Only named: the gateway's own modules import this one (``tenancy.py``).
+    from jobsys.store.gateway import Store
 
 API_ROLE = "jobsys_api"
 WORKER_ROLE = "jobsys_worker"
@@ -38,6 +42,15 @@ API_TABLES = (
     "attempts",
 )
 
+# What a user's own enqueue also reads and writes (``tenancy.py``): the fair scheduler's
+# tables and the user's quotas. 0010's policies hold the per-user ones to the user.
+API_SCHEDULING = {
+    "fair_queues": "SELECT",  # each queue's virtual clock: no user's rows
+    "fair_users": "SELECT, INSERT, UPDATE",
+    "user_limits": "SELECT",
+    "quota_usage": "SELECT, INSERT, UPDATE, DELETE",
+}
+
 
 def statements() -> list[str]:
     """Every statement ``jobsys db roles`` runs, in order (each one idempotent)."""
@@ -49,6 +62,7 @@ def statements() -> list[str]:
         f" {API_ROLE}, {WORKER_ROLE}', current_database()); END $$",
         f"GRANT USAGE ON SCHEMA public TO {API_ROLE}, {WORKER_ROLE}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {API_ROLE}",
+        *(f"GRANT {granted} ON {t} TO {API_ROLE}" for t, granted in API_SCHEDULING.items()),
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {API_ROLE}",
         # Through `jobs` only: a partition read directly would skip the policies.
         "DO $$ DECLARE p regclass; BEGIN"
@@ -119,8 +133,14 @@ def _first_line(error: sa.exc.DBAPIError) -> str:
 
 
 def missing(store: Store) -> list[str]:
-    """The roles :func:`create` makes that the server does not have."""
+    """What :func:`create` makes that the server does not have: roles, or the API role's
+    newest grants (roles made by an older ``jobsys db roles``)."""
     sql = sa.text("SELECT rolname FROM pg_roles WHERE rolname IN (:api, :worker)")
     with store.transaction() as conn:
         found = set(conn.execute(sql, {"api": API_ROLE, "worker": WORKER_ROLE}).scalars())
-    return [r for r in (API_ROLE, WORKER_ROLE) if r not in found]
+        granted = API_ROLE not in found or conn.execute(_NEWEST_GRANT, {"api": API_ROLE}).scalar()
+    absent = [r for r in (API_ROLE, WORKER_ROLE) if r not in found]
+    return absent if granted else [*absent, f"{API_ROLE}'s grants"]
+
+
+_NEWEST_GRANT = sa.text("SELECT has_table_privilege(CAST(:api AS name), 'fair_users', 'INSERT')")

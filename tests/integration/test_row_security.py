@@ -99,7 +99,7 @@ def test_the_api_role_sees_only_its_users_rows_in_every_table(
         with jobsys_env.store.transaction() as conn:
             everyone = conn.execute(sa.text(f"SELECT DISTINCT {column} FROM {table}")).scalars()
             assert sorted(everyone) == [A, B], table
-        if table not in roles.API_TABLES:
+        if table not in {*roles.API_TABLES, *roles.API_SCHEDULING}:
             with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
                 _as_api(jobsys_env, A, f"SELECT 1 FROM {table}")
             continue
@@ -129,6 +129,13 @@ def test_the_api_role_cannot_write_another_users_rows(
             A,
             f"INSERT INTO audit_events (actor, action, user_id) VALUES ('x', 'y', '{B}')",
         )
+    # Nor does an enqueue's bookkeeping take B's place in a queue or charge B's quota
+    for row in (
+        f"fair_users (queue, user_id) VALUES ('other', '{B}')",
+        f"quota_usage (user_id, minute, n) VALUES ('{B}', now(), 1)",
+    ):
+        with pytest.raises(sa.exc.ProgrammingError, match="row-level security"):
+            _as_api(jobsys_env, A, f"INSERT INTO {row}")
 
 
 def test_a_member_of_the_api_role_is_held_to_the_policies_too(

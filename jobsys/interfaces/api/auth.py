@@ -1,12 +1,16 @@
 """Who is calling: a bearer token, an admin's or one user's.
 
 A user token sees and acts on its own user's rows only. Another user's row
-answers 404, as a row that does not exist would: existence is not leaked.
+answers 404, as a row that does not exist would: existence is not leaked. Its
+reads (:func:`listing`) and its writes (:func:`writes`) run as ``jobsys_api``
+for its user, so the database's row-level security holds it there too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from jobsys.engine.runtime import Runtime
 from jobsys.interfaces.api.errors import ApiError
+from jobsys.store import tenancy
 from jobsys.store.api_tokens import ApiToken, TokenStore, digest
 from jobsys.store.gateway import Store
 from jobsys.store.listing import Listing
@@ -90,8 +95,20 @@ def listing(caller: ApiToken, rt: Runtime) -> Listing:
     return Listing(api_store(caller, rt), user_id=caller.user_id)
 
 
+def writes(caller: ApiToken, rt: Runtime) -> AbstractContextManager[object]:
+    """The block in which this caller writes: a user token's own rows are written as
+    ``jobsys_api`` for its user, on the store its reads use, and commit together when
+    the block ends (what follows a write runs after that); an admin token's cross-tenant."""
+    if caller.admin:
+        return contextlib.nullcontext()
+    if caller.user_id is None:
+        raise ApiError(403, "forbidden", "this token names no user")
+    return tenancy.acting_as(api_store(caller, rt), caller.user_id)
+
+
 def api_store(caller: ApiToken, rt: Runtime) -> Store:
-    """Where this caller's reads go: ``JOBSYS_API_DATABASE_URL``'s login for a user token."""
+    """Where this caller's reads and own-row writes go: ``JOBSYS_API_DATABASE_URL``'s
+    login for a user token."""
     url = rt.settings.api_database_url
     if caller.admin or not url:
         return rt.postgres

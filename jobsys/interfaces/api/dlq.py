@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from jobsys.engine import operations
 from jobsys.errors import InvalidTransitionError
 from jobsys.interfaces.api import schemas as s
-from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own, sees
+from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own, sees, writes
 from jobsys.interfaces.api.errors import ApiError
 from jobsys.store.listing import LetterFilter
 from jobsys.store.records import DeadLetter
@@ -51,13 +51,14 @@ def retry_many(body: s.BulkRetryBody, caller: Caller, rt: RuntimeDep) -> s.BulkR
     found = listing(caller, rt).letters(where, limit=body.limit, after=None, unretried=True)
     retried: list[s.RetryOut] = []
     skipped: list[dict[str, Any]] = []
-    for letter in found:
-        try:
-            job_id = operations.retry_dead_letter(rt, letter["id"], actor=caller.actor)
-        except InvalidTransitionError as e:  # retried meanwhile by someone else
-            skipped.append({"letter_id": letter["id"], "message": str(e)})
-            continue
-        retried.append(s.RetryOut(letter_id=letter["id"], job_id=str(job_id)))
+    with writes(caller, rt):  # a user token's revivals commit together, then are published
+        for letter in found:
+            try:
+                job_id = operations.retry_dead_letter(rt, letter["id"], actor=caller.actor)
+            except InvalidTransitionError as e:  # retried meanwhile by someone else
+                skipped.append({"letter_id": letter["id"], "message": str(e)})
+                continue
+            retried.append(s.RetryOut(letter_id=letter["id"], job_id=str(job_id)))
     return s.BulkRetryOut(retried=retried, skipped=skipped)
 
 
@@ -65,7 +66,8 @@ def retry_many(body: s.BulkRetryBody, caller: Caller, rt: RuntimeDep) -> s.BulkR
 def retry_one(letter_id: s.LetterId, caller: Caller, rt: RuntimeDep) -> s.RetryOut:
     """Give the dead letter's job a fresh set of attempts."""
     _letter(caller, rt, letter_id)
-    job_id = operations.retry_dead_letter(rt, letter_id, actor=caller.actor)
+    with writes(caller, rt):
+        job_id = operations.retry_dead_letter(rt, letter_id, actor=caller.actor)
     return s.RetryOut(letter_id=letter_id, job_id=str(job_id))
 
 

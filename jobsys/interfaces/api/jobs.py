@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from jobsys.engine import operations
 from jobsys.engine.enqueue import enqueue, spec_of
 from jobsys.interfaces.api import schemas as s
-from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own, sees
+from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own, sees, writes
 from jobsys.interfaces.api.errors import ApiError
 from jobsys.store import Job, Status
 from jobsys.store.listing import JobFilter
@@ -25,16 +25,17 @@ def create_job(body: s.NewJobBody, caller: Caller, rt: RuntimeDep) -> s.Created:
     """Create a job (a user token's jobs are for its own user)."""
     user_id = _owner(caller, body.user_id)
     _allowed(caller, rt, body)
-    result = enqueue(
-        body.kind,
-        user_id=user_id,
-        payload=body.payload,
-        priority=body.priority,
-        unique_key=body.unique_key,
-        delay=body.delay,
-        runtime=rt,
-    )
-    rt.store.audit(caller.actor, "job.created", job_id=uuid.UUID(result.id), user_id=user_id)
+    with writes(caller, rt):  # the job and its audit event commit together
+        result = enqueue(
+            body.kind,
+            user_id=user_id,
+            payload=body.payload,
+            priority=body.priority,
+            unique_key=body.unique_key,
+            delay=body.delay,
+            runtime=rt,
+        )
+        rt.store.audit(caller.actor, "job.created", job_id=uuid.UUID(result.id), user_id=user_id)
     return s.Created(id=result.id, status=Status.QUEUED.value)
 
 
@@ -66,7 +67,8 @@ def get_job(job_id: uuid.UUID, caller: Caller, rt: RuntimeDep) -> s.JobOut:
 def cancel_job(job_id: uuid.UUID, caller: Caller, rt: RuntimeDep) -> s.CancelOut:
     """Cancel a queued job, or ask a running one to stop."""
     _job(caller, rt, job_id)
-    status = operations.cancel(rt, job_id, actor=caller.actor)
+    with writes(caller, rt):
+        status = operations.cancel(rt, job_id, actor=caller.actor)
     shown = "cancelled" if status is Status.CANCELLED else "cancel_requested"
     return s.CancelOut(id=str(job_id), status=shown)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 
 from jobsys.interfaces.api import schemas as s
-from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own
+from jobsys.interfaces.api.auth import Caller, RuntimeDep, listing, own, writes
 from jobsys.interfaces.api.errors import ApiError
 from jobsys.store.users import UserStore
 
@@ -29,8 +29,9 @@ def start_sync(
     if found.paused:
         raise ApiError(409, "paused", f"user {found.id} is paused: {found.paused_reason}")
     full = body.full if body else False
-    result = sync_user.delay(found.id, full=full)
-    rt.store.audit(caller.actor, "sync.requested", user_id=found.id, detail={"full": full})
+    with writes(caller, rt):  # the request (joined or new) and its audit event commit together
+        result = sync_user.delay(found.id, full=full)
+        rt.store.audit(caller.actor, "sync.requested", user_id=found.id, detail={"full": full})
     running = listing(caller, rt).running_run(found.id)
     return s.SyncOut(job_id=result.id, user_id=found.id, full=full, running_run=running)
 
