@@ -29,6 +29,7 @@ from jobsys.store.fastpath import FastPath, compiled
 from jobsys.store.fleet import FleetSql, audit_later
 from jobsys.store.inserts import InsertSql
 from jobsys.store.jsonb import RESULT
+from jobsys.store.pages import JobFilter, jobs_page
 from jobsys.store.quotas import QuotaSql
 from jobsys.store.records import UNMEASURED, Cost, Job, unknown_kind_entry
 from jobsys.store.status import Status
@@ -225,14 +226,8 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         kind: str | None = None,
         limit: int = 100,
     ) -> list[Job]:
-        where: list[str] = []
-        params: dict[str, Any] = {"limit": limit}
-        for column, value in (("user_id", user_id), ("status", status), ("kind", kind)):
-            if value is not None:
-                where.append(f"{column} = :{column}")
-                params[column] = value
-        sql = q.LIST_JOBS + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY created_at DESC LIMIT :limit"
+        where = JobFilter(user_id=user_id, status=status, kind=kind)
+        sql, params = jobs_page(where, limit=limit, after=None)
         with self.transaction() as conn:
             rows = conn.execute(sa.text(sql), params).mappings().all()
         return [Job.from_row(r) for r in rows]

@@ -1,7 +1,6 @@
 """Listings the HTTP API pages through: jobs, a user's runs, dead letters by filter.
 
-Pages are keyset-paginated on ``(created_at, id)``, newest first: a page's cursor
-is the last row's pair, so rows inserted meanwhile never shift or repeat a page.
+Pages are keyset-paginated on ``(created_at, id)``, newest first (``pages.py``).
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from contextlib import AbstractContextManager
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,23 +15,8 @@ import sqlalchemy as sa
 from jobsys.store import queries as q
 from jobsys.store import roles
 from jobsys.store.gateway import Store
+from jobsys.store.pages import Cursor, JobFilter, equalities, jobs_page, keyset
 from jobsys.store.records import DeadLetter, Job
-from jobsys.store.status import Status
-
-
-@dataclasses.dataclass(frozen=True)
-class Cursor:
-    """Where the next page starts: strictly older than this row."""
-
-    created_at: datetime
-    id: str
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class JobFilter:
-    user_id: str | None = None
-    status: Status | None = None
-    kind: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -83,16 +66,14 @@ class Listing:
             return [dict(r) for r in rows]
 
     def jobs(self, where: JobFilter, *, limit: int, after: Cursor | None) -> list[Job]:
-        clauses, params = _equalities(dataclasses.asdict(where))
-        sql = q.LIST_JOBS + _where(clauses, after, params, "uuid")
-        sql += " ORDER BY created_at DESC, id DESC LIMIT :limit"
+        sql, params = jobs_page(where, limit=limit, after=after)
         with self._tx() as conn:
-            rows = conn.execute(sa.text(sql), {**params, "limit": limit}).mappings().all()
+            rows = conn.execute(sa.text(sql), params).mappings().all()
         return [Job.from_row(r) for r in rows]
 
     def runs(self, user_id: str, *, limit: int, after: Cursor | None) -> list[dict[str, Any]]:
-        clauses, params = _equalities({"user_id": user_id})
-        sql = "SELECT * FROM pipeline_runs" + _where(clauses, after, params, "uuid")
+        clauses, params = equalities({"user_id": user_id})
+        sql = "SELECT * FROM pipeline_runs" + keyset(clauses, after, params, "uuid")
         sql += " ORDER BY created_at DESC, id DESC LIMIT :limit"
         with self._tx() as conn:
             rows = conn.execute(sa.text(sql), {**params, "limit": limit}).mappings().all()
@@ -113,25 +94,14 @@ class Listing:
     def letters(
         self, where: LetterFilter, *, limit: int, after: Cursor | None, unretried: bool = False
     ) -> list[dict[str, Any]]:
-        clauses, params = _equalities(dataclasses.asdict(where))
+        clauses, params = equalities(dataclasses.asdict(where))
         if unretried:
             clauses.append("retried_at IS NULL")
-        sql = "SELECT * FROM dead_letters" + _where(clauses, after, params, "bigint")
+        sql = "SELECT * FROM dead_letters" + keyset(clauses, after, params, "bigint")
         sql += " ORDER BY created_at DESC, id DESC LIMIT :limit"
         with self._tx() as conn:
             rows = conn.execute(sa.text(sql), {**params, "limit": limit}).mappings().all()
         return [dict(r) for r in rows]
 
 
-def _equalities(values: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
-    present = {k: v for k, v in values.items() if v is not None}
-    return [f"{k} = :{k}" for k in present], present
-
-
-def _where(clauses: list[str], after: Cursor | None, params: dict[str, Any], id_type: str) -> str:
-    if after is not None:
-        # A row comparison in the ORDER BY's own terms: one range condition that an
-        # index on (user_id, created_at, id) serves.
-        clauses = [*clauses, f"(created_at, id) < (:after_at, CAST(:after_id AS {id_type}))"]
-        params.update(after_at=after.created_at, after_id=after.id)
-    return " WHERE " + " AND ".join(clauses) if clauses else ""
+__all__ = ["Cursor", "JobFilter", "LetterFilter", "Listing"]

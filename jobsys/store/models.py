@@ -33,7 +33,7 @@ class JobRow(Base):
         sa.PrimaryKeyConstraint("user_id", "id", name="jobs_pkey"),
         sa.Index("jobs_id_idx", "id"),
         sa.Index("jobs_due_idx", "status", "run_after"),
-        sa.Index("jobs_kind_created_idx", "kind", "created_at"),
+        sa.Index("jobs_kind_created_idx", "kind", "created_at", "id"),
         sa.Index(
             "jobs_run_idx",
             "user_id",

@@ -217,12 +217,34 @@ def test_pages_break_ties_of_one_instant_by_id(api: Api) -> None:
     assert [d["id"] for d in _pages(api, "/api/dlq", limit=2)] == letters[::-1]
 
 
-def _pages(api: Api, path: str, *, limit: int) -> list[dict[str, Any]]:
+def test_an_admin_pages_every_users_jobs_of_every_kind_newest_first(api: Api) -> None:
+    # Given jobs of two users and three kinds, some stored in one statement (one instant)
+    made = [r.id for r in enqueue_many("test.echo", [(api.a.id, {"value": i}) for i in range(4)])]
+    made += [r.id for r in enqueue_many("test.noop", [(api.b.id, {}) for _ in range(3)])]
+    made += [api.as_b("POST", "/api/jobs", json={"kind": "test.stamp", "payload": {"key": "k", "tag": "t"}}).json()["id"]]
+    made += [api.as_a("POST", "/api/jobs", json={"kind": "test.echo"}).json()["id"]]
+    api.as_a("POST", f"/api/jobs/{made[-1]}/cancel")
+
+    # When an admin pages through every user's jobs, two at a time
+    seen = [i["id"] for i in _pages(api, "/api/jobs", limit=2, call=api.admin)]
+
+    # Then each job comes once, newest first, ties of one instant in id order
+    assert sorted(seen) == sorted(made)
+    order = [(api.env.store.get_job(uuid.UUID(i)).created_at, uuid.UUID(i)) for i in seen]
+    assert order == sorted(order, reverse=True)
+    # And the CLI's listing is the same order; a status filter still applies across users
+    assert [str(j.id) for j in api.env.store.list_jobs()] == seen
+    assert [str(j.id) for j in api.env.store.list_jobs(limit=3)] == seen[:3]
+    cancelled = api.admin("GET", "/api/jobs", params={"status": "cancelled"}).json()["items"]
+    assert [i["id"] for i in cancelled] == [made[-1]]
+
+
+def _pages(api: Api, path: str, *, limit: int, call: Any = None) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
         params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
-        page = api.as_a("GET", path, params=params).json()
+        page = (call or api.as_a)("GET", path, params=params).json()
         items += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
