@@ -16,17 +16,21 @@ round, while a printed schedule injects, for ``--chaos`` seconds:
   PostgreSQL restarted (``pg_ctl restart -m fast``) once;
 - 10% of Google requests answered 503 throughout, and a burst of 429s every 3 s.
 
-Then one more round runs on a quiet system and the ledger is printed: runs by
-final state, rows compared with the emulator's truth, duplicate natural keys,
-dead letters by reason, jobs left queued or running, attempts per job,
-``record.lost`` lines, nodes that died on their own, and the recovery time
-after the last fault (until every job has settled). Bounded in time: every
-wait has a deadline, and everything started is stopped at the end.
+The recovery time runs from the last fault until every run started under
+chaos is done and no job is queued or running. Then one more round runs on a
+quiet system (timed apart) and the ledger is printed: runs by final state,
+rows compared with the emulator's truth, duplicate natural keys, dead letters
+by reason, jobs left queued or running, attempts per job, ``record.lost``
+lines, nodes that died on their own, and the two times. ``--baseline`` runs the
+same rounds on the same clock with nothing injected: what the work alone takes.
+Bounded in time: every wait has a deadline, and everything started is stopped
+at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import signal
@@ -270,7 +274,15 @@ def _differing(got: dict[str, Any], want: dict[str, Any]) -> int:
     return len(set(got) ^ set(want)) + sum(1 for k in set(got) & set(want) if got[k] != want[k])
 
 
-def print_ledger(found: dict[str, Any], recovery: float, died: dict[str, int]) -> None:
+@dataclasses.dataclass
+class Recovery:
+    """Seconds after the last fault (or, with ``--baseline``, the schedule's end)."""
+
+    caught_up: float = float("inf")  # every run started under chaos done, nothing queued
+    quiet_round: float = float("inf")  # one more round, on a quiet system
+
+
+def print_ledger(found: dict[str, Any], times: Recovery, died: dict[str, int]) -> None:
     print("\nledger")
     print(f"  runs by final state       {found['runs']}")
     print(f"  rows (messages, events)   {found['rows']}")
@@ -285,8 +297,10 @@ def print_ledger(found: dict[str, Any], recovery: float, died: dict[str, int]) -
     print(f"  record.lost lines         {found['record.lost']}")
     print(f"  nodes that died by themselves  {died or 0} (unrecoverable errors logged: "
           f"{found['unrecoverable errors in logs']})")  # fmt: skip
-    settled = "until no job is queued or running and no run is running"
-    print(f"  recovery after last fault {recovery:.1f} s ({settled})")
+    settled = "until every run started under chaos is done and no job is queued or running"
+    print(f"  recovery after last fault {times.caught_up:.1f} s ({settled})")
+    print(f"  quiet round afterwards    {times.quiet_round:.1f} s (one sync per user, no faults)")
+    recovery = times.caught_up
     target = (
         set(found["runs"]) <= {"succeeded"}
         and not found["mismatched rows"]
@@ -380,6 +394,11 @@ def actions(
     }
 
 
+def no_actions(plan: list[tuple[float, str]]) -> dict[str, Callable[[], str]]:
+    """The schedule's clock with nothing injected (``--baseline``)."""
+    return {action: (lambda: "not injected (baseline)") for _, action in plan}
+
+
 def chaos_rounds(args: argparse.Namespace, rt: Any, user_ids: list[str], chaos: Chaos) -> int:
     """Full, then incremental rounds while the chaos lasts; how many rounds ran."""
     rounds, full = 0, True
@@ -431,23 +450,28 @@ def ledger_of_a_run(
         print(f"  t={at:6.1f}s {action}")
     print("what happened:", flush=True)
     stop = threading.Event()
-    chaos = Chaos(plan, actions(fleet, valkey, home / "pg", random.Random(args.seed)))
-    until = chaos.started + args.chaos
-    threading.Thread(target=faults, args=(emulator, stop, until), daemon=True).start()
+    if args.baseline:
+        chaos = Chaos(plan, no_actions(plan))
+    else:
+        chaos = Chaos(plan, actions(fleet, valkey, home / "pg", random.Random(args.seed)))
+        until = chaos.started + args.chaos
+        threading.Thread(target=faults, args=(emulator, stop, until), daemon=True).start()
     chaos.start()
+    times = Recovery()
     try:
         rounds = chaos_rounds(args, rt, user_ids, chaos)
         chaos.join()
         stop.set()
+        times.caught_up = settled_at(rt, time.monotonic() + args.timeout) - chaos.last_fault
+        quiet = time.monotonic()
         runs = sync_round(rt, user_ids, full=False, timeout=args.timeout)
+        times.quiet_round = time.monotonic() - quiet
         print(f"  quiet round: {len(runs)} runs (after {rounds} under chaos)")
-        recovery = settled_at(rt, time.monotonic() + args.timeout) - chaos.last_fault
     except TimeoutError as e:
         stop.set()
         print(f"  {e} (deadline {args.timeout:.0f} s): the ledger shows what was left")
-        recovery = float("inf")
     died = {n.name: n.starts for n in fleet if n.died()}
-    print_ledger(ledger(rt, emulator, emails, logs), recovery, died)
+    print_ledger(ledger(rt, emulator, emails, logs), times, died)
     print(f"logs: {logs}")
 
 
@@ -463,6 +487,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=600.0, help="deadline of each wait, s")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--keep", action="store_true", help="keep the servers' directory")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="inject nothing: the same rounds and clock, for the figures without faults",
+    )
     return p.parse_args()
 
 
