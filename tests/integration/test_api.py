@@ -221,7 +221,8 @@ def test_an_admin_pages_every_users_jobs_of_every_kind_newest_first(api: Api) ->
     # Given jobs of two users and three kinds, some stored in one statement (one instant)
     made = [r.id for r in enqueue_many("test.echo", [(api.a.id, {"value": i}) for i in range(4)])]
     made += [r.id for r in enqueue_many("test.noop", [(api.b.id, {}) for _ in range(3)])]
-    made += [api.as_b("POST", "/api/jobs", json={"kind": "test.stamp", "payload": {"key": "k", "tag": "t"}}).json()["id"]]
+    stamp = {"kind": "test.stamp", "payload": {"key": "k", "tag": "t"}}
+    made += [api.as_b("POST", "/api/jobs", json=stamp).json()["id"]]
     made += [api.as_a("POST", "/api/jobs", json={"kind": "test.echo"}).json()["id"]]
     api.as_a("POST", f"/api/jobs/{made[-1]}/cancel")
 
