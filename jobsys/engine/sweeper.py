@@ -56,6 +56,21 @@ class RedisEpoch:
         return bool(self.redis.set(EPOCH_KEY, datetime.now(UTC).isoformat(), nx=True))
 
 
+def broker_epoch(rt: Runtime) -> datetime | None:
+    """When the broker's epoch began (its key was set after a start, flush or
+    restart); None when unknown (no key yet, or the broker unreachable)."""
+    try:
+        value = RedisEpoch(rt.urls.broker).redis.get(EPOCH_KEY)
+    except (redis.RedisError, ValueError):
+        return None
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.decode() if isinstance(value, bytes) else value)
+    except ValueError:
+        return None
+
+
 class MemoryEpoch:
     """The mark in this process (for an in-memory broker)."""
 

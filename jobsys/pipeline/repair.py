@@ -5,6 +5,13 @@ no canvas context, so a run can stall with every member finished and its next
 step never sent. Each sweep looks at runs still ``running``: a dead member
 fails the run; a run whose jobs have all finished and stayed quiet for
 ``JOBSYS_PIPELINE_REPAIR_AFTER`` seconds gets its missing steps sent again.
+
+A run already under way when the broker lost everything (a flush, a restart
+without persistence: a new broker epoch) has lost its chord's counter if a
+member had finished by then, so its next step is not coming: it is resumed
+after ``AFTER_RESET`` quiet seconds instead. A run whose counter survived gets
+its next step within milliseconds of its last member, so the short wait does
+not race it in practice; if it did, the steps are idempotent.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ from celery import chain
 
 from jobsys.engine.hooks import Hook
 from jobsys.engine.runtime import Runtime
+from jobsys.engine.sweeper import broker_epoch
 from jobsys.pipeline.schedule import sync_job
 from jobsys.store.status import RunStatus
 from jobsys.store.sync import SyncStore
 
 log = structlog.get_logger("jobsys.pipeline")
+# Quiet seconds before resuming a run that was under way when the broker was reset.
+AFTER_RESET = 3.0
 _LIVE = {"queued", "running"}
 
 
@@ -35,10 +45,11 @@ class RunRepair(Hook):
 def repair_runs(rt: Runtime) -> int:
     """One pass over running runs; returns how many it failed or restarted."""
     quiet = rt.settings.pipeline_repair_after
+    epoch = broker_epoch(rt)
     sync = SyncStore(rt.postgres)
     fixed = 0
     # A dead step fails its run at the next sweep; only resuming waits for quiet.
-    for run in sync.running_runs(idle_for=min(quiet, 5.0)):
+    for run in sync.running_runs(idle_for=min(quiet, AFTER_RESET)):
         jobs = sync.jobs_of_run(run["user_id"], run["id"])
         if any(j["status"] == "dead" for j in jobs):
             error = f"dead step(s): {_dead_steps(jobs)}"
@@ -46,10 +57,16 @@ def repair_runs(rt: Runtime) -> int:
                 run["user_id"], run["id"], RunStatus.FAILED, error, follow_up=sync_job(rt)
             )
             fixed += 1
-        elif _stalled(jobs, quiet):
+        elif _stalled(jobs, _quiet_for(run, quiet, epoch)):
             _resume(rt, run, jobs)
             fixed += 1
     return fixed
+
+
+def _quiet_for(run: dict[str, Any], quiet: float, epoch: datetime | None) -> float:
+    if epoch is not None and run["created_at"] < epoch:
+        return min(quiet, AFTER_RESET)
+    return quiet
 
 
 def _dead_steps(jobs: list[dict[str, Any]]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
@@ -106,6 +107,44 @@ def test_an_ingestion_killed_with_its_node_takes_its_slot_back_on_the_next_attem
     job = jobsys_env.store.get_job(job_id)
     assert (job.status, job.attempt) == (Status.SUCCEEDED, 2)
     assert [e["reason"] for e in job.errors] == ["worker_lost"]
+    assert_all_match_truth(p)
+
+
+def test_a_run_whose_chord_the_broker_lost_is_resumed_without_the_long_wait(
+    jobsys_env: Env,
+    start_workers: StartWorkers,
+    pipeline_factory: MakePipeline,  # noqa: F811
+) -> None:
+    # Given a resume of stalled runs only after 600 s of quiet, two nodes, and a run
+    # whose Calendar ingestion is done while its (slow) Gmail ingestion still runs
+    p = pipeline_factory(users=1, messages_per_user=40, events_per_user=6)
+    p.emulator.set_faults(latency=1.0)
+    env = {**p.worker_env, "JOBSYS_PIPELINE_REPAIR_AFTER": "600"}
+    start_workers(2, concurrency=1, env=env)
+    ((email, user_id),) = p.users.items()
+    run_id = p.start(user_id, full=True)
+
+    def halfway() -> bool:
+        done = {j.kind: j.status for j in jobsys_env.store.list_jobs(user_id=user_id)}
+        return (
+            done.get("sync.ingest_calendar") is Status.SUCCEEDED
+            and done.get("sync.ingest_gmail") is Status.RUNNING
+        )
+
+    wait_until(halfway, timeout=60, what="Calendar done while Gmail runs", interval=0.05)
+
+    # When the broker loses everything, the chord's count of finished members with it
+    jobsys_env.redis.flushdb()
+    flushed = datetime.now(UTC)
+    p.emulator.clear_faults()
+
+    # Then the run is resumed and succeeds, long before 600 s of quiet
+    run = p.wait_run(run_id, timeout=90)
+    assert run["status"] == "succeeded", (email, run)
+    (gmail,) = jobsys_env.store.list_jobs(user_id=user_id, kind="sync.ingest_gmail")
+    assert gmail.finished_at is not None and gmail.finished_at > flushed  # after the flush
+    plans = jobsys_env.store.list_jobs(user_id=user_id, kind="sync.plan")
+    assert [j.status for j in plans] == [Status.SUCCEEDED]  # one plan: resumed, not doubled
     assert_all_match_truth(p)
 
 
