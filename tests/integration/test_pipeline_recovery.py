@@ -29,6 +29,20 @@ def assert_all_match_truth(p: Pipeline) -> None:
     assert p.duplicates() == {}
 
 
+def gmail_ingestion_running(env: Env, nodes: set[str]) -> tuple[uuid.UUID, str]:
+    """Wait for a Gmail ingestion running on one of ``nodes``: its job id and node."""
+
+    def running() -> tuple[uuid.UUID, str] | None:
+        for job in env.store.list_jobs(status=Status.RUNNING, kind="sync.ingest_gmail"):
+            if job.worker in nodes:
+                return job.id, job.worker
+        return None
+
+    found = wait_until(running, timeout=60, what="Gmail ingestion to run")
+    assert found is not None
+    return found
+
+
 def test_a_run_completes_when_the_node_running_its_ingestion_is_killed(
     jobsys_env: Env,
     start_workers: StartWorkers,
@@ -41,15 +55,7 @@ def test_a_run_completes_when_the_node_running_its_ingestion_is_killed(
     nodes = {w.node: w for w in start_workers(2, concurrency=1, env=env)}
     run_ids = {email: p.start(user_id, full=True) for email, user_id in p.users.items()}
 
-    def gmail_ingestion_running() -> tuple[uuid.UUID, str] | None:
-        for job in jobsys_env.store.list_jobs(status=Status.RUNNING, kind="sync.ingest_gmail"):
-            if job.worker in nodes:
-                return job.id, job.worker
-        return None
-
-    running = wait_until(gmail_ingestion_running, timeout=60, what="Gmail ingestion to run")
-    assert running is not None
-    job_id, node = running
+    job_id, node = gmail_ingestion_running(jobsys_env, set(nodes))
 
     # When that node (main process and pool) is killed with SIGKILL mid-ingestion
     nodes.pop(node).kill_node()
@@ -86,15 +92,7 @@ def test_an_ingestion_killed_with_its_node_takes_its_slot_back_on_the_next_attem
     ((email, user_id),) = p.users.items()
     run_id = p.start(user_id, full=True)
 
-    def gmail_ingestion_running() -> tuple[uuid.UUID, str] | None:
-        for job in jobsys_env.store.list_jobs(status=Status.RUNNING, kind="sync.ingest_gmail"):
-            if job.worker in nodes:
-                return job.id, job.worker
-        return None
-
-    running = wait_until(gmail_ingestion_running, timeout=60, what="Gmail ingestion to run")
-    assert running is not None
-    job_id, node = running
+    job_id, node = gmail_ingestion_running(jobsys_env, set(nodes))
 
     # When that node is killed with SIGKILL: its slot stays in Redis, leased for 300 s
     nodes.pop(node).kill_node()
