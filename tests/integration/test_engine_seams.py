@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg2.extensions
 import pytest
 import sqlalchemy as sa
 from celery import signals
@@ -24,6 +23,7 @@ from jobsys.engine.runtime import Runtime, using
 from jobsys.store import Store
 from tests.conftest import Env, StartWorkers
 from tests.support import kinds
+from tests.support.querylog import Recording, verbs
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -201,31 +201,15 @@ def test_calling_a_job_task_runs_its_handler_as_a_plain_function(jobsys_env: Env
         kinds.flaky("user-1", key="k", failures="many")
 
 
-class _CountingCursor(psycopg2.extensions.cursor):
-    def execute(self, query: Any, vars: Any = None) -> Any:
-        _Counting.seen.append(str(query).strip().split()[0].upper())
-        return super().execute(query, vars)
-
-
-class _Counting(psycopg2.extensions.connection):
-    """A psycopg2 connection that records the verb of every statement it runs."""
-
-    seen: list[str] = []  # noqa: RUF012  (shared by every connection of one test)
-
-    def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("cursor_factory", _CountingCursor)
-        return super().cursor(*args, **kwargs)
-
-
 def test_a_retry_issues_no_insert_and_no_select(jobsys_env: Env) -> None:
     # Given a runtime whose store records every statement, and a job that fails once
-    store = Store(jobsys_env.database_url, pool_size=1, connection_factory=_Counting)
+    store = Store(jobsys_env.database_url, pool_size=1, connection_factory=Recording)
     durable: list[str] = []
     sa.event.listen(store.durable, "before_cursor_execute", lambda *a: durable.append(a[2]))
     settings = Settings.from_variables(jobsys_env.environ)
     with using(Runtime(settings, store=store)) as rt:
         result = jobsys.enqueue("test.flaky", user_id="user-1", payload={"key": "k", "failures": 1})
-        _Counting.seen.clear()
+        Recording.sent.clear()
         durable.clear()
 
         # When its first attempt runs in this process, as a worker would run it
@@ -241,7 +225,7 @@ def test_a_retry_issues_no_insert_and_no_select(jobsys_env: Env) -> None:
 
     # Then the claim and the requeue were the only statements: no INSERT of a job, no
     # SELECT of one (the requeue is one statement that also joins the user's fair share)
-    assert _Counting.seen == ["UPDATE", "WITH"]
+    assert verbs() == ["UPDATE", "WITH"]
     assert durable == []
     job = jobsys_env.store.get_job(result.job_id)
     assert (job.status, job.attempt, len(job.errors)) == (Status.QUEUED, 1, 1)

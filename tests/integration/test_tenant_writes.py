@@ -32,6 +32,7 @@ from jobsys.store import NewJob, Status, Store, roles, tenancy
 from tests.conftest import Env
 from tests.contract.base import dead
 from tests.integration.api_support import Api
+from tests.support.querylog import Recording
 
 A, B = "user-a", "user-b"
 
@@ -69,29 +70,13 @@ def test_a_scope_runs_as_the_api_role_for_its_user_and_then_lets_go(jobsys_env: 
     assert status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 
-class _CountingCursor(psycopg2.extensions.cursor):
-    def execute(self, query: Any, vars: Any = None) -> Any:
-        _Counting.sent.append(query if isinstance(query, bytes) else str(query).encode())
-        return super().execute(query, vars)
-
-
-class _Counting(psycopg2.extensions.connection):
-    """A psycopg2 connection that keeps every query it sends (one round trip each)."""
-
-    sent: list[bytes] = []  # noqa: RUF012  (shared by every connection of one test)
-
-    def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("cursor_factory", _CountingCursor)
-        return super().cursor(*args, **kwargs)
-
-
 def test_an_enqueue_and_its_audit_event_are_one_commit_in_two_round_trips(
     jobsys_env: Env,
 ) -> None:
     # Given a store that records what it sends, as the API's
     roles.create(jobsys_env.store)
-    api_store = Store(jobsys_env.database_url, pool_size=1, connection_factory=_Counting)
-    _Counting.sent.clear()
+    api_store = Store(jobsys_env.database_url, pool_size=1, connection_factory=Recording)
+    Recording.sent.clear()
     new = _job(jobsys_env, A)
     try:
         # When A's job and its audit event are written in A's scope (the engine's store
@@ -103,7 +88,7 @@ def test_an_enqueue_and_its_audit_event_are_one_commit_in_two_round_trips(
         api_store.dispose()
     # Then two queries went out: the role and the user with the insert, the event with
     # the one COMMIT
-    first, second = _Counting.sent
+    first, second = Recording.sent
     assert first.startswith(b"BEGIN;\nSET LOCAL ROLE jobsys_api;\nSELECT set_config(")
     assert b"INSERT INTO jobs" in first and b"COMMIT" not in first
     assert b"INSERT INTO audit_events" in second and second.endswith(b";\nCOMMIT")

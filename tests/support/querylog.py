@@ -1,0 +1,30 @@
+"""A psycopg2 connection that records every query it sends (one round trip each).
+
+Pass :class:`Recording` as a :class:`~jobsys.store.Store`'s ``connection_factory``;
+``Recording.sent`` holds the queries of every such connection, oldest first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2.extensions
+
+
+class _RecordingCursor(psycopg2.extensions.cursor):
+    def execute(self, query: Any, vars: Any = None) -> Any:
+        Recording.sent.append(query if isinstance(query, bytes) else str(query).encode())
+        return super().execute(query, vars)
+
+
+class Recording(psycopg2.extensions.connection):
+    sent: list[bytes] = []  # noqa: RUF012  (shared by every connection of one test)
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cursor_factory", _RecordingCursor)
+        return super().cursor(*args, **kwargs)
+
+
+def verbs() -> list[str]:
+    """The first word of each query sent: ``["UPDATE", "WITH"]``."""
+    return [q.decode().strip().split()[0].upper() for q in Recording.sent]
