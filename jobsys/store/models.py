@@ -88,6 +88,14 @@ class JobRow(Base):
                 " OR (status = 'queued' AND dispatched_at IS NOT NULL))"
             ),
         ),
+        # The backlog's keyed jobs by key: whom a holder that ends must wake.
+        sa.Index(
+            "jobs_key_waiters_idx",
+            "concurrency_key",
+            "queue",
+            "user_id",
+            postgresql_where=sa.text(f"concurrency_key IS NOT NULL AND {_BACKLOG}"),
+        ),
         {"postgresql_partition_by": "HASH (user_id)"},
     )
 
