@@ -167,6 +167,13 @@ class Settings(BaseSettings):
     priority_aging: float = Field(
         60.0, gt=0, description="s a job waits before it goes ahead of its user's other jobs"
     )
+    key_recheck: float = Field(
+        0.2,
+        gt=0,
+        le=60,
+        description="s until jobs waiting for a concurrency key are looked at again when no"
+        " holder's end woke them",
+    )
     # Quotas (README "Quotas"): defaults for users without an override in the database.
     user_max_queued: int | None = Field(
         None, ge=1, description="queued jobs a user may hold (unset: no limit)"

@@ -30,8 +30,11 @@ from typing import Any
 import structlog
 
 from jobsys.engine.dispatch import Dispatch, Why, broker_connection
+from jobsys.engine.registry import registry
 from jobsys.engine.runtime import Runtime
-from jobsys.store.admission import KEY_RECHECK_MS, Listener
+from jobsys.errors import UnknownKindError
+from jobsys.store import Job
+from jobsys.store.admission import Listener
 
 log = structlog.get_logger("jobsys.admission")
 POLL = 0.05  # s between looks at the buffer while a backlog is known
@@ -93,8 +96,10 @@ class Admitter:
         if low_water and not urgent and ready > target // 2:
             return True
         while ready < target or urgent:
-            aging = self.rt.settings.priority_aging
-            promotion = self.rt.store.promote(queue, max(1, target - ready), aging=aging)
+            s = self.rt.settings
+            promotion = self.rt.store.promote(
+                queue, max(1, target - ready), aging=s.priority_aging, recheck=s.key_recheck
+            )
             self._publish(promotion.rows)
             if not promotion.full:
                 # Short: the backlog ran dry, or rows were taken by another promoter
@@ -113,9 +118,9 @@ class Admitter:
 
     def _due(self, queue: str) -> bool:
         # Soon counts as now: users whose jobs wait for their concurrency keys are
-        # looked at again within KEY_RECHECK_MS, and should not wait for an idle poll.
+        # looked at again within the recheck time, and should not wait for an idle poll.
         due = self.rt.store.next_due(queue)
-        soon = datetime.now(UTC) + timedelta(milliseconds=KEY_RECHECK_MS)
+        soon = datetime.now(UTC) + timedelta(seconds=self.rt.settings.key_recheck)
         return due is not None and due <= soon
 
 
@@ -186,6 +191,22 @@ class Promoter(threading.Thread):
             os.read(self._wake_r, 4096)
         named = listener.drain() if listener is not None else {}
         return {q: urgent for q, urgent in named.items() if q in self.admitter.queues}
+
+
+def hand_over(rt: Runtime, job: Job) -> None:
+    """A job's attempt ended (or went back to the backlog): if its kind has a
+    concurrency key, the jobs waiting for that key are promoted now, not at the
+    next recheck."""
+    try:
+        keyed = registry.get(job.kind).concurrency_key is not None
+    except UnknownKindError:
+        return
+    if not keyed:
+        return
+    try:
+        rt.store.key_freed(job.user_id, job.id)
+    except Exception as e:  # the waiters are still looked at after the recheck time
+        log.warning("admission.hand_over_failed", job_id=str(job.id), error=str(e))
 
 
 def queue_size(rt: Runtime, queue: str) -> int:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import structlog
 
 from jobsys.config import Settings
+from jobsys.engine.admission import hand_over
 from jobsys.engine.dispatch import Dispatch, Why, linked
 from jobsys.engine.failures import STORE_UNAVAILABLE, Failure, backoff
 from jobsys.engine.hooks import Outcome, Recorded
@@ -190,7 +191,10 @@ def notify(
     reason: str | None = None,
     actor: str = "",
 ) -> None:
-    """Tell the hooks what was recorded (nothing, when the job was lost)."""
+    """Tell the hooks what was recorded (nothing, when the job was lost), once the
+    jobs waiting for the job's concurrency key were told its slot is free."""
+    if outcome is not Outcome.LOST:
+        hand_over(rt, job)
     rt.hooks.after_record(
         Recorded(job=job, outcome=outcome, delay=delay, reason=reason, actor=actor)
     )

@@ -47,7 +47,9 @@ _DUE = (
 )
 _KEYED = "j.concurrency_key, j.concurrency"
 AGING = 60.0  # s a job waits before it goes ahead of its user's other jobs
-KEY_RECHECK_MS = 200  # a user whose due jobs all wait for their keys is looked at again
+# s until a user whose due jobs all wait for their keys is looked at again, should
+# no holder's end wake it (a node killed while holding one)
+KEY_RECHECK = 0.2
 
 # The picks are MATERIALIZED: a sub-select with LIMIT and SKIP LOCKED that the plan
 # ran again (as a nested loop's inner side) would lock, and mark, other rows each time.
@@ -137,9 +139,9 @@ RESHARE = Statement(
 UPDATE fair_users f SET vtime = a.vtime, next_due = COALESCE(
   (SELECT j.run_after FROM jobs j WHERE {_BACKLOG_OF_F} AND j.run_after <= now() AND {_ROOM}
    ORDER BY j.priority DESC, j.run_after LIMIT 1),
-  -- Due jobs whose keys are all at their limit: look again shortly (a holder that
-  -- ends does not wake its key's waiters; this is how soon they notice).
-  (SELECT now() + interval '{KEY_RECHECK_MS} milliseconds' FROM jobs j
+  -- Due jobs whose keys are all at their limit: a holder's end wakes them
+  -- (KEY_FREED); should none come, look again after :recheck seconds.
+  (SELECT now() + make_interval(secs => :recheck) FROM jobs j
    WHERE {_BACKLOG_OF_F} AND j.run_after <= now() LIMIT 1),
   (SELECT min(h.run_after) FROM generate_series(0, 9) AS p(priority)
    CROSS JOIN LATERAL (
@@ -148,7 +150,7 @@ UPDATE fair_users f SET vtime = a.vtime, next_due = COALESCE(
 FROM unnest(CAST(:users AS text[]), CAST(:vtimes AS float8[])) AS a(user_id, vtime)
 WHERE f.queue = :queue AND f.user_id = a.user_id
 """,
-    [("queue", "text"), ("users", "text[]"), ("vtimes", "float8[]")],
+    [("queue", "text"), ("users", "text[]"), ("vtimes", "float8[]"), ("recheck", "float8")],
 )
 
 # Promoters holding jobs of one key take turns, and each counts the key's holders
@@ -204,6 +206,24 @@ NEXT_DUE = sa.text(
 
 DISPATCHED = sa.text("SELECT dispatched_at IS NOT NULL FROM jobs WHERE id = :id")
 
+# A keyed job left its key's holders: the users with jobs waiting for that key are
+# due now, and the promoters of their queues wake (at commit).
+KEY_FREED = sa.text(
+    f"""
+WITH k AS (
+  SELECT concurrency_key FROM jobs
+  WHERE user_id = :user_id AND id = :id AND concurrency_key IS NOT NULL),
+w AS (
+  SELECT DISTINCT w.queue, w.user_id FROM k JOIN jobs w ON w.concurrency_key = k.concurrency_key
+  WHERE w.status = 'queued' AND w.dispatched_at IS NULL),
+woke AS (
+  UPDATE fair_users f SET next_due = now() FROM w
+  WHERE f.queue = w.queue AND f.user_id = w.user_id AND f.next_due > now()
+  RETURNING f.queue)
+SELECT pg_notify('{ADMIT_CHANNEL}', q) FROM (SELECT DISTINCT queue AS q FROM woke) s
+"""
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Promotion:
@@ -254,11 +274,16 @@ class AdmissionSql:
         """A listener for new backlog (None where the store cannot notify)."""
         return Listener(self.url)
 
-    def promote(self, queue: str, slots: int, *, aging: float = AGING) -> Promotion:
+    def promote(
+        self, queue: str, slots: int, *, aging: float = AGING, recheck: float = KEY_RECHECK
+    ) -> Promotion:
         """Mark up to ``slots`` due backlog jobs of ``queue`` dispatched, fairly.
 
         A job that has waited longer than ``aging`` seconds goes ahead of its
         user's other jobs, whatever their priority (one per user and promotion).
+        A user whose due jobs all wait for their concurrency keys is looked at
+        again when a holder of one ends (:meth:`key_freed`), or after ``recheck``
+        seconds.
         Runs on prepared statements with ``synchronous_commit`` off: a promotion
         lost in a crash only publishes its jobs again later.
         """
@@ -266,7 +291,7 @@ class AdmissionSql:
             return Promotion([], False)
         with self._promotions().transaction() as run:
             urgent = hold_keys(run, run(URGENT, {"queue": queue, "limit": slots}))
-            fair = _share(run, queue, slots - len(urgent), aging)
+            fair = _share(run, queue, slots - len(urgent), aging, recheck)
         rows = _by_priority(urgent) + fair
         return Promotion(rows, len(rows) >= slots)
 
@@ -294,8 +319,14 @@ class AdmissionSql:
         with self.transaction() as conn:
             return bool(conn.execute(DISPATCHED, {"id": job_id}).scalar())
 
+    def key_freed(self, user_id: str, job_id: uuid.UUID) -> None:
+        """The job left its concurrency key's holders (it ended, or went back to the
+        backlog): the jobs waiting for that key are due at once, not at the recheck."""
+        with self.transaction() as conn:
+            conn.execute(KEY_FREED, {"user_id": user_id, "id": job_id})
 
-def _share(run: Run, queue: str, slots: int, aging: float) -> list[dict[str, Any]]:
+
+def _share(run: Run, queue: str, slots: int, aging: float, recheck: float) -> list[dict[str, Any]]:
     """The fair part of a promotion: slots shared among waiting users by virtual time."""
     if slots <= 0:
         return []
@@ -324,7 +355,8 @@ def _share(run: Run, queue: str, slots: int, aging: float) -> list[dict[str, Any
 
     done = share(waiting, slots, pick)
     vtimes = done.vtimes
-    run(RESHARE, {"queue": queue, "users": list(vtimes), "vtimes": list(vtimes.values())})
+    users, times = list(vtimes), list(vtimes.values())
+    run(RESHARE, {"queue": queue, "users": users, "vtimes": times, "recheck": recheck})
     if done.frontier is not None:
         run(TICK, {"queue": queue, "vclock": done.frontier})
     return done.jobs

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobsys.store.admission import AGING, Promotion
+from jobsys.store.admission import AGING, KEY_RECHECK, Promotion
 from jobsys.store.fairness import Waiting, share
 from jobsys.store.queries import URGENT_PRIORITY
 from jobsys.store.records import Job, NewJob
@@ -58,7 +58,12 @@ class MemoryAdmission:
                     self.backlog.add(job.id)
                     self.waiting.add((job.queue, job.user_id))
 
-    def promote(self, queue: str, slots: int, *, aging: float = AGING) -> Promotion:
+    def key_freed(self, user_id: str, job_id: uuid.UUID) -> None:
+        """Nothing to do: every promotion here counts each key's holders afresh."""
+
+    def promote(
+        self, queue: str, slots: int, *, aging: float = AGING, recheck: float = KEY_RECHECK
+    ) -> Promotion:
         if slots <= 0:
             return Promotion([], False)
         with self._lock:

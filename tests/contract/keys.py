@@ -24,7 +24,7 @@ def ids(store: JobStore, queue: str = "default", slots: int = 10) -> list[Any]:
 
 def promoted_within(store: JobStore, seconds: float) -> list[Any]:
     """The first promotion that finds jobs: a user whose jobs all waited for their keys
-    is looked at again shortly, not at once (``KEY_RECHECK_MS``)."""
+    is looked at again shortly, not at once (``KEY_RECHECK``)."""
     deadline = time.monotonic() + seconds
     while True:
         found = ids(store)
@@ -57,6 +57,28 @@ class KeysContract(ContractBase):
         assert holder is not None and ids(store) == []  # running still holds it
         assert store.succeed(holder, {"ok": True})
         assert promoted_within(store, 2.0) == [jobs[1].id]
+
+    def test_a_holder_that_ends_lets_its_keys_next_job_go_at_the_next_promotion(
+        self, store: JobStore
+    ) -> None:
+        # Given a key of concurrency 1 held by u1's job, and u2's job of that key found
+        # waiting by a promotion that looks at waiting users again only after an hour
+        holder_job, waiter = keyed(store, 1, "shared", 1)[0], new_job(
+            user_id="u2", admitted=False, concurrency_key="shared", concurrency=1
+        )
+        store.insert(waiter)
+        assert [r["id"] for r in store.promote("default", 10, recheck=3600).rows] == [
+            holder_job.id
+        ]
+        assert store.promote("default", 10, recheck=3600).rows == []
+
+        # When the holder ends and says its key is free
+        holder = store.claim(holder_job.id, "u1", lease=30, worker="w", pid=1)
+        assert holder is not None and store.succeed(holder, {"ok": True})
+        store.key_freed("u1", holder_job.id)
+
+        # Then the other user's job of the key goes at the next promotion
+        assert [r["id"] for r in store.promote("default", 10, recheck=3600).rows] == [waiter.id]
 
     def test_a_key_of_concurrency_three_lets_three_go(self, store: JobStore) -> None:
         keyed(store, 5, "k3", 3)

@@ -56,3 +56,22 @@ def test_jobs_sharing_a_key_never_overlap_past_its_concurrency(
     # And waiting for the key spent no attempt and left no error (no busy retries)
     wait_until(lambda: attempts(jobsys_env, kind)[0] == 50, timeout=30, what="rows to settle")
     assert attempts(jobsys_env, kind) == (50, 50, 0)
+
+
+def test_a_holder_that_ends_hands_its_key_to_the_next_job_without_waiting_for_a_recheck(
+    jobsys_env: Env, start_workers: StartWorkers
+) -> None:
+    # Given a node that looks again at jobs waiting for a key only every 60 s
+    start_workers(1, concurrency=2, env={"JOBSYS_KEY_RECHECK": "60"})
+    users = ["u1", "u2"]
+    jobs = [(users[i % 2], {"key": "h", "tag": str(i), "seconds": 0.01}) for i in range(8)]
+
+    # When 8 jobs of one key of concurrency 1 (from two users) are enqueued at once
+    enqueue_many("test.keyed_one", jobs)
+
+    # Then each holder's end handed the key on: all 8 ran one at a time well before a
+    # single recheck (7 hand-overs by recheck alone would take 7 minutes)
+    wait_until(lambda: len(events(jobsys_env, "h")) == 16, timeout=45, what="8 jobs to run")
+    assert most_at_once(events(jobsys_env, "h")) == 1
+    wait_until(lambda: attempts(jobsys_env, "test.keyed_one")[0] == 8, timeout=30, what="rows")
+    assert attempts(jobsys_env, "test.keyed_one") == (8, 8, 0)
