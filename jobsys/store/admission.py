@@ -4,10 +4,12 @@ A job not yet in the broker waits in PostgreSQL (``dispatched_at IS NULL``).
 :meth:`AdmissionSql.promote` marks the next ones dispatched, in one
 transaction, and returns them for the caller to publish once it committed:
 
-1. urgent jobs first (priority >= 8, from any user, highest first);
+1. urgent jobs first (priority >= 8, from any user, highest first), in up to
+   three quarters of the slots (``urgent_cap``) while other jobs are due;
 2. then the free slots are shared between the users with due jobs, by
    virtual time and weight (``fairness.py``), each user's jobs in priority
-   order, then by due time.
+   order, then by due time;
+3. slots nobody else wanted go to more urgent jobs.
 
 Rows are taken with ``FOR UPDATE SKIP LOCKED`` (fair-share rows, then jobs), so
 promoters on several nodes never hand out one job twice and never wait for
@@ -51,6 +53,14 @@ AGING = 60.0  # s a job waits before it goes ahead of its user's other jobs
 # no holder's end wake it (a node killed while holding one)
 KEY_RECHECK = 0.2
 
+
+def urgent_cap(slots: int) -> int:
+    """The slots of a promotion urgent jobs may take while other jobs are due: three
+    quarters, rounded up, so that a flood of urgent jobs slows the rest and never
+    stops it (all of a promotion of one or two slots)."""
+    return -(-slots * 3 // 4)
+
+
 # The picks are MATERIALIZED: a sub-select with LIMIT and SKIP LOCKED that the plan
 # ran again (as a nested loop's inner side) would lock, and mark, other rows each time.
 URGENT = Statement(
@@ -89,6 +99,7 @@ WITH pick AS MATERIALIZED (
   CROSS JOIN LATERAL (
     SELECT j.user_id, j.id FROM jobs j
     WHERE j.user_id = a.user_id AND j.queue = :queue AND {_DUE}
+      AND j.priority < {URGENT_PRIORITY}
     ORDER BY j.priority DESC, j.run_after LIMIT a.n FOR UPDATE SKIP LOCKED) p
   -- The planner cannot size the lateral picks; the total tells it they are few,
   -- so it updates them by key instead of scanning every partition.
@@ -103,7 +114,7 @@ RETURNING {_COLUMNS}, j.run_after, {_KEYED}
 
 # Aging: each user's oldest due job that has waited longer than :aging seconds, ahead
 # of its user's other jobs whatever their priority (the oldest of each priority's
-# first job: ten probes of jobs_backlog_idx per user).
+# first job, urgent ones aside: eight probes of jobs_backlog_idx per user).
 AGED = Statement(
     "jobsys_aged",
     f"""
@@ -111,7 +122,7 @@ WITH pick AS MATERIALIZED (
   SELECT o.user_id, o.id
   FROM unnest(CAST(:users AS text[])) AS a(user_id)
   CROSS JOIN LATERAL (
-    SELECT h.user_id, h.id FROM generate_series(0, 9) AS p(priority)
+    SELECT h.user_id, h.id FROM generate_series(0, {URGENT_PRIORITY - 1}) AS p(priority)
     CROSS JOIN LATERAL (
       SELECT j.user_id, j.id, j.run_after FROM jobs j
       WHERE j.user_id = a.user_id AND j.queue = :queue AND {_DUE} AND j.priority = p.priority
@@ -290,8 +301,13 @@ class AdmissionSql:
         if slots <= 0:
             return Promotion([], False)
         with self._promotions().transaction() as run:
-            urgent = hold_keys(run, run(URGENT, {"queue": queue, "limit": slots}))
+            picked = run(URGENT, {"queue": queue, "limit": urgent_cap(slots)})
+            urgent = hold_keys(run, picked)
             fair = _share(run, queue, slots - len(urgent), aging, recheck)
+            if len(picked) == urgent_cap(slots) and len(urgent) + len(fair) < slots:
+                # Nothing else is due: the urgent ones may have the rest too.
+                more = {"queue": queue, "limit": slots - len(urgent) - len(fair)}
+                urgent += hold_keys(run, run(URGENT, more))
         rows = _by_priority(urgent) + fair
         return Promotion(rows, len(rows) >= slots)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobsys.store.admission import AGING, KEY_RECHECK, Promotion
+from jobsys.store.admission import AGING, KEY_RECHECK, Promotion, urgent_cap
 from jobsys.store.fairness import Waiting, share
 from jobsys.store.queries import URGENT_PRIORITY
 from jobsys.store.records import Job, NewJob
@@ -68,9 +68,11 @@ class MemoryAdmission:
             return Promotion([], False)
         with self._lock:
             due = self._due(queue)
-            urgent = [j for j in due if j.priority >= URGENT_PRIORITY][:slots]
-            rest = _aged_first([j for j in due if j not in urgent], self.clock(), aging)
+            pressing = [j for j in due if j.priority >= URGENT_PRIORITY]
+            urgent = pressing[: urgent_cap(slots)]
+            rest = _aged_first([j for j in due if j not in pressing], self.clock(), aging)
             fair = self._share(queue, rest, slots - len(urgent))
+            urgent = pressing[: slots - len(fair)]  # what the others leave, as in SQL
             promoted = urgent + fair
             self.backlog.difference_update(j.id for j in promoted)
             self._settle(queue)

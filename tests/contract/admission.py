@@ -82,6 +82,25 @@ class AdmissionContract(ContractBase):
         # Then the next slot is the urgent job's
         assert [r["id"] for r in store.promote("default", 1).rows] == [urgent.id]
 
+    def test_a_flood_of_urgent_jobs_leaves_a_quarter_of_each_promotion_to_the_rest(
+        self, store: JobStore
+    ) -> None:
+        # Given one user's flood of 40 urgent jobs, and two users' three ordinary jobs each
+        waiting(store, "hurry", 40, priority=9)
+        waiting(store, "a", 3)
+        waiting(store, "b", 3)
+
+        # When 8 slots are promoted three times
+        rounds = [users(store.promote("default", 8).rows) for _ in range(3)]
+
+        # Then each promotion gave 6 slots to urgent jobs and 2 to the others, who
+        # shared them evenly
+        assert [got[:6] for got in rounds] == [["hurry"] * 6] * 3
+        assert Counter(u for got in rounds for u in got[6:]) == {"a": 3, "b": 3}
+
+        # And once nobody else waits, urgent jobs take every slot
+        assert users(store.promote("default", 8).rows) == ["hurry"] * 8
+
     def test_a_users_jobs_come_out_in_priority_order(self, store: JobStore) -> None:
         waiting(store, "u1", 2, priority=0)
         (high,) = waiting(store, "u1", 1, priority=5)

@@ -63,13 +63,12 @@ class KeysContract(ContractBase):
     ) -> None:
         # Given a key of concurrency 1 held by u1's job, and u2's job of that key found
         # waiting by a promotion that looks at waiting users again only after an hour
-        holder_job, waiter = keyed(store, 1, "shared", 1)[0], new_job(
-            user_id="u2", admitted=False, concurrency_key="shared", concurrency=1
+        holder_job, waiter = (
+            keyed(store, 1, "shared", 1)[0],
+            new_job(user_id="u2", admitted=False, concurrency_key="shared", concurrency=1),
         )
         store.insert(waiter)
-        assert [r["id"] for r in store.promote("default", 10, recheck=3600).rows] == [
-            holder_job.id
-        ]
+        assert [r["id"] for r in store.promote("default", 10, recheck=3600).rows] == [holder_job.id]
         assert store.promote("default", 10, recheck=3600).rows == []
 
         # When the holder ends and says its key is free
