@@ -81,13 +81,14 @@ RETURNING {_COLUMNS}, j.run_after, {_KEYED}
 WAITING = Statement(
     "jobsys_waiting",
     """
-SELECT f.user_id, f.vtime, COALESCE(l.weight, 1.0) AS weight
+SELECT f.user_id, f.vtime, COALESCE(l.weight, 1.0) AS weight,
+  f.since < now() - make_interval(secs => :aging) AS may_have_aged
 FROM fair_users f LEFT JOIN user_limits l ON l.user_id = f.user_id
 WHERE f.queue = :queue AND f.next_due IS NOT NULL AND f.next_due <= now()
 ORDER BY f.vtime, f.user_id LIMIT :limit
 FOR UPDATE OF f SKIP LOCKED
 """,
-    [("queue", "text"), ("limit", "integer")],
+    [("queue", "text"), ("limit", "integer"), ("aging", "float8")],
 )
 
 PICK = Statement(
@@ -206,7 +207,7 @@ WHERE user_id = ANY(CAST(:users AS text[])) AND id = ANY(CAST(:ids AS uuid[]))
 
 _REJOIN = sa.text(
     """
-UPDATE fair_users SET next_due = LEAST(next_due, now())
+UPDATE fair_users SET next_due = LEAST(next_due, now()), since = '-infinity'
 WHERE queue = :queue AND user_id = ANY(CAST(:users AS text[]))
 """
 )
@@ -346,8 +347,10 @@ def _share(run: Run, queue: str, slots: int, aging: float, recheck: float) -> li
     """The fair part of a promotion: slots shared among waiting users by virtual time."""
     if slots <= 0:
         return []
-    found = run(WAITING, {"queue": queue, "limit": slots})
+    found = run(WAITING, {"queue": queue, "limit": slots, "aging": aging})
     waiting = [Waiting(r["user_id"], r["vtime"], r["weight"]) for r in found]
+    # Only users waiting longer than the aging time can have aged jobs to look for.
+    old = {r["user_id"] for r in found if r["may_have_aged"]}
     if not waiting:
         return []
     rounds = 0
@@ -356,8 +359,9 @@ def _share(run: Run, queue: str, slots: int, aging: float, recheck: float) -> li
         nonlocal rounds
         rounds += 1
         picked: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        if rounds == 1:  # each granted user's aged job first, once per promotion
-            aged = run(AGED, {"queue": queue, "users": list(counts), "aging": aging})
+        aging_users = [u for u in counts if u in old] if rounds == 1 else []
+        if aging_users:  # each granted user's aged job first, once per promotion
+            aged = run(AGED, {"queue": queue, "users": aging_users, "aging": aging})
             for row in hold_keys(run, aged):
                 picked[row["user_id"]].append(row)
         left = {u: n - len(picked[u]) for u, n in counts.items() if n > len(picked[u])}

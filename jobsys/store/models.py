@@ -153,6 +153,10 @@ class FairUserRow(Base):
     user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     vtime: Mapped[float] = mapped_column(sa.Float, server_default="0")
     next_due: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # No later than the due time of any job the user has waiting (-infinity: unknown).
+    since: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.text("'-infinity'")
+    )
 
 
 class FairQueueRow(Base):

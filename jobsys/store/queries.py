@@ -27,15 +27,20 @@ JOB_COLUMNS = (
 # A user starting to wait in a queue joins at the queue's virtual clock (see
 # fairness.py); one already waiting keeps its place. A row comes back only where
 # the user started waiting or its next job is due sooner: then promoters wake.
+# ``since`` is no later than any waiting job's due time: while it is younger than
+# the aging time, none of the user's jobs can have aged, and promotion skips the
+# search for them.
 FAIR_JOIN_TEMPLATE = """
-INSERT INTO fair_users AS f (queue, user_id, vtime, next_due)
+INSERT INTO fair_users AS f (queue, user_id, vtime, next_due, since)
 SELECT b.queue, b.user_id,
-  COALESCE((SELECT c.vclock FROM fair_queues c WHERE c.queue = b.queue), 0), b.next_due
+  COALESCE((SELECT c.vclock FROM fair_queues c WHERE c.queue = b.queue), 0), b.next_due,
+  LEAST(now(), b.next_due)
 FROM ({backlog}) b
 ORDER BY b.queue, b.user_id
 ON CONFLICT (queue, user_id) DO UPDATE SET
   vtime = CASE WHEN f.next_due IS NULL THEN GREATEST(f.vtime, EXCLUDED.vtime) ELSE f.vtime END,
-  next_due = LEAST(f.next_due, EXCLUDED.next_due)
+  next_due = LEAST(f.next_due, EXCLUDED.next_due),
+  since = CASE WHEN f.next_due IS NULL THEN EXCLUDED.since ELSE LEAST(f.since, EXCLUDED.since) END
 WHERE f.next_due IS NULL OR EXCLUDED.next_due < f.next_due
 RETURNING f.queue
 """
