@@ -7,17 +7,24 @@ handlers or a hook append to), never from wall-clock times.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
 from celery import chord
 
 from jobsys.store import Status
 from tests.conftest import Env, StartWorkers
+from tests.integration.pipeline_support import (
+    Pipeline,
+    assert_matches_truth,
+    pipeline_factory,  # noqa: F401  (fixture)
+)
 from tests.integration.test_keys import events, most_at_once
 from tests.support import kinds
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
+MakePipeline = Callable[..., Pipeline]
 HOOKED = {"JOBSYS_TEST_HOOKS": "1"}
 
 
@@ -90,3 +97,52 @@ def test_a_keyed_chord_member_that_fails_once_is_retried_through_the_backlog(
     assert [e["reason"] for e in failed.errors] == ["flaky"]
     dispatched = [e for _, e in kinds.hook_events(jobsys_env.redis, failed.id) if "dispatch" in e]
     assert dispatched == ["dispatch:admit", "dispatch:admit"]
+
+
+def spans_of_user(env: Env, user_id: str) -> list[str]:
+    """The recorded handler starts and ends of the user's ingestion jobs, in order."""
+    ingestions = {
+        str(j.id)
+        for kind in ("sync.ingest_gmail", "sync.ingest_calendar")
+        for j in env.store.list_jobs(user_id=user_id, kind=kind)
+    }
+    spans = [s.decode() for s in env.redis.lrange(kinds.SPANS, 0, -1)]
+    return [s for s in spans if s.rsplit(":", 1)[-1] in ingestions]
+
+
+def test_a_users_ingestions_run_one_at_a_time_with_a_per_user_limit_of_one(
+    jobsys_env: Env,
+    start_workers: StartWorkers,
+    pipeline_factory: MakePipeline,  # noqa: F811
+) -> None:
+    # Given one ingestion at a time per user, two nodes of two processes each (room for
+    # both of a user's ingestions at once), and Google answering slowly
+    p = pipeline_factory(users=2, messages_per_user=30, events_per_user=8)
+    p.emulator.set_faults(latency=0.2)
+    env = {**p.worker_env, "JOBSYS_INGEST_USER_CONCURRENCY": "1", "JOBSYS_TEST_SPANS": "1"}
+    start_workers(2, concurrency=2, env=env)
+
+    # When every user is synced in full (the workers enqueue the ingestions)
+    runs = p.run_all(full=True)
+
+    # Then every run succeeded, with the right data
+    assert {email: run["status"] for email, run in runs.items()} == dict.fromkeys(
+        p.users, "succeeded"
+    )
+    for email in p.users:
+        assert_matches_truth(p, email)
+    # And no user ever had two ingestions running at once (by the recorded order)
+    for user_id in p.users.values():
+        spans = spans_of_user(jobsys_env, user_id)
+        assert len(spans) == 4, spans  # Gmail's and Calendar's, each started and ended once
+        assert most_at_once(spans) == 1, spans
+    # And the limit postponed nothing: each ingestion ran on its first attempt
+    ingestions = [
+        j
+        for kind in ("sync.ingest_gmail", "sync.ingest_calendar")
+        for j in jobsys_env.store.list_jobs(kind=kind)
+    ]
+    assert len(ingestions) == 4
+    assert {(j.status, j.attempt, j.postponements) for j in ingestions} == {
+        (Status.SUCCEEDED, 1, 0)
+    }
