@@ -13,6 +13,7 @@ the in-memory store is wrong.
 from __future__ import annotations
 
 from tests.contract.admission import AdmissionContract
+from tests.contract.canvas import CanvasContract
 from tests.contract.coalesce import CoalesceContract
 from tests.contract.fleet import FleetContract
 from tests.contract.jobs import JobsContract
@@ -31,6 +32,7 @@ class StoreContract(
     AdmissionContract,
     QuotaContract,
     KeysContract,
+    CanvasContract,
     CoalesceContract,
     TracingContract,
 ):

@@ -12,8 +12,10 @@ thousands waiting is served within about one buffer's worth of work.
 A promoter wakes when a job joins the backlog (PostgreSQL NOTIFY), when its
 node takes a message from the broker (a slot freed), and at least every
 ``POLL`` seconds; a node that is gone leaves the work to the others, and the
-sweeper fills buffers too. Canvas members are published by the job that
-starts them (their chord needs them now) and bypass the backlog.
+sweeper fills buffers too. Unkeyed canvas members are published by the job
+that starts them (their chord needs them now) and bypass the backlog; a keyed
+one waits here for its key, and its row's ``canvas`` (its place in the chord)
+sends it on Celery's single-message path when promoted.
 """
 
 from __future__ import annotations

@@ -155,7 +155,8 @@ class Dispatch:
     @classmethod
     def of_row(cls, row: Mapping[str, Any], why: Why) -> Dispatch:
         """From a row with id, user_id, kind, queue, priority, payload, countdown and,
-        optionally, trace."""
+        optionally, trace and canvas (a keyed canvas member's place, kept while it
+        waited for admission: it goes on Celery's single-message path with it)."""
         return cls(
             job_id=row["id"],
             user_id=row["user_id"],
@@ -165,6 +166,7 @@ class Dispatch:
             priority=row["priority"],
             countdown=float(row.get("countdown") or 0.0),
             payload=row["payload"],
+            canvas=row.get("canvas") or {},
             trace=row.get("trace"),
         )
 
@@ -226,8 +228,10 @@ class Dispatcher:
         database is still inserting the rows, and pushes once they are committed.
         """
         ready = [self.hooks.before_dispatch(d) for d in dispatches]
-        bulk = [d for d in ready if d.countdown <= 0 and not d.in_canvas]
-        single = [d for d in ready if d.countdown > 0 or d.in_canvas]
+        # A bulk envelope has no place in a canvas: any canvas option takes Celery's path
+        # (a keyed canvas member promoted from the backlog, say).
+        bulk = [d for d in ready if d.countdown <= 0 and not d.canvas]
+        single = [d for d in ready if d.countdown > 0 or d.canvas]
         return Prepared(ready, single, _envelopes(self.app, bulk), bulk)
 
     def push(self, prepared: Prepared) -> None:

@@ -1,13 +1,16 @@
 """Submitting jobs: validate, then insert the row (committed).
 
 With admission on (the default) the row joins the backlog and a worker node's
-promoter publishes it (``admission.py``); a canvas member, or any job with
-admission off, is published here once its row is committed.
+promoter publishes it (``admission.py``); an unkeyed canvas member, or any
+unkeyed job with admission off, is published here once its row is committed. A
+keyed canvas member joins the backlog with its place in the canvas (its Celery
+options) kept in the row, and its promotion publishes it with them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import uuid
 from collections.abc import Iterable, Mapping
@@ -105,6 +108,9 @@ def submit(
     ``queue``) shape the job; any other option is Celery's (canvas members
     arrive with ``chord``, ``link``, ``group_id``...) and rides on the message.
     Returns a :class:`JobResult`, or Celery's ``AsyncResult`` for a canvas member.
+
+    Raises:
+        UnstorableError: a keyed canvas member's Celery options are not JSON.
     """
     canvas = {k: v for k, v in options.items() if k not in _OURS | _SET_BY_DISPATCH}
     ours = {k: v for k, v in options.items() if k in _OURS}
@@ -114,14 +120,16 @@ def submit(
     # Celery's canvas applies its members with their place (chord, link...) or, for
     # a chain's next step, with the parent and root it continues.
     if dispatch.in_canvas or "root_id" in canvas or "parent_id" in canvas:
+        if new.concurrency_key is not None:
+            return _waiting_member(rt, new, canvas)
         dispatch = dispatch.evolve(why=Why.CANVAS)
     elif spec.coalesce and not dispatch.canvas:
         return _coalesced(rt, spec, new)
     elif (rt.settings.admission or new.concurrency_key is not None) and not dispatch.canvas:
         # The backlog: a node's promoter publishes it when a slot is free, and a
         # keyed job when its key has room too. (A job applied with Celery's own
-        # options, which the row does not hold, is published at once with them; a
-        # keyed canvas member then counts against its key but is not held back.)
+        # options other than a canvas's, which the row does not hold, is published
+        # at once with them.)
         rt.store.insert(dataclasses.replace(new, admitted=False), quota=quota_of(rt))
         return JobResult(str(new.id), runtime=rt)
     rt.store.insert(new, quota=None if dispatch.why is Why.CANVAS else quota_of(rt))
@@ -130,6 +138,19 @@ def submit(
     if dispatch.in_canvas:
         return AsyncResult(str(new.id), app=rt.app)
     return JobResult(str(new.id), runtime=rt)
+
+
+def _waiting_member(rt: Runtime, new: NewJob, canvas: Mapping[str, Any]) -> AsyncResult[Any]:
+    """A keyed canvas member: into the backlog, its place in the canvas kept in the row.
+
+    Published at once, it would hold its key's slot without being held back by it;
+    the promotion that finds its key with room publishes it with these options.
+    Work a canvas starts is not charged to its user's quota (as when published).
+    """
+    # Celery hands signatures over as dicts: JSON, as the row and the message hold them.
+    stored = json.loads(jsonb.dumps(dict(canvas), what="the canvas member's Celery options"))
+    rt.store.insert(dataclasses.replace(new, admitted=False, canvas=stored), quota=None)
+    return AsyncResult(str(new.id), app=rt.app)
 
 
 def _coalesced(rt: Runtime, spec: JobSpec, new: NewJob) -> JobResult:
@@ -262,7 +283,7 @@ def new_job(
         unique_key=unique_key,
         delay=_delay(countdown, eta),
         concurrency_key=key,
-        concurrency=spec.concurrency if key is not None else None,
+        concurrency=spec.concurrency_of(rt.settings) if key is not None else None,
     )
 
 

@@ -158,7 +158,8 @@ def _fail(
         settings=rt.settings,
     )
     if settled.outcome in (Outcome.RETRIED, Outcome.POSTPONED):
-        # Already dispatched; Retry tells Celery (and Flower) the task will run again.
+        # Already dispatched, or back in the backlog; Retry tells Celery (and Flower) the
+        # task will run again.
         raise Retry(exc=exc, when=cast(Any, settled.delay))
     if settled.outcome is Outcome.DEAD:
         raise exc

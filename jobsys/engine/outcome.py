@@ -5,7 +5,9 @@ Used by the task in the pool child, by the worker's main process when a child
 dies or hits its hard limit, and by the sweeper when a lease expires. A retry
 or postponement is dispatched here, right after its conditional UPDATE: with
 the message's canvas options when the caller has them (a chord member
-retried in its worker stays in its chord), without them otherwise.
+retried in its worker stays in its chord), without them otherwise. A keyed
+job goes back to the backlog instead, a canvas member's options with it in its
+row: its promotion, once its key has room, publishes it in its chord.
 """
 
 from __future__ import annotations
@@ -63,13 +65,15 @@ def settle_failure(
     attempt spent, recorded with its outcome (unmeasured where no handler ran here).
     """
     # With admission, a job back in the queue waits in the backlog until due (no broker
-    # ETA held in a worker's memory); a canvas member is published again at once with
-    # its countdown, since its place in the canvas rides on the message, not the row.
-    backlog = rt.settings.admission and not linked(canvas)
+    # ETA held in a worker's memory); an unkeyed canvas member is published again at once
+    # with its countdown, its place in the canvas riding on the message. A keyed one
+    # waits for its key in the backlog, as at enqueue, its place kept in its row.
+    kept = canvas if linked(canvas) and _keyed(job) else None
+    backlog = kept is not None or (rt.settings.admission and not linked(canvas))
     if failure.postpone:
-        settled = _postpone(rt, job, failure, backlog, actor, cost)
+        settled = _postpone(rt, job, failure, backlog, actor, cost, kept)
     elif failure.retryable and job.attempt < job.max_attempts:
-        settled = _retry(rt, job, failure, backlog, cost)
+        settled = _retry(rt, job, failure, backlog, cost, kept)
     else:
         settled = _bury(rt, job, failure, actor, cost)
     reason = settled.reason or failure.reason
@@ -80,13 +84,30 @@ def settle_failure(
     return settled
 
 
-def _retry(rt: Runtime, job: Job, failure: Failure, backlog: bool, cost: Cost) -> Settled:
+def _keyed(job: Job) -> bool:
+    try:
+        return registry.get(job.kind).concurrency_key is not None
+    except UnknownKindError:  # a sweeper that lacks the kind: as an unkeyed job
+        return False
+
+
+def _retry(
+    rt: Runtime,
+    job: Job,
+    failure: Failure,
+    backlog: bool,
+    cost: Cost,
+    canvas: Mapping[str, Any] | None,
+) -> Settled:
     settings = rt.settings
     entry = failure.entry(job.attempt, job.started_at, job.worker)
     delay = failure.retry_after
     if delay is None:
         delay = backoff(job.attempt, base=settings.retry_base, cap=settings.retry_cap)
-    if rt.store.requeue(job, delay=delay, error=entry, backlog=backlog, cost=cost) is None:
+    back = rt.store.requeue(
+        job, delay=delay, error=entry, backlog=backlog, canvas=canvas, cost=cost
+    )
+    if back is None:
         return _stopped_or_lost(rt, job, cost)
     log.info(
         "job.retry",
@@ -130,14 +151,23 @@ def _bury(rt: Runtime, job: Job, failure: Failure, actor: str, cost: Cost) -> Se
 
 
 def _postpone(
-    rt: Runtime, job: Job, failure: Failure, backlog: bool, actor: str, cost: Cost
+    rt: Runtime,
+    job: Job,
+    failure: Failure,
+    backlog: bool,
+    actor: str,
+    cost: Cost,
+    canvas: Mapping[str, Any] | None,
 ) -> Settled:
     delay = failure.retry_after
     if delay is None:
         # A lost database names no delay: try again when the claim path would.
         delay = rt.settings.db_retry_delay if failure.reason == STORE_UNAVAILABLE else 0.0
     limit = _postpone_limit(rt, job)
-    if rt.store.postpone(job, delay=delay, backlog=backlog, limit=limit, cost=cost) is None:
+    back = rt.store.postpone(
+        job, delay=delay, backlog=backlog, limit=limit, canvas=canvas, cost=cost
+    )
+    if back is None:
         if _asked_to_stop(rt, job):
             return _stopped_or_lost(rt, job, cost)
         # Refused for postponing too long while still this attempt's; else the bury

@@ -21,6 +21,10 @@ Handler = Callable[..., Any]
 # A concurrency key: a template formatted with ``user_id`` and the payload's fields
 # ("gmail:{user_id}"), or a function of (user_id, validated payload).
 KeyRule = str | Callable[[str, Any], str]
+# How many jobs of one key may run or wait in the broker: a number, or a function of the
+# settings read at each enqueue (the row keeps the value it gave).
+Concurrency = int | Callable[[Settings], int]
+MAX_CONCURRENCY = 10_000
 # How a request joins the job of its kind already waiting for the user: the merged
 # payload from (waiting, requested) payloads; True: the requested one wins.
 Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -46,7 +50,7 @@ class JobSpec:
     queue: str
     priority: int = 0
     concurrency_key: KeyRule | None = None
-    concurrency: int = 1
+    concurrency: Concurrency = 1
     coalesce: bool | Merge = False
     extra_fields: ExtraFields = "forbid"
     canonical_user: CanonicalUser | None = None
@@ -87,6 +91,21 @@ class JobSpec:
         if not key:
             raise PayloadError(self.kind, [f"concurrency_key {rule!r} made an empty key"])
         return key
+
+    def concurrency_of(self, settings: Settings) -> int:
+        """The limit a new job of the kind's key is stored with (``concurrency`` may be
+        a function of the settings).
+
+        Raises:
+            ValueError: the function gave something other than 1 to 10000.
+        """
+        if not callable(self.concurrency):
+            return self.concurrency
+        value = self.concurrency(settings)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{self.kind}: concurrency gave {value!r}, not an integer")
+        _check_concurrency(value)
+        return value
 
     def hard_limit(self, settings: Settings) -> int:
         return self.timeout if self.timeout is not None else settings.default_timeout
@@ -174,8 +193,8 @@ def check_spec(spec: JobSpec) -> None:
     for name, value in (("timeout", spec.timeout), ("soft_timeout", spec.soft_timeout)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be at least 1 second, got {value}")
-    if spec.concurrency < 1 or spec.concurrency > 10_000:
-        raise ValueError(f"concurrency must be from 1 to 10000, got {spec.concurrency}")
+    if not callable(spec.concurrency):
+        _check_concurrency(spec.concurrency)
     if spec.max_postpone is not None and not spec.max_postpone > 0:
         raise ValueError(
             f"max_postpone must be a positive number of seconds, got {spec.max_postpone}"
@@ -190,6 +209,11 @@ def check_spec(spec: JobSpec) -> None:
             f"soft_timeout ({spec.soft_timeout}) must be positive and at most timeout "
             f"({spec.timeout})"
         )
+
+
+def _check_concurrency(value: int) -> None:
+    if value < 1 or value > MAX_CONCURRENCY:
+        raise ValueError(f"concurrency must be from 1 to {MAX_CONCURRENCY}, got {value}")
 
 
 class Registry:

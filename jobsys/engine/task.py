@@ -29,6 +29,7 @@ from jobsys.engine.context import JobContext
 from jobsys.engine.executor import execute
 from jobsys.engine.registry import (
     CanonicalUser,
+    Concurrency,
     ExtraFields,
     JobSpec,
     KeyRule,
@@ -88,7 +89,7 @@ def job(
     priority: int = 0,
     results: bool = False,
     concurrency_key: KeyRule | None = None,
-    concurrency: int = 1,
+    concurrency: Concurrency = 1,
     coalesce: bool | Merge = False,
     extra_fields: ExtraFields = "forbid",
     canonical_user: CanonicalUser | None = None,
@@ -111,8 +112,15 @@ def job(
         concurrency_key: jobs with the same key run ``concurrency`` at a time at
             most (counting those in the broker): a template of ``user_id`` and
             payload fields (``"gmail:{user_id}"``) or a function of (user_id,
-            payload). A job whose key is at its limit waits in PostgreSQL.
-        concurrency: how many jobs of one key may run or wait in the broker.
+            payload). A job whose key is at its limit waits in PostgreSQL, and so
+            does a keyed canvas member (a chord's part), its place in the canvas
+            kept in its row until it is published.
+        concurrency: how many jobs of one key may run or wait in the broker: a
+            number, or a function of the :class:`~jobsys.config.Settings`, e.g.
+            ``lambda s: s.ingest_user_concurrency``, called at each enqueue with
+            the enqueuing process's settings. Each job keeps the limit it was
+            enqueued with; jobs of one key enqueued under different limits are
+            each held to their own.
         coalesce: a request while a job of this kind waits for the same user in
             the backlog joins that job (its id comes back) instead of adding one:
             True keeps the newest payload, a function ``(waiting, requested) ->

@@ -5,7 +5,9 @@ Per call: spend the method's quota units for the user and for the project
 and the provider's breaker (5xx, timeouts, connection errors), then learn from
 the answer: a 429 holds the user's quota key for its Retry-After, and every
 outcome feeds the ingestion throttle's error window. Ingestion jobs hold a
-slot of the per-user and per-provider concurrency limits while they run.
+slot of the provider's adaptive concurrency limit while they run. (How many of
+one user's ingestions run at once is their kinds' concurrency key, held in
+PostgreSQL at admission: a job over it waits in the backlog, not here.)
 
 A guard that refuses (quota spent, breaker open, no slot) postpones the job to
 when it may pass: :func:`postponing` turns the refusal into ``JobPostponed``.
@@ -100,9 +102,6 @@ class Guards:
             "window": s.throttle_window,
             "min_samples": s.throttle_min_samples,
         }
-        self.user_slots = ConcurrencyThrottle(
-            client, name="ingest-user", maximum=s.ingest_user_concurrency, **throttle
-        )
         self.provider_slots = ConcurrencyThrottle(
             client, name="ingest-provider", maximum=s.ingest_provider_concurrency, **throttle
         )
@@ -227,7 +226,6 @@ class GoogleGuard:
                 hold=hold,
             )
         ok = not any(isinstance(e, QuotaError | TransientError) for e in errors)
-        self._g.user_slots.record(f"{PROVIDER}:{self._user_key}", ok=ok)
         self._g.provider_slots.record(PROVIDER, ok=ok)
 
 
@@ -272,27 +270,25 @@ class BatchSizer:
 
 
 @contextlib.contextmanager
-def ingesting(rt: Runtime, user_id: str, job_id: uuid.UUID) -> Iterator[None]:
-    """Hold a per-user and a per-provider ingestion slot; guards' refusals postpone the job.
+def ingesting(rt: Runtime, job_id: uuid.UUID) -> Iterator[None]:
+    """Hold a slot of the provider's ingestion limit; guards' refusals postpone the job.
 
-    The job holds the slots, not the process: a process killed mid-ingestion
-    leaves its slots behind until their lease runs out (minutes), and the job's
-    next attempt, wherever it runs, takes them back at once instead of waiting
-    behind them.
+    The per-user limit is not held here: the ingestion kinds' concurrency key
+    (``ingest:{user_id}``) kept the job in the backlog until the user had room.
+
+    The job holds the slot, not the process: a process killed mid-ingestion
+    leaves its slot behind until its lease runs out (minutes), and the job's
+    next attempt, wherever it runs, takes it back at once instead of waiting
+    behind it.
 
     Raises:
-        JobPostponed: a slot, the quota or a breaker said not yet.
+        JobPostponed: the provider's slots, the quota or a breaker said not yet.
     """
     if not rt.settings.guards:
         yield
         return
-    with postponing():
-        g, holder = guards(rt), f"job:{job_id}"
-        with (
-            g.provider_slots.slot(PROVIDER, holder),
-            g.user_slots.slot(f"{PROVIDER}:user:{user_id}", holder),
-        ):
-            yield
+    with postponing(), guards(rt).provider_slots.slot(PROVIDER, f"job:{job_id}"):
+        yield
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from jobsys.config import Settings
 from jobsys.engine import runtime
 from jobsys.engine.app import app
 from jobsys.engine.context import JobContext
@@ -39,6 +40,16 @@ def _canonical_user(rt: Runtime, ident: str) -> str:
         return UserStore(rt.postgres).get(ident).id
     except JobNotFoundError:
         raise OptionError("user_id", ident, "must name a user (by id or e-mail)") from None
+
+
+def _ingestions_per_user(settings: Settings) -> int:
+    return settings.ingest_user_concurrency
+
+
+# A user's Gmail and Calendar ingestions share one key: at most
+# JOBSYS_INGEST_USER_CONCURRENCY of them run (or wait in the broker) at once; the
+# others wait in the backlog, their place in the run's chord kept in their rows.
+INGEST_KEY = "ingest:{user_id}"
 
 
 def _either_full(waiting: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
@@ -77,10 +88,12 @@ def sync_user(ctx: JobContext, payload: SyncRequest) -> dict[str, Any]:
     results=True,
     internal=True,
     max_attempts=8,
+    concurrency_key=INGEST_KEY,
+    concurrency=_ingestions_per_user,
 )
 def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
     rt = ctx.runtime
-    with ingesting(rt, ctx.user_id, ctx.job_id), parking_on_auth_failure(rt, ctx.user_id):
+    with ingesting(rt, ctx.job_id), parking_on_auth_failure(rt, ctx.user_id):
         google = session(rt, ctx.user_id)
         done = ingest.sync_gmail(_sync(ctx), google, ctx.user_id, full=payload.full)
     _sync(ctx).step(ctx.user_id, payload.run_id, "ingest_gmail", **done)
@@ -94,10 +107,12 @@ def ingest_gmail(ctx: JobContext, payload: Step) -> dict[str, Any]:
     results=True,
     internal=True,
     max_attempts=8,
+    concurrency_key=INGEST_KEY,
+    concurrency=_ingestions_per_user,
 )
 def ingest_calendar(ctx: JobContext, payload: Step) -> dict[str, Any]:
     rt = ctx.runtime
-    with ingesting(rt, ctx.user_id, ctx.job_id), parking_on_auth_failure(rt, ctx.user_id):
+    with ingesting(rt, ctx.job_id), parking_on_auth_failure(rt, ctx.user_id):
         google = session(rt, ctx.user_id)
         done = ingest.sync_calendar(_sync(ctx), google, ctx.user_id, full=payload.full)
     _sync(ctx).step(ctx.user_id, payload.run_id, "ingest_calendar", **done)

@@ -35,7 +35,7 @@ from jobsys.store.fastpath import connect
 from jobsys.store.prepared import PreparedSession, Run, Statement
 from jobsys.store.queries import ADMIT_CHANNEL, URGENT_MARK, URGENT_PRIORITY
 
-_COLUMNS = "j.id, j.user_id, j.kind, j.queue, j.priority, j.payload, j.trace"
+_COLUMNS = "j.id, j.user_id, j.kind, j.queue, j.priority, j.payload, j.trace, j.canvas"
 _HOLDING = "(h.status = 'running' OR (h.status = 'queued' AND h.dispatched_at IS NOT NULL))"
 # A keyed job may go while its key's holders (running, or published) are fewer than
 # its concurrency (counted on jobs_key_holders_idx).

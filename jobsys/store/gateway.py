@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -122,12 +122,17 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         delay: float,
         error: dict[str, Any],
         backlog: bool = False,
+        canvas: Mapping[str, Any] | None = None,
         cost: Cost = UNMEASURED,
     ) -> datetime | None:
         """Put a failed attempt back in the queue after ``delay`` seconds; with
-        ``backlog``, into admission's backlog (else the caller publishes it)."""
+        ``backlog``, into admission's backlog (else the caller publishes it).
+
+        ``canvas``: the Celery options its promotion publishes it with (a keyed
+        canvas member's place); None keeps what the row holds.
+        """
         params = {**_moved(job, cost), "delay": delay, "error": json.dumps([error])}
-        params["backlog"] = backlog
+        params.update(backlog=backlog, canvas=_canvas(canvas))
         row = self.hot.one(_SQL["requeue"], params)
         return row["run_after"] if row else None
 
@@ -143,14 +148,17 @@ class Store(InsertSql, QuotaSql, FleetSql, AdmissionSql):
         delay: float,
         backlog: bool = False,
         limit: float | None = None,
+        canvas: Mapping[str, Any] | None = None,
         cost: Cost = UNMEASURED,
     ) -> datetime | None:
         """Put a running job back without counting its attempt (a guard said not yet).
 
         Counts the postponement. ``None`` when the job is no longer this attempt's,
         was asked to stop, or was first postponed at least ``limit`` seconds ago (None: no limit).
+        ``canvas`` as for :meth:`requeue`.
         """
         params = {**_moved(job, cost), "delay": delay, "backlog": backlog, "limit": limit}
+        params["canvas"] = _canvas(canvas)
         row = self.hot.one(_SQL["postpone"], params)
         return row["run_after"] if row else None
 
@@ -295,6 +303,10 @@ def _key(job: Job) -> dict[str, Any]:
 def _moved(job: Job, cost: Cost) -> dict[str, Any]:
     # A job put back gets a new run_after: the attempt row takes the one it was due at.
     return {**_key(job), **cost.params(), "due": job.run_after}
+
+
+def _canvas(canvas: Mapping[str, Any] | None) -> str | None:
+    return jsonb.dumps(dict(canvas), what="the canvas options") if canvas else None
 
 
 def _bury_params(

@@ -242,6 +242,7 @@ def _insert_params(job: NewJob) -> dict[str, Any]:
         "concurrency": job.concurrency,
         "coalesce": job.coalesce,
         "trace": json.dumps(job.trace) if job.trace else None,
+        "canvas": json.dumps(job.canvas) if job.canvas else None,
     }
 
 

@@ -18,7 +18,7 @@ import json
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -92,6 +92,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             now = self.clock()
             self.jobs[job.id] = _job(job, now, _later(now, job.delay))
             self._note_key(job)
+            self._keep_canvas(job.id, job.canvas)
             if job.coalesce:
                 self.coalescing.add(job.id)
             if not job.admitted:
@@ -182,6 +183,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
         delay: float,
         error: dict[str, Any],
         backlog: bool = False,
+        canvas: Mapping[str, Any] | None = None,
         cost: Cost = UNMEASURED,
     ) -> datetime | None:
         with self._lock:
@@ -190,6 +192,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
                 return None
             self.costs.append((job.id, job.attempt, "retried", cost))
             back = self._put(found, errors=[*found.errors, _json(error)], **self._back(delay))
+            self._keep_canvas(job.id, canvas)
             if backlog:
                 self._join_backlog(back)
             return back.run_after
@@ -207,6 +210,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
         delay: float,
         backlog: bool = False,
         limit: float | None = None,
+        canvas: Mapping[str, Any] | None = None,
         cost: Cost = UNMEASURED,
     ) -> datetime | None:
         with self._lock:
@@ -219,6 +223,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             counted = {"postponements": found.postponements + 1, "postponed_since": since or now}
             self.costs.append((job.id, job.attempt, "postponed", cost))
             back = self._put(found, attempt=found.attempt - 1, **counted, **self._back(delay))
+            self._keep_canvas(job.id, canvas)
             if backlog:
                 self._join_backlog(back)
             return back.run_after
@@ -422,7 +427,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
                 and (queues is None or j.queue in queues)
             ]
         found.sort(key=lambda j: (-j.priority, j.run_after))
-        return _copy([_stale_row(j, now) for j in found[:limit]])
+        return _copy([_stale_row(j, now, self.canvases.get(j.id)) for j in found[:limit]])
 
     @contextlib.contextmanager
     def sweep_lock(self) -> Iterator[bool]:
@@ -616,7 +621,7 @@ def _first_start(errors: list[dict[str, Any]]) -> datetime | None:
     return datetime.fromisoformat(started) if started else None
 
 
-def _stale_row(job: Job, now: datetime) -> dict[str, Any]:
+def _stale_row(job: Job, now: datetime, canvas: dict[str, Any] | None) -> dict[str, Any]:
     countdown = max(0.0, (job.run_after - now).total_seconds())
     fields = ("id", "user_id", "kind", "queue", "priority", "payload", "trace")
-    return {**{f: getattr(job, f) for f in fields}, "countdown": countdown}
+    return {**{f: getattr(job, f) for f in fields}, "countdown": countdown, "canvas": canvas}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,10 +33,18 @@ class MemoryAdmission:
         self.waiting: set[Key] = set()
         self.vclocks: dict[str, float] = {}
         self.keys: dict[uuid.UUID, tuple[str, int]] = {}  # concurrency key and limit
+        # A keyed canvas member's Celery options, as the row's ``canvas`` holds them.
+        self.canvases: dict[uuid.UUID, dict[str, Any]] = {}
 
     def _note_key(self, job: NewJob) -> None:
         if job.concurrency_key is not None:
             self.keys[job.id] = (job.concurrency_key, job.concurrency or 1)
+
+    def _keep_canvas(self, job_id: uuid.UUID, canvas: Mapping[str, Any] | None) -> None:
+        """As the gateway: given options replace the row's; None keeps them."""
+        if canvas:
+            # As jsonb gives them back (TypeError for what JSON cannot hold).
+            self.canvases[job_id] = json.loads(json.dumps(dict(canvas)))
 
     def _join_backlog(self, job: Job) -> None:
         key = (job.queue, job.user_id)
@@ -76,7 +86,7 @@ class MemoryAdmission:
             promoted = urgent + fair
             self.backlog.difference_update(j.id for j in promoted)
             self._settle(queue)
-        rows = [_row(j) for j in promoted]
+            rows = [_row(j, self.canvases.get(j.id)) for j in promoted]
         return Promotion(rows, len(rows) >= slots)
 
     def _due(self, queue: str) -> list[Job]:
@@ -169,6 +179,6 @@ def _aged_first(due: list[Job], now: datetime, aging: float) -> list[Job]:
     return aged + [j for j in due if j.id not in ahead]
 
 
-def _row(job: Job) -> dict[str, Any]:
+def _row(job: Job, canvas: dict[str, Any] | None) -> dict[str, Any]:
     fields = ("id", "user_id", "kind", "queue", "priority", "payload", "run_after", "trace")
-    return {f: getattr(job, f) for f in fields}
+    return {**{f: getattr(job, f) for f in fields}, "canvas": copy.deepcopy(canvas)}

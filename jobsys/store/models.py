@@ -134,6 +134,9 @@ class JobRow(Base):
     # With tracing on: the enqueue's span context (W3C traceparent) and the last
     # attempt's, so an attempt published from this row joins its trace (NULL when off).
     trace: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
+    # A keyed canvas member waiting for admission: its place in its chord or chain
+    # (Celery's options), published with it when promoted (NULL for other jobs).
+    canvas: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
 
 
 class FairUserRow(Base):

@@ -49,6 +49,8 @@ class JobStore(Protocol):
     def job_state(self, job_id: uuid.UUID) -> tuple[Status, datetime] | None: ...
     # ``cost``: what the attempt spent, written with its outcome (``attempts``).
     def succeed(self, job: Job, result: Any, *, cost: Cost = ...) -> bool: ...
+    # ``canvas``: the Celery options a job put back in the backlog is published with
+    # when promoted (a keyed canvas member's place); None keeps the row's.
     def requeue(
         self,
         job: Job,
@@ -56,6 +58,7 @@ class JobStore(Protocol):
         delay: float,
         error: dict[str, Any],
         backlog: bool = False,
+        canvas: Mapping[str, Any] | None = None,
         cost: Cost = ...,
     ) -> datetime | None: ...
     def postpone(
@@ -65,6 +68,7 @@ class JobStore(Protocol):
         delay: float,
         backlog: bool = False,
         limit: float | None = ...,
+        canvas: Mapping[str, Any] | None = None,
         cost: Cost = ...,
     ) -> datetime | None: ...
     def note_trace(self, job: Job, trace: dict[str, str]) -> None: ...

@@ -55,10 +55,10 @@ _WOKE = (
 _INSERT = f"""
 WITH ins AS (
   INSERT INTO jobs (id, user_id, kind, queue, priority, payload, max_attempts, unique_key,
-    run_after, dispatched_at, concurrency_key, concurrency, coalesce, trace)
+    run_after, dispatched_at, concurrency_key, concurrency, coalesce, trace, canvas)
   SELECT :id, :user_id, :kind, :queue, :priority, CAST(:payload AS jsonb), :max_attempts,
     :unique_key, now() + make_interval(secs => :delay), CASE WHEN :admitted THEN now() END,
-    :concurrency_key, :concurrency, :coalesce, CAST(:trace AS jsonb)
+    :concurrency_key, :concurrency, :coalesce, CAST(:trace AS jsonb), CAST(:canvas AS jsonb)
   {{guard}}ON CONFLICT DO NOTHING
   RETURNING user_id, queue, priority, run_after, dispatched_at
 ), fair AS ({FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_INS)})
@@ -189,12 +189,14 @@ SET_TRACE = sa.text(
 
 # Back in the queue: with :backlog, into admission's backlog (its message is
 # published when due and its user's share allows); else the caller publishes it
-# with a countdown (a canvas member, whose place in its chord the row does not hold).
+# with a countdown (an unkeyed canvas member, whose place in its chord the row does
+# not hold). A keyed canvas member goes to the backlog with its place (:canvas).
 _BACK = """
 WITH moved AS (
   UPDATE jobs SET {set}, run_after = now() + make_interval(secs => :delay),
     lease_until = NULL, worker = NULL, worker_pid = NULL,
-    dispatched_at = CASE WHEN :backlog THEN NULL ELSE dispatched_at END{extra}
+    dispatched_at = CASE WHEN :backlog THEN NULL ELSE dispatched_at END,
+    canvas = COALESCE(CAST(:canvas AS jsonb), canvas){extra}
   WHERE user_id = :user_id AND id = :id AND {where} AND attempt = :attempt
     -- A job asked to stop is not put back: the caller cancels it instead.
     AND NOT cancel_requested
@@ -336,7 +338,7 @@ ORDER BY lease_until LIMIT :limit
 
 DUE_QUEUED = sa.text(
     """
-SELECT id, user_id, kind, queue, priority, payload, trace,
+SELECT id, user_id, kind, queue, priority, payload, trace, canvas,
   GREATEST(0, EXTRACT(EPOCH FROM run_after - now()))::float AS countdown
 FROM jobs WHERE status = 'queued' AND NOT cancel_requested
   -- The backlog is admission's: only a published job's message can be lost, counted

@@ -27,7 +27,8 @@ class NewJob:
     delay: float = 0.0
     # The caller chose the id (a Celery task id): it must not be another user's job's.
     chosen_id: bool = False
-    # Published by the caller at once (a canvas member); else it waits for admission.
+    # Published by the caller at once (an unkeyed canvas member, admission off); else it
+    # waits for admission.
     admitted: bool = True
     # At most ``concurrency`` jobs with this key run or wait in the broker (admission.py).
     concurrency_key: str | None = None
@@ -38,6 +39,9 @@ class NewJob:
     payload_json: str | None = dataclasses.field(default=None, compare=False, repr=False)
     # With tracing on: the enqueue's span context (``{"parent": traceparent}``).
     trace: dict[str, str] | None = None
+    # A keyed canvas member's Celery options (its place in its chord), kept in the row
+    # while it waits for admission; JSON, as ``jsonb`` holds it.
+    canvas: dict[str, Any] | None = None
 
     def payload_text(self) -> str:
         return self.payload_json if self.payload_json is not None else json.dumps(self.payload)

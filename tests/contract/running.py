@@ -267,6 +267,7 @@ class RunningContract(ContractBase):
             "priority": 0,
             "payload": {"value": 7},
             "trace": None,
+            "canvas": None,
             "countdown": 0.0,
         }
         # And the delayed one with the countdown until it is due

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
+from jobsys import Runtime, enqueue
+from jobsys.config import Settings
 from jobsys.connectors.google import gmail
 from jobsys.guards.breaker import breaker_states
 from jobsys.pipeline import ingest
 from jobsys.pipeline.google import session
 from jobsys.store import Status
-from jobsys.tasks import ingest_gmail
 from tests.conftest import Env, StartWorkers
 from tests.integration.pipeline_support import (
     Pipeline,
@@ -89,9 +89,15 @@ def test_two_workers_syncing_one_user_share_one_quota_budget(
     ((email, user_id),) = p.users.items()
 
     # When the user's full sync runs, and a second full Gmail ingestion of the same
-    # user runs beside it on the other worker (both spend the one budget)
+    # user runs beside it on the other worker (both spend the one budget); its per-user
+    # limit is read where it is enqueued, so here too with the workers' setting
     run_id = p.start(user_id, full=True)
-    extra = uuid.UUID(ingest_gmail.delay(user_id, run_id=str(run_id), full=True).id)
+    here = Runtime(Settings.from_variables({**jobsys_env.environ, **env}))
+    try:
+        step = {"run_id": str(run_id), "full": True}
+        extra = enqueue("sync.ingest_gmail", user_id=user_id, payload=step, runtime=here).job_id
+    finally:
+        here.close()
     run = p.wait_run(run_id)
     assert p.finished_job(extra).status is Status.SUCCEEDED
 

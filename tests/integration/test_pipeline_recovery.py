@@ -78,13 +78,13 @@ def test_a_run_completes_when_the_node_running_its_ingestion_is_killed(
     assert jobsys_env.store.list_dead_letters() == []
 
 
-def test_an_ingestion_killed_with_its_node_takes_its_slot_back_on_the_next_attempt(
+def test_an_ingestion_killed_with_its_node_gives_its_users_key_to_the_next_attempt(
     jobsys_env: Env,
     start_workers: StartWorkers,
     pipeline_factory: MakePipeline,  # noqa: F811
 ) -> None:
-    # Given one ingestion at a time per user, and a user's Gmail ingestion holding
-    # that slot on one of two nodes (Google slow)
+    # Given one ingestion at a time per user (the ingestions' concurrency key), and a
+    # user's Gmail ingestion holding that key on one of two nodes (Google slow)
     p = pipeline_factory(users=1, messages_per_user=40, events_per_user=6)
     p.emulator.set_faults(latency=1.0)
     env = {**p.worker_env, "JOBSYS_INGEST_USER_CONCURRENCY": "1"}
@@ -94,17 +94,21 @@ def test_an_ingestion_killed_with_its_node_takes_its_slot_back_on_the_next_attem
 
     job_id, node = gmail_ingestion_running(jobsys_env, set(nodes))
 
-    # When that node is killed with SIGKILL: its slot stays in Redis, leased for 300 s
+    # When that node is killed with SIGKILL: its row still says running, holding the key
     nodes.pop(node).kill_node()
     p.emulator.clear_faults()
 
-    # Then the next attempt takes the slot back, and the run succeeds long before
-    # the lease would have freed it
+    # Then the recovery of its attempt frees the key, the next attempt runs in the
+    # run's chord, and the run succeeds
     run = p.wait_run(run_id, timeout=90)
     assert run["status"] == "succeeded", (email, run)
     job = jobsys_env.store.get_job(job_id)
     assert (job.status, job.attempt) == (Status.SUCCEEDED, 2)
     assert [e["reason"] for e in job.errors] == ["worker_lost"]
+    # And the user's Calendar ingestion waited for the key in the backlog: it was
+    # never postponed for want of a slot
+    (calendar,) = jobsys_env.store.list_jobs(user_id=user_id, kind="sync.ingest_calendar")
+    assert (calendar.status, calendar.attempt, calendar.postponements) == (Status.SUCCEEDED, 1, 0)
     assert_all_match_truth(p)
 
 

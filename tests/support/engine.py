@@ -79,6 +79,8 @@ ECHO = JobSpec(
 )
 # Another kind, on another queue, urgent by default.
 URGENT = dataclasses.replace(ECHO, kind="unit.urgent", queue="cpu", priority=6)
+# A kind whose jobs run one at a time per user (a concurrency key).
+KEYED = dataclasses.replace(ECHO, kind="unit.keyed", concurrency_key="k:{user_id}", concurrency=1)
 CALLBACK = "unit.callback"  # a canvas step that is not a job
 
 
@@ -86,11 +88,11 @@ def _not_run(self: Any, *args: Any, **kwargs: Any) -> None:
     raise AssertionError("unit tests run the executor through Engine.deliver()")
 
 
-for _spec in (ECHO, URGENT):
+for _spec in (ECHO, URGENT, KEYED):
     registry.add(_spec)  # what enqueue() looks kinds up in
 TASKS = {
     kind: UNIT_APP.task(bind=True, name=kind, shared=False)(_not_run)
-    for kind in (ECHO.kind, URGENT.kind, CALLBACK)
+    for kind in (ECHO.kind, URGENT.kind, KEYED.kind, CALLBACK)
 }
 
 

@@ -86,6 +86,33 @@ def keyed_three(ctx: JobContext, payload: Overlap) -> None:
     _bracket(payload)
 
 
+class Member(Overlap):
+    failures: int = Field(0, ge=0)  # attempts that fail before one succeeds
+
+
+@job(
+    kind="test.keyed_member",
+    payload=Member,
+    results=True,  # a chord counts its members' results
+    max_attempts=3,
+    concurrency_key="member:{key}",
+    concurrency=1,
+)
+def keyed_member(ctx: JobContext, payload: Member) -> str:
+    """A chord member of a key of concurrency 1; brackets each attempt in ``<key>:events``."""
+    calls = int(counters().incr(f"{payload.key}:{payload.tag}:calls"))
+    _bracket(payload)
+    if calls <= payload.failures:
+        raise JobError(f"planned failure {calls} of {payload.failures}", reason="flaky")
+    return payload.tag
+
+
+@job(kind="test.chord_end", payload=Keyed)
+def chord_end(ctx: JobContext, payload: Keyed) -> None:
+    """A chord's callback: records ``callback`` in ``<key>:events`` after its members'."""
+    counters().rpush(f"{payload.key}:events", "callback")
+
+
 @job(kind="test.noop")
 def noop(ctx: JobContext) -> None:
     return None
@@ -224,6 +251,23 @@ class RecordingHook(Hook):
         counters().rpush(HOOK_LOG, f"{job_id} {os.getpid()} {event}")
 
 
+SPANS = "test-hooks:spans"  # a Redis list: start/end of each handler call, in order
+
+
+class HandlerSpans(Hook):
+    """Appends ``start:<kind>:<job id>`` and ``end:<kind>:<job id>`` to :data:`SPANS` around
+    every handler call: inside the attempt's claim and its record, so two spans that
+    overlap in this order were running at once."""
+
+    def around_handler(self, attempt: Attempt, call: Callable[[], Any]) -> Any:
+        job = attempt.job
+        counters().rpush(SPANS, f"start:{job.kind}:{job.id}")
+        try:
+            return call()
+        finally:
+            counters().rpush(SPANS, f"end:{job.kind}:{job.id}")
+
+
 class HeldPublish(Hook):
     """Holds admission's publishes while the file ``path`` exists, once a promotion has
     committed (it touches ``path + ".held"`` first): a kill lands between the two."""
@@ -242,10 +286,13 @@ class HeldPublish(Hook):
 
 def jobsys_hooks(runtime: Runtime) -> list[Hook]:
     """Workers started with ``JOBSYS_TEST_HOOKS=1`` record engine events (see RecordingHook);
-    with ``JOBSYS_TEST_HOLD_PUBLISH=path``, admission's publishes wait (HeldPublish)."""
+    with ``JOBSYS_TEST_SPANS=1``, handler calls (HandlerSpans); with
+    ``JOBSYS_TEST_HOLD_PUBLISH=path``, admission's publishes wait (HeldPublish)."""
     hooks: list[Hook] = []
     if os.environ.get("JOBSYS_TEST_HOOKS") == "1":
         hooks.append(RecordingHook())
+    if os.environ.get("JOBSYS_TEST_SPANS") == "1":
+        hooks.append(HandlerSpans())
     held = os.environ.get("JOBSYS_TEST_HOLD_PUBLISH")
     if held:
         hooks.append(HeldPublish(held))

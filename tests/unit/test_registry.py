@@ -6,6 +6,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobsys import PayloadError, UnknownKindError
+from jobsys.config import Settings
 from jobsys.engine.registry import JobSpec, Registry, check_spec
 
 
@@ -97,6 +98,24 @@ def test_a_key_template_naming_no_field_or_making_nothing_is_a_payload_error() -
 def test_a_concurrency_out_of_range_is_refused_at_declaration(limit: int) -> None:
     with pytest.raises(ValueError, match=f"concurrency must be from 1 to 10000, got {limit}"):
         check_spec(spec(concurrency_key="k", concurrency=limit))
+
+
+def test_a_concurrency_from_the_settings_is_read_for_each_enqueue() -> None:
+    # Given a kind whose concurrency is the settings' per-user ingestion limit
+    keyed = spec(concurrency_key="k", concurrency=lambda s: s.ingest_user_concurrency)
+    check_spec(keyed)
+
+    # Then each set of settings gives its own value
+    assert keyed.concurrency_of(Settings(ingest_user_concurrency=1)) == 1
+    assert keyed.concurrency_of(Settings(ingest_user_concurrency=3)) == 3
+    assert spec(concurrency_key="k", concurrency=4).concurrency_of(Settings()) == 4
+
+
+@pytest.mark.parametrize("value", [0, 10_001, "2", True])
+def test_a_concurrency_function_giving_a_bad_value_is_refused(value: object) -> None:
+    keyed = spec(concurrency_key="k", concurrency=lambda s: value)
+    with pytest.raises(ValueError, match="concurrency"):
+        keyed.concurrency_of(Settings())
 
 
 def test_an_unknown_field_is_refused_naming_it_and_the_known_fields() -> None:
