@@ -32,9 +32,8 @@ from typing import Any
 import structlog
 
 from jobsys.engine.dispatch import Dispatch, Why, broker_connection
-from jobsys.engine.registry import registry
+from jobsys.engine.registry import keyed
 from jobsys.engine.runtime import Runtime
-from jobsys.errors import UnknownKindError
 from jobsys.store import Job
 from jobsys.store.admission import Listener
 
@@ -199,11 +198,7 @@ def hand_over(rt: Runtime, job: Job) -> None:
     """A job's attempt ended (or went back to the backlog): if its kind has a
     concurrency key, the jobs waiting for that key are promoted now, not at the
     next recheck."""
-    try:
-        keyed = registry.get(job.kind).concurrency_key is not None
-    except UnknownKindError:
-        return
-    if not keyed:
+    if not keyed(job.kind):
         return
     try:
         rt.store.key_freed(job.user_id, job.id)

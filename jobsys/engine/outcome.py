@@ -24,7 +24,7 @@ from jobsys.engine.admission import hand_over
 from jobsys.engine.dispatch import Dispatch, Why, linked
 from jobsys.engine.failures import STORE_UNAVAILABLE, Failure, backoff
 from jobsys.engine.hooks import Outcome, Recorded
-from jobsys.engine.registry import registry
+from jobsys.engine.registry import keyed, registry
 from jobsys.engine.runtime import Runtime
 from jobsys.errors import JobNotFoundError, StoreUnavailableError, UnknownKindError
 from jobsys.store import Job
@@ -66,10 +66,13 @@ def settle_failure(
     """
     # With admission, a job back in the queue waits in the backlog until due (no broker
     # ETA held in a worker's memory); an unkeyed canvas member is published again at once
-    # with its countdown, its place in the canvas riding on the message. A keyed one
-    # waits for its key in the backlog, as at enqueue, its place kept in its row.
-    kept = canvas if linked(canvas) and _keyed(job) else None
-    backlog = kept is not None or (rt.settings.admission and not linked(canvas))
+    # with its countdown, its place in the canvas riding on the message. A keyed job
+    # always waits for its key in the backlog, as at enqueue (admission on or off), a
+    # canvas member's place kept in its row (the row's own, where the caller has none:
+    # the sweeper's expired lease, a lost child).
+    has_key = keyed(job.kind)
+    kept = canvas if linked(canvas) and has_key else None
+    backlog = has_key or (rt.settings.admission and not linked(canvas))
     if failure.postpone:
         settled = _postpone(rt, job, failure, backlog, actor, cost, kept)
     elif failure.retryable and job.attempt < job.max_attempts:
@@ -82,13 +85,6 @@ def settle_failure(
         path = why if settled.outcome is Outcome.RETRIED else Why.POSTPONE
         rt.dispatcher.send(Dispatch.of_job(job, path, countdown=settled.delay, canvas=canvas))
     return settled
-
-
-def _keyed(job: Job) -> bool:
-    try:
-        return registry.get(job.kind).concurrency_key is not None
-    except UnknownKindError:  # a sweeper that lacks the kind: as an unkeyed job
-        return False
 
 
 def _retry(

@@ -240,3 +240,12 @@ class Registry:
 
 
 registry = Registry()
+
+
+def keyed(kind: str) -> bool:
+    """Whether the kind's jobs have a concurrency key (False for a kind this process
+    lacks: a sweeper or node that does not import it treats its jobs as unkeyed)."""
+    try:
+        return registry.get(kind).concurrency_key is not None
+    except UnknownKindError:
+        return False

@@ -5,10 +5,11 @@ A job not yet in the broker waits in PostgreSQL (``dispatched_at IS NULL``).
 transaction, and returns them for the caller to publish once it committed:
 
 1. urgent jobs first (priority >= 8, from any user, highest first), in up to
-   three quarters of the slots (``urgent_cap``) while other jobs are due;
+   three quarters of the slots (``urgent_cap``);
 2. then the free slots are shared between the users with due jobs, by
    virtual time and weight (``fairness.py``), each user's jobs in priority
-   order, then by due time;
+   order, then by due time (a user flooding urgent jobs takes its share of
+   these too, and is charged for it);
 3. slots nobody else wanted go to more urgent jobs.
 
 Rows are taken with ``FOR UPDATE SKIP LOCKED`` (fair-share rows, then jobs), so
@@ -100,7 +101,6 @@ WITH pick AS MATERIALIZED (
   CROSS JOIN LATERAL (
     SELECT j.user_id, j.id FROM jobs j
     WHERE j.user_id = a.user_id AND j.queue = :queue AND {_DUE}
-      AND j.priority < {URGENT_PRIORITY}
     ORDER BY j.priority DESC, j.run_after LIMIT a.n FOR UPDATE SKIP LOCKED) p
   -- The planner cannot size the lateral picks; the total tells it they are few,
   -- so it updates them by key instead of scanning every partition.
@@ -219,18 +219,33 @@ NEXT_DUE = sa.text(
 DISPATCHED = sa.text("SELECT dispatched_at IS NOT NULL FROM jobs WHERE id = :id")
 
 # A keyed job left its key's holders: the users with jobs waiting for that key are
-# due now, and the promoters of their queues wake (at commit).
+# due now, and the promoters of their queues wake (at commit). Past KEY_WAKE_MAX
+# users, the others notice at their recheck.
+KEY_WAKE_MAX = 100
+_WAITING_FOR_KEY = "j.status = 'queued' AND j.dispatched_at IS NULL"
 KEY_FREED = sa.text(
     f"""
-WITH k AS (
+WITH RECURSIVE k AS (
   SELECT concurrency_key FROM jobs
   WHERE user_id = :user_id AND id = :id AND concurrency_key IS NOT NULL),
+-- The (queue, user) pairs waiting for the key, one index probe each (a loose scan
+-- of jobs_key_waiters_idx: a user's thousand waiting jobs are not read one by one).
 w AS (
-  SELECT DISTINCT w.queue, w.user_id FROM k JOIN jobs w ON w.concurrency_key = k.concurrency_key
-  WHERE w.status = 'queued' AND w.dispatched_at IS NULL),
+  (SELECT j.queue, j.user_id, 1 AS n FROM k JOIN jobs j ON j.concurrency_key = k.concurrency_key
+   WHERE {_WAITING_FOR_KEY} ORDER BY j.queue, j.user_id LIMIT 1)
+  UNION ALL
+  SELECT nx.queue, nx.user_id, w.n + 1 FROM w CROSS JOIN LATERAL (
+    SELECT j.queue, j.user_id FROM k JOIN jobs j ON j.concurrency_key = k.concurrency_key
+    WHERE {_WAITING_FOR_KEY} AND (j.queue, j.user_id) > (w.queue, w.user_id)
+    ORDER BY j.queue, j.user_id LIMIT 1) nx
+  WHERE w.n < {KEY_WAKE_MAX}),
+-- Locked in one order, as every statement that locks several users' rows does.
+locked AS (
+  SELECT f.queue, f.user_id FROM fair_users f JOIN w ON f.queue = w.queue AND f.user_id = w.user_id
+  WHERE f.next_due > now() ORDER BY f.queue, f.user_id FOR UPDATE OF f),
 woke AS (
-  UPDATE fair_users f SET next_due = now() FROM w
-  WHERE f.queue = w.queue AND f.user_id = w.user_id AND f.next_due > now()
+  UPDATE fair_users f SET next_due = now() FROM locked l
+  WHERE f.queue = l.queue AND f.user_id = l.user_id
   RETURNING f.queue)
 SELECT pg_notify('{ADMIT_CHANNEL}', q) FROM (SELECT DISTINCT queue AS q FROM woke) s
 """

@@ -540,6 +540,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             fresh |= {"postponements": 0, "postponed_since": None}
             clear = {"cancel_requested": False, "worker": None, "worker_pid": None}
             job = self._put(job, status=Status.QUEUED, **fresh, **clear)
+            self.canvases.pop(job.id, None)  # published on its own, out of its old chord
             kept = self.letters.get(letter.id)  # purged meanwhile: the job is revived all the same
             if kept is not None:
                 self.letters[letter.id] = dataclasses.replace(kept, retried_at=now)

@@ -80,9 +80,11 @@ class MemoryAdmission:
             due = self._due(queue)
             pressing = [j for j in due if j.priority >= URGENT_PRIORITY]
             urgent = pressing[: urgent_cap(slots)]
-            rest = _aged_first([j for j in due if j not in pressing], self.clock(), aging)
+            rest = _aged_first([j for j in due if j not in urgent], self.clock(), aging)
             fair = self._share(queue, rest, slots - len(urgent))
-            urgent = pressing[: slots - len(fair)]  # what the others leave, as in SQL
+            # What the others leave goes to more urgent jobs, as in SQL.
+            more = [j for j in pressing[len(urgent) :] if j not in fair]
+            urgent += more[: slots - len(urgent) - len(fair)]
             promoted = urgent + fair
             self.backlog.difference_update(j.id for j in promoted)
             self._settle(queue)
@@ -171,6 +173,8 @@ def _aged_first(due: list[Job], now: datetime, aging: float) -> list[Job]:
     others once it waited longer than ``aging`` (as ``AGED``)."""
     oldest: dict[str, Job] = {}
     for job in due:
+        if job.priority >= URGENT_PRIORITY:  # not aged into: already first
+            continue
         if job.user_id not in oldest or job.run_after < oldest[job.user_id].run_after:
             oldest[job.user_id] = job
     cutoff = now - timedelta(seconds=aging)

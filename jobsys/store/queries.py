@@ -408,11 +408,12 @@ ORDER BY id DESC LIMIT :limit
 )
 
 # Retry from the DLQ: a fresh budget of attempts, the old history kept in the letter.
+# Published on its own: a canvas member's old chord counted its death already.
 REVIVE = sa.text(
     f"""
 UPDATE jobs SET {_REVIVE.set()}, attempt = 0, run_after = now(), finished_at = NULL,
   errors = '[]'::jsonb, cancel_requested = false, worker = NULL, worker_pid = NULL,
-  postponements = 0, postponed_since = NULL
+  postponements = 0, postponed_since = NULL, canvas = NULL
 WHERE id = :id AND {_REVIVE.where()}
 RETURNING {JOB_COLUMNS}
 """

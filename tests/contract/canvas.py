@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobsys.store import JobStore
-from tests.contract.base import ContractBase, claim, error_entry, new_job
+from tests.contract.base import ContractBase, bury, claim, error_entry, new_job
 
 # What Celery hands a chord member (its callback signature is a dict), as JSON holds it.
 CHORD = {
@@ -84,3 +84,23 @@ class CanvasContract(ContractBase):
         # Then the member comes with its place in the chord, to be published with it
         assert stale[member.id]["canvas"] == CHORD
         assert stale[plain.id]["canvas"] is None
+
+    def test_a_revived_member_leaves_its_old_chord(self, store: JobStore) -> None:
+        # Given a keyed chord member that ran and died (its chord counted the failure)
+        member = new_job(admitted=False, concurrency_key="k", concurrency=1, canvas=CHORD)
+        store.insert(member)
+        promoted(store)
+        job = claim(store, member.id)
+        assert job is not None
+        letter = bury(store, job)
+        assert letter is not None
+
+        # When an operator revives it
+        assert store.revive(store.get_dead_letter(letter), actor="op") is not None
+
+        # Then a re-publish of it (its message lost) no longer carries the old place
+        stale = {
+            r["id"]: r
+            for r in store.stale_queued(everything=True, lost_after=0.0, queues=None)
+        }
+        assert stale[member.id]["canvas"] is None

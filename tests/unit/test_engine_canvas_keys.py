@@ -105,3 +105,33 @@ def test_a_keyed_chord_member_that_fails_is_retried_through_the_backlog_in_its_c
     assert (again.headers["group"], again.headers["group_index"]) == ("g1", 3)
     assert again.headers["retries"] == 1
     assert again.embed["chord"]["task"] == CALLBACK
+
+
+def test_with_admission_off_a_keyed_jobs_retry_still_waits_for_its_key(engine: Engine) -> None:
+    # Given admission off, and a keyed job (no canvas) promoted, whose handler fails once
+    engine.rt.settings = engine.rt.settings.model_copy(update={"admission": False})
+
+    def fails(ctx: Any, payload: Any) -> None:
+        raise JobError("upstream hiccup", reason="flaky", retry_after=5.0)
+
+    result = submit(engine.rt, KEYED, "u1", {"value": 1})
+    engine.admit()
+    (first,) = engine.broker.take("default")
+    job_id = uuid.UUID(result.id)
+    new = NewJob(
+        id=job_id, user_id="u1", kind=KEYED.kind, queue="default", payload={}, max_attempts=3
+    )
+    engine.forget()
+
+    # When its attempt fails
+    with pytest.raises(Retry):
+        engine.deliver(new, dataclasses.replace(KEYED, handler=fails))
+
+    # Then its retry waits in the backlog for its key, as the job did at enqueue,
+    # instead of being published at once past the key
+    assert engine.broker.take_all() == [] and engine.hook.dispatched == []
+    assert not engine.store.dispatched(job_id)
+    engine.clock.advance(5)
+    engine.admit()
+    (again,) = engine.broker.take("default")
+    assert again.task_id == first.task_id == result.id
