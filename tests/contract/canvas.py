@@ -100,7 +100,6 @@ class CanvasContract(ContractBase):
 
         # Then a re-publish of it (its message lost) no longer carries the old place
         stale = {
-            r["id"]: r
-            for r in store.stale_queued(everything=True, lost_after=0.0, queues=None)
+            r["id"]: r for r in store.stale_queued(everything=True, lost_after=0.0, queues=None)
         }
         assert stale[member.id]["canvas"] is None
