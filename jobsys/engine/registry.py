@@ -104,7 +104,10 @@ class JobSpec:
         value = self.concurrency(settings)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{self.kind}: concurrency gave {value!r}, not an integer")
-        _check_concurrency(value)
+        try:
+            _check_concurrency(value)
+        except ValueError as e:
+            raise ValueError(f"{self.kind}: {e}") from None
         return value
 
     def hard_limit(self, settings: Settings) -> int:

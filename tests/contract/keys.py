@@ -79,6 +79,28 @@ class KeysContract(ContractBase):
         # Then the other user's job of the key goes at the next promotion
         assert [r["id"] for r in store.promote("default", 10, recheck=3600).rows] == [waiter.id]
 
+    def test_a_holder_that_ends_wakes_every_user_waiting_for_its_key(self, store: JobStore) -> None:
+        # Given a key of concurrency 3 held by three of u1's jobs, and one job each of
+        # three other users found waiting for it (looked at again only after an hour)
+        holders = keyed(store, 3, "wide", 3)
+        waiters = keyed(store, 1, "wide", 3, user_id="u2") + keyed(
+            store, 1, "wide", 3, user_id="u3"
+        )
+        waiters += keyed(store, 1, "wide", 3, user_id="u4")
+        first = store.promote("default", 10, recheck=3600).rows
+        assert sorted(r["id"] for r in first) == sorted(j.id for j in holders)
+        assert store.promote("default", 10, recheck=3600).rows == []
+
+        # When the three holders end and the last one says its key is free
+        for job in holders:
+            holder = store.claim(job.id, "u1", lease=30, worker="w", pid=1)
+            assert holder is not None and store.succeed(holder, {"ok": True})
+        store.key_freed("u1", holders[-1].id)
+
+        # Then all three waiting users' jobs go at the next promotion
+        rows = store.promote("default", 10, recheck=3600).rows
+        assert sorted(r["user_id"] for r in rows) == ["u2", "u3", "u4"]
+
     def test_a_key_of_concurrency_three_lets_three_go(self, store: JobStore) -> None:
         keyed(store, 5, "k3", 3)
         assert len(ids(store)) == 3
