@@ -317,10 +317,11 @@ class AdmissionSql:
         if slots <= 0:
             return Promotion([], False)
         with self._promotions().transaction() as run:
-            picked = run(URGENT, {"queue": queue, "limit": urgent_cap(slots)})
+            cap = urgent_cap(slots)
+            picked = run(URGENT, {"queue": queue, "limit": cap})
             urgent = hold_keys(run, picked)
             fair = _share(run, queue, slots - len(urgent), aging, recheck)
-            if len(picked) == urgent_cap(slots) and len(urgent) + len(fair) < slots:
+            if len(picked) == cap and len(urgent) + len(fair) < slots:
                 # Nothing else is due: the urgent ones may have the rest too.
                 more = {"queue": queue, "limit": slots - len(urgent) - len(fair)}
                 urgent += hold_keys(run, run(URGENT, more))
