@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobsys.store import JobStore
+from jobsys.store import Job, JobStore
 from tests.contract.base import ContractBase, bury, claim, error_entry, new_job
 
 # What Celery hands a chord member (its callback signature is a dict), as JSON holds it.
@@ -18,6 +18,16 @@ CHORD = {
 
 def promoted(store: JobStore) -> dict[Any, dict[str, Any]]:
     return {r["id"]: r for r in store.promote("default", 10).rows}
+
+
+def running_member(store: JobStore) -> Job:
+    """A keyed chord member inserted into the backlog, promoted and claimed."""
+    member = new_job(admitted=False, concurrency_key="k", concurrency=1, canvas=CHORD)
+    store.insert(member)
+    assert member.id in promoted(store)
+    job = claim(store, member.id)
+    assert job is not None
+    return job
 
 
 class CanvasContract(ContractBase):
@@ -39,32 +49,24 @@ class CanvasContract(ContractBase):
 
     def test_a_retry_into_the_backlog_stores_the_canvas_it_is_given(self, store: JobStore) -> None:
         # Given a keyed chord member promoted and running
-        member = new_job(admitted=False, concurrency_key="k", concurrency=1, canvas=CHORD)
-        store.insert(member)
-        assert member.id in promoted(store)
-        job = claim(store, member.id)
-        assert job is not None
+        job = running_member(store)
 
         # When its failed attempt goes back to the backlog with Celery's retry count
         retried = {**CHORD, "retries": 1}
         store.requeue(job, delay=0.0, error=error_entry(job), backlog=True, canvas=retried)
 
         # Then its next promotion publishes it with that
-        assert promoted(store)[member.id]["canvas"] == retried
+        assert promoted(store)[job.id]["canvas"] == retried
 
     def test_putting_back_without_a_canvas_keeps_the_rows(self, store: JobStore) -> None:
         # Given a keyed chord member promoted and running
-        member = new_job(admitted=False, concurrency_key="k", concurrency=1, canvas=CHORD)
-        store.insert(member)
-        promoted(store)
-        job = claim(store, member.id)
-        assert job is not None
+        job = running_member(store)
 
         # When it is postponed into the backlog with no canvas given (the sweeper's paths)
         assert store.postpone(job, delay=0.0, backlog=True) is not None
 
         # Then the row still holds its place in the chord
-        assert promoted(store)[member.id]["canvas"] == CHORD
+        assert promoted(store)[job.id]["canvas"] == CHORD
 
     def test_a_published_member_whose_message_may_be_lost_comes_back_with_its_place(
         self, store: JobStore
@@ -87,11 +89,7 @@ class CanvasContract(ContractBase):
 
     def test_a_revived_member_leaves_its_old_chord(self, store: JobStore) -> None:
         # Given a keyed chord member that ran and died (its chord counted the failure)
-        member = new_job(admitted=False, concurrency_key="k", concurrency=1, canvas=CHORD)
-        store.insert(member)
-        promoted(store)
-        job = claim(store, member.id)
-        assert job is not None
+        job = running_member(store)
         letter = bury(store, job)
         assert letter is not None
 
@@ -102,4 +100,4 @@ class CanvasContract(ContractBase):
         stale = {
             r["id"]: r for r in store.stale_queued(everything=True, lost_after=0.0, queues=None)
         }
-        assert stale[member.id]["canvas"] is None
+        assert stale[job.id]["canvas"] is None

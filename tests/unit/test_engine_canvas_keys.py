@@ -26,6 +26,26 @@ def member(engine: Engine, index: int, **options: Any) -> AsyncResult[Any]:
     return result
 
 
+def fails(ctx: Any, payload: Any) -> None:
+    raise JobError("upstream hiccup", reason="flaky", retry_after=5.0)
+
+
+def admitted(engine: Engine, result: AsyncResult[Any] | Any) -> tuple[Any, NewJob]:
+    """Admit the keyed job ``result`` stands for: its message, and the job to deliver it as."""
+    engine.admit()
+    (message,) = engine.broker.take("default")
+    new = NewJob(
+        id=uuid.UUID(result.id),
+        user_id="u1",
+        kind=KEYED.kind,
+        queue="default",
+        payload={},
+        max_attempts=3,
+    )
+    engine.forget()
+    return message, new
+
+
 def test_keyed_chord_members_wait_for_their_key_and_go_out_in_their_chord(
     engine: Engine,
 ) -> None:
@@ -74,17 +94,9 @@ def test_a_keyed_chord_member_that_fails_is_retried_through_the_backlog_in_its_c
     engine: Engine,
 ) -> None:
     # Given a keyed chord member, promoted, whose handler fails once
-    def fails(ctx: Any, payload: Any) -> None:
-        raise JobError("upstream hiccup", reason="flaky", retry_after=5.0)
-
     result = member(engine, 3)
-    engine.admit()
-    (first,) = engine.broker.take("default")
-    job_id = uuid.UUID(result.id)
-    new = NewJob(
-        id=job_id, user_id="u1", kind=KEYED.kind, queue="default", payload={}, max_attempts=3
-    )
-    engine.forget()
+    first, new = admitted(engine, result)
+    job_id = new.id
     request = {"group": "g1", "group_index": 3, "chord": first.embed["chord"]}
 
     # When its message is delivered and the attempt fails
@@ -110,18 +122,9 @@ def test_a_keyed_chord_member_that_fails_is_retried_through_the_backlog_in_its_c
 def test_with_admission_off_a_keyed_jobs_retry_still_waits_for_its_key(engine: Engine) -> None:
     # Given admission off, and a keyed job (no canvas) promoted, whose handler fails once
     engine.rt.settings = engine.rt.settings.model_copy(update={"admission": False})
-
-    def fails(ctx: Any, payload: Any) -> None:
-        raise JobError("upstream hiccup", reason="flaky", retry_after=5.0)
-
     result = submit(engine.rt, KEYED, "u1", {"value": 1})
-    engine.admit()
-    (first,) = engine.broker.take("default")
-    job_id = uuid.UUID(result.id)
-    new = NewJob(
-        id=job_id, user_id="u1", kind=KEYED.kind, queue="default", payload={}, max_attempts=3
-    )
-    engine.forget()
+    first, new = admitted(engine, result)
+    job_id = new.id
 
     # When its attempt fails
     with pytest.raises(Retry):
