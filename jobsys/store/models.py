@@ -70,7 +70,11 @@ class JobRow(Base):
             "run_after",
             postgresql_where=sa.text("status = 'queued' AND dispatched_at IS NOT NULL"),
         ),
-        sa.Index("jobs_user_queued_idx", "user_id", postgresql_where=sa.text("status = 'queued'")),
+        # With id: a claim (user_id, id, status = 'queued') finds its row through either
+        # this or the primary key, even before the first ANALYZE (migration 0021).
+        sa.Index(
+            "jobs_user_queued_idx", "user_id", "id", postgresql_where=sa.text("status = 'queued'")
+        ),
         # The API's pages of a user's jobs, newest first.
         sa.Index("jobs_user_created_idx", "user_id", "created_at", "id"),
         sa.Index(
