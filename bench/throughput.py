@@ -107,6 +107,12 @@ def python() -> str:
     return sys.executable
 
 
+def workdir(args: argparse.Namespace, variant: str) -> Path:
+    """Where a variant's worker runs: ``python -m`` puts that folder first on sys.path,
+    ahead of PYTHONPATH, so a patched worker must start in the patched tree."""
+    return Path(args.patched) if variant.startswith("patched") else ROOT
+
+
 # --------------------------------------------------------------------------- database / redis
 
 
@@ -205,7 +211,7 @@ def start_worker(args: argparse.Namespace, variant: str, log: Path) -> subproces
     proc = subprocess.Popen(
         cmd,
         env=variant_env(args, variant),
-        cwd=ROOT,
+        cwd=workdir(args, variant),
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -19,20 +19,82 @@ lost by it: the messages are still in Redis's unacked hash, from which
 kombu's ``restore_visible`` puts them back after the visibility timeout, or
 they were lost with the server, and then the sweeper publishes their jobs
 again from PostgreSQL (the job row is the truth; design §3.1).
+
+Acks are also deferred: kombu writes each ack to Redis in a round trip of
+its own from the node's main thread, the one thread that feeds every pool
+process. Here an ack's removal from the unacked hash rides on the pipeline
+of the next message received, and is written on its own only when the node
+holds no other message or the oldest deferred ack is ``ACK_DELAY`` old. A
+deferred ack lost with its node leaves its message in the unacked hash; a
+copy Redis restores later is a delivery the job's conditional claim refuses,
+since the job row already holds its outcome.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.json import dumps
+
+ACK_DELAY = 0.5  # s an ack may wait for the next message's pipeline
 
 log = structlog.get_logger("jobsys.transport")
 
 
 class QoS(kombu_redis.QoS):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acked: list[str] = []
+        self._acked_at = 0.0
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        """kombu's append, with the deferred acks' removals in its pipeline."""
+        info = message.delivery_info
+        raw = dumps([message._raw, info["exchange"], info["routing_key"]])
+        with self.pipe_or_acquire() as pipe:
+            self._remove_acked(pipe)
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()})
+            pipe.hset(self.unacked_key, delivery_tag, raw).execute()
+            virtual.QoS.append(self, message, delivery_tag)
+
+    def can_consume(self) -> bool:
+        # Asked on every turn of the event loop: a quiet node's acks wait no longer.
+        if self._acked and time.monotonic() - self._acked_at >= ACK_DELAY:
+            self.flush_acks()
+        return bool(super().can_consume())
+
+    def flush_acks(self) -> None:
+        """Write the deferred acks now."""
+        if self._acked and not self._detached():
+            with self.pipe_or_acquire() as pipe:
+                self._remove_acked(pipe)
+                pipe.execute()
+        self._acked.clear()
+
+    def _held(self) -> int:
+        # kombu's virtual QoS drops acked tags from ``_delivered`` lazily (``_dirty``).
+        return len(self._delivered or ()) - len(self._dirty or ())
+
+    def _remove_acked(self, pipe: Any) -> None:
+        if self._acked:
+            pipe.zrem(self.unacked_index_key, *self._acked)
+            pipe.hdel(self.unacked_key, *self._acked)
+            self._acked.clear()
+
     def restore_unacked(self, client: Any = None) -> Any:
+        try:
+            self.flush_acks()
+        except Exception as e:  # the copies Redis restores are refused by their claims
+            log.warning("broker.acks_unwritten", error=str(e))
+        # kombu's Redis QoS restores every tag it delivered, acked ones too: it
+        # relied on their removal from the hash, which may not have been written.
+        delivered: dict[str, Any] = self._delivered or {}
+        for tag in self._dirty or ():
+            delivered.pop(tag, None)
         if client is None and self._detached():
             held: dict[str, Any] = self._delivered or {}
             log.warning(
@@ -51,7 +113,12 @@ class QoS(kombu_redis.QoS):
             # sweeper, and the conditional claim ignores the copy.
             log.warning("broker.ack_skipped", delivery_tag=delivery_tag)
             return
-        super().ack(delivery_tag)
+        if not self._acked:
+            self._acked_at = time.monotonic()
+        self._acked.append(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+        if self._held() == 0:  # nothing else in hand: no message may come soon
+            self.flush_acks()
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if self._detached():
