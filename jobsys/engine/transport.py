@@ -32,6 +32,7 @@ since the job row already holds its outcome.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -50,6 +51,8 @@ class QoS(kombu_redis.QoS):
         super().__init__(*args, **kwargs)
         self._acked: list[str] = []
         self._acked_at = 0.0
+        # A thread pool acks from its own threads while the event loop appends.
+        self._acked_lock = threading.Lock()
 
     def append(self, message: Any, delivery_tag: str) -> None:
         """kombu's append, with the deferred acks' removals in its pipeline."""
@@ -69,21 +72,29 @@ class QoS(kombu_redis.QoS):
 
     def flush_acks(self) -> None:
         """Write the deferred acks now."""
-        if self._acked and not self._detached():
-            with self.pipe_or_acquire() as pipe:
-                self._remove_acked(pipe)
-                pipe.execute()
-        self._acked.clear()
+        if not self._acked:
+            return
+        if self._detached():
+            self._take_acked()
+            return
+        with self.pipe_or_acquire() as pipe:
+            self._remove_acked(pipe)
+            pipe.execute()
 
     def _held(self) -> int:
         # kombu's virtual QoS drops acked tags from ``_delivered`` lazily (``_dirty``).
         return len(self._delivered or ()) - len(self._dirty or ())
 
+    def _take_acked(self) -> list[str]:
+        with self._acked_lock:
+            acked, self._acked = self._acked, []
+        return acked
+
     def _remove_acked(self, pipe: Any) -> None:
-        if self._acked:
-            pipe.zrem(self.unacked_index_key, *self._acked)
-            pipe.hdel(self.unacked_key, *self._acked)
-            self._acked.clear()
+        acked = self._take_acked()
+        if acked:
+            pipe.zrem(self.unacked_index_key, *acked)
+            pipe.hdel(self.unacked_key, *acked)
 
     def restore_unacked(self, client: Any = None) -> Any:
         try:
@@ -113,9 +124,10 @@ class QoS(kombu_redis.QoS):
             # sweeper, and the conditional claim ignores the copy.
             log.warning("broker.ack_skipped", delivery_tag=delivery_tag)
             return
-        if not self._acked:
-            self._acked_at = time.monotonic()
-        self._acked.append(delivery_tag)
+        with self._acked_lock:
+            if not self._acked:
+                self._acked_at = time.monotonic()
+            self._acked.append(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
         if self._held() == 0:  # nothing else in hand: no message may come soon
             self.flush_acks()
