@@ -1,4 +1,4 @@
-"""kombu's Redis transport, with one failure of a lost connection made survivable.
+"""kombu's Redis transport: a lost connection's acks made survivable, and acks deferred.
 
 With kombu 5.7 and Celery 5.7, a worker whose broker connection drops while it
 holds unacknowledged messages (an ETA or countdown message waits unacked in

@@ -98,7 +98,7 @@ def test_a_close_writes_deferred_acks_and_restores_only_the_messages_still_held(
     # acked one is not
     assert unacked(broker_url) == set()
     client = redis.Redis.from_url(broker_url)
-    back = [m for m in client.lrange("acks", 0, -1)]
+    back = client.lrange("acks", 0, -1)
     assert len(back) == 3  # the two never taken, and the held one
     assert sum(second.delivery_tag.encode() in m for m in back) == 1
     assert not any(first.delivery_tag.encode() in m for m in back)
