@@ -67,6 +67,11 @@ def _lost_race(
         log.error("claim.unknown_job", job_id=str(job_id), kind=spec.kind)
         return
     status, run_after = state
+    if status is Status.QUEUED and not rt.store.dispatched(job_id):
+        # A stale copy of a job that waits in the backlog (its message is not out):
+        # its promotion publishes it, when due and when its share and its key allow.
+        log.info("claim.in_backlog", job_id=str(job_id), kind=spec.kind)
+        return
     if status is Status.QUEUED:
         # Delivered early (a duplicate, or clocks apart): come back when due.
         wait = max(0.0, (run_after - datetime.now(UTC)).total_seconds())

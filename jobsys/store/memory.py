@@ -147,7 +147,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             if job is None or (user_id is not None and job.user_id != user_id):
                 return None
             ok = job.status in MOVES["claim"].src and job.run_after <= now
-            if not ok or job.cancel_requested:
+            if not ok or job.cancel_requested or job.id in self.backlog:
                 return None
             claimed = self._put(
                 job,
@@ -541,6 +541,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             clear = {"cancel_requested": False, "worker": None, "worker_pid": None}
             job = self._put(job, status=Status.QUEUED, **fresh, **clear)
             self.canvases.pop(job.id, None)  # published on its own, out of its old chord
+            self.backlog.discard(job.id)
             kept = self.letters.get(letter.id)  # purged meanwhile: the job is revived all the same
             if kept is not None:
                 self.letters[letter.id] = dataclasses.replace(kept, retried_at=now)

@@ -118,12 +118,16 @@ SELECT id FROM jobs WHERE user_id = :user_id AND kind = :kind AND unique_key = :
 """
 )
 
-# Claim: the one transition a duplicate delivery must lose.
+# Claim: the one transition a duplicate delivery must lose. A job waiting in the
+# backlog has no message of its own yet: one delivered for it is a stale copy (an old
+# attempt's, restored by the broker), and running it would pass over its user's share
+# and its concurrency key; its promotion will publish it.
+_CLAIMABLE = "run_after <= now() AND NOT cancel_requested AND dispatched_at IS NOT NULL"
 CLAIM = sa.text(
     f"""
 UPDATE jobs SET {_CLAIM.set()}, attempt = attempt + 1, started_at = now(),
   lease_until = now() + make_interval(secs => :lease), worker = :worker, worker_pid = :pid
-WHERE id = :id AND {_CLAIM.where()} AND run_after <= now() AND NOT cancel_requested
+WHERE id = :id AND {_CLAIM.where()} AND {_CLAIMABLE}
 RETURNING {JOB_COLUMNS}
 """
 )
@@ -132,8 +136,7 @@ CLAIM_BY_USER = sa.text(
     f"""
 UPDATE jobs SET {_CLAIM.set()}, attempt = attempt + 1, started_at = now(),
   lease_until = now() + make_interval(secs => :lease), worker = :worker, worker_pid = :pid
-WHERE user_id = :user_id AND id = :id AND {_CLAIM.where()} AND run_after <= now()
-  AND NOT cancel_requested
+WHERE user_id = :user_id AND id = :id AND {_CLAIM.where()} AND {_CLAIMABLE}
 RETURNING {JOB_COLUMNS}
 """
 )
@@ -408,12 +411,13 @@ ORDER BY id DESC LIMIT :limit
 )
 
 # Retry from the DLQ: a fresh budget of attempts, the old history kept in the letter.
-# Published on its own: a canvas member's old chord counted its death already.
+# Published on its own (so marked dispatched, or its claim would refuse it): a canvas
+# member's old chord counted its death already.
 REVIVE = sa.text(
     f"""
 UPDATE jobs SET {_REVIVE.set()}, attempt = 0, run_after = now(), finished_at = NULL,
   errors = '[]'::jsonb, cancel_requested = false, worker = NULL, worker_pid = NULL,
-  postponements = 0, postponed_since = NULL, canvas = NULL
+  postponements = 0, postponed_since = NULL, canvas = NULL, dispatched_at = now()
 WHERE id = :id AND {_REVIVE.where()}
 RETURNING {JOB_COLUMNS}
 """

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from jobsys.store import JobStore, NewJob
-from tests.contract.base import ContractBase, new_job
+from tests.contract.base import ContractBase, claim, new_job
 
 
 def waiting(store: JobStore, user: str, n: int = 1, **changes: Any) -> list[NewJob]:
@@ -40,6 +40,22 @@ class AdmissionContract(ContractBase):
         assert not first.full and second.rows == []
         assert {r["kind"] for r in first.rows} == {"unit.echo"}
         assert [store.dispatched(j.id) for j in backlog] == [True, True]
+
+    def test_a_job_waiting_in_the_backlog_is_claimed_only_once_promoted(
+        self, store: JobStore
+    ) -> None:
+        # Given a due job in the backlog, and a stale copy of a message delivered for it
+        (job,) = waiting(store, "u1")
+
+        # Then that copy's claim is refused, by id or by user and id
+        assert claim(store, job.id) is None
+        assert claim(store, job.id, user_id="u1") is None
+        assert store.get_job(job.id).attempt == 0
+
+        # Once promoted (its own message published), its claim succeeds
+        assert [r["id"] for r in store.promote("default", 1).rows] == [job.id]
+        claimed = claim(store, job.id, user_id="u1")
+        assert claimed is not None and claimed.attempt == 1
 
     def test_a_full_promotion_says_more_may_wait(self, store: JobStore) -> None:
         waiting(store, "u1", 3)

@@ -209,6 +209,8 @@ def test_a_retry_issues_no_insert_and_no_select(jobsys_env: Env) -> None:
     settings = Settings.from_variables(jobsys_env.environ)
     with using(Runtime(settings, store=store)) as rt:
         result = jobsys.enqueue("test.flaky", user_id="user-1", payload={"key": "k", "failures": 1})
+        # (promoted out of the backlog, as a node's promoter would before publishing it)
+        assert [r["id"] for r in store.promote("default", 1).rows] == [result.job_id]
         Recording.sent.clear()
         durable.clear()
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from jobsys import enqueue_many
+from jobsys import enqueue, enqueue_many
+from jobsys.engine.dispatch import Dispatch, Why
 from tests.conftest import Env, StartWorkers
 from tests.support.wait import wait_until
 
@@ -75,3 +78,30 @@ def test_a_holder_that_ends_hands_its_key_to_the_next_job_without_waiting_for_a_
     assert most_at_once(events(jobsys_env, "h")) == 1
     wait_until(lambda: attempts(jobsys_env, "test.keyed_one")[0] == 8, timeout=30, what="rows")
     assert attempts(jobsys_env, "test.keyed_one") == (8, 8, 0)
+
+
+def test_a_stale_copy_of_a_waiting_jobs_message_does_not_pass_over_its_key(
+    jobsys_env: Env, start_workers: StartWorkers
+) -> None:
+    # Given a node with idle pool processes, a job holding a key of concurrency 1 for
+    # 3 s, and a second job of that key waiting for it in the backlog
+    start_workers(1, concurrency=4)
+    enqueue("test.keyed_one", user_id="u1", payload={"key": "st", "tag": "holder", "seconds": 3.0})
+    wait_until(lambda: events(jobsys_env, "st") == ["start:holder"], timeout=30, what="holder")
+    waiter = enqueue(
+        "test.keyed_one", user_id="u2", payload={"key": "st", "tag": "waiter", "seconds": 0.01}
+    )
+    waiter_id = uuid.UUID(waiter.id)
+    assert not jobsys_env.store.dispatched(waiter_id)
+
+    # When a stale copy of a message of the waiting job reaches the broker (as a
+    # broker restores an old attempt's unacknowledged message)
+    job = jobsys_env.store.get_job(waiter_id)
+    jobsys_env.runtime.dispatcher.send(Dispatch.of_job(job, Why.SWEEP))
+
+    # Then the copy is dropped: the waiting job starts only once the holder ended, and
+    # runs once
+    wait_until(lambda: len(events(jobsys_env, "st")) == 4, timeout=60, what="both jobs")
+    assert events(jobsys_env, "st") == ["start:holder", "end:holder", "start:waiter", "end:waiter"]
+    wait_until(lambda: attempts(jobsys_env, "test.keyed_one")[0] == 2, timeout=30, what="rows")
+    assert attempts(jobsys_env, "test.keyed_one") == (2, 2, 0)

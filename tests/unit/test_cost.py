@@ -108,6 +108,7 @@ def test_each_recorded_attempt_carries_its_cost_to_the_store(engine: Engine) -> 
     with pytest.raises(Retry):
         engine.deliver(new, spec)
     engine.clock.advance(1)
+    engine.admit()  # the retry waited in the backlog; its promotion publishes it
     engine.deliver(new, spec)
 
     # Then each outcome was recorded with that attempt's own cost

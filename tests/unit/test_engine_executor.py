@@ -300,7 +300,31 @@ def test_an_early_delivery_is_sent_back_for_when_the_job_is_due(engine: Engine) 
     (message,) = engine.broker.take("default")
     assert (message.task_id, message.kwargs) == (str(new.id), {"value": 1})
     assert message.headers["eta"] is not None
-    assert engine.calls == ["claim", "job_state"]
+    assert engine.calls == ["claim", "job_state", "dispatched"]
+
+
+def test_a_stale_copy_of_a_job_waiting_in_the_backlog_is_dropped(engine: Engine) -> None:
+    # Given a due job waiting in the backlog (its retry backoff is over, say) and a
+    # stale copy of an old message of it, as the broker restores one
+    new = engine.put(admitted=False)
+
+    # When that copy is delivered
+    with pytest.raises(Ignore):
+        engine.deliver(new)
+
+    # Then nothing ran and nothing was published (no EARLY copy with a countdown):
+    # the job is still in the backlog, for its promotion to publish
+    assert engine.hook.events == []
+    assert engine.hook.dispatched == []
+    assert engine.broker.take_all() == []
+    assert engine.store.get_job(new.id).attempt == 0
+    assert not engine.store.dispatched(new.id)
+    assert engine.calls == ["claim", "job_state", "dispatched"]
+
+    # And once promoted, its own message runs it
+    engine.admit()
+    (message,) = engine.broker.take("default")
+    assert message.task_id == str(new.id)
 
 
 def test_an_early_delivery_keeps_the_jobs_queue_and_priority(engine: Engine) -> None:
@@ -422,11 +446,14 @@ def test_a_job_postponed_past_its_limit_is_dead_lettered(engine: Engine) -> None
 
     new = engine.put()
 
-    # When it is postponed, then delivered again 300 s and 600 s after the first time
+    # When it is postponed, then promoted and delivered again 300 s and 600 s after
+    # the first time
     for _ in range(2):
         with pytest.raises(Retry):
             engine.deliver(new, handled_by(refused))
         engine.clock.advance(300.0)
+        engine.admit()
+        assert [m.task_id for m in engine.broker.take("default")] == [str(new.id)]
     with pytest.raises(JobPostponed):
         engine.deliver(new, handled_by(refused))
 
