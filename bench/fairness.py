@@ -5,7 +5,9 @@
 
 On the machine's PostgreSQL and Redis (a database and a Redis db of its own,
 created fresh and dropped at the end). One node, ``celery -A jobsys worker -P
-prefork -c 2``, with admission on, then off (``JOBSYS_ADMISSION``):
+prefork -c 2``, with admission on, then off (``JOBSYS_ADMISSION``); with
+``--rounds N``, N such pairs, every other one off first, each pair's throughput
+ratio printed and their median (the machine's speed drifts within a run):
 
 1. unloaded: ``--samples`` light jobs, one every 0.2 s, on an idle node;
 2. flood: a heavy user enqueues ``--heavy`` jobs of ``--seconds`` each with
@@ -282,19 +284,38 @@ def tick_cost(args: argparse.Namespace) -> dict[str, float]:
     return {"tick_s": done.seconds, "batches": done.batches, "idle_tick_s": again.seconds}
 
 
-def report(args: argparse.Namespace, on: dict[str, Any], off: dict[str, Any]) -> None:
+def report(args: argparse.Namespace, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Latencies pooled over the rounds; throughput per round, and the median ratio."""
     print(f"\nlight users' start latency (one node, -c 2; {args.heavy} heavy jobs of "
-          f"{args.seconds * 1000:.0f} ms, light jobs every {args.light_every} s)")  # fmt: skip
-    for name, res in (("admission on ", on), ("admission off", off)):
-        print(f"  {name}  unloaded  {shown(res['unloaded'])}")
-        print(f"  {name}  flooded   {shown(res['flood']['light'])}")
-        if "noop" in res:
-            print(f"  {name}  no-op x{args.noop} {shown(res['noop']['light'])}")
+          f"{args.seconds * 1000:.0f} ms, light jobs every {args.light_every} s;"
+          f" {len(pairs)} round(s) pooled)")  # fmt: skip
+    for name, side in (("admission on ", 0), ("admission off", 1)):
+        for label, key in (("unloaded ", "unloaded"), ("flooded  ", "flood"), ("no-op", "noop")):
+            if key not in pairs[0][side]:
+                continue
+            values = [v for pair in pairs for v in _light(pair[side], key)]
+            label = f"no-op x{args.noop}" if key == "noop" else label
+            print(f"  {name}  {label} {shown(values)}")
     print("\nheavy user's throughput (jobs started per second over the flood)")
     for scenario in ("flood", "noop"):
-        if scenario in on:
+        if scenario not in pairs[0][0]:
+            continue
+        ratios = []
+        for i, (on, off) in enumerate(pairs, 1):
             a, b = on[scenario]["heavy_per_s"], off[scenario]["heavy_per_s"]
-            print(f"  {scenario:5}  on {a:7.1f}/s   off {b:7.1f}/s   on/off {a / b:5.2f}x")
+            ratios.append(a / b)
+            first = "on" if i % 2 else "off"
+            print(
+                f"  {scenario:5}  on {a:7.1f}/s   off {b:7.1f}/s   on/off {a / b:5.2f}x"
+                f"   (round {i}, {first} first)"
+            )
+        if len(ratios) > 1:
+            print(f"  {scenario:5}  median on/off over {len(ratios)} rounds: "
+                  f"{statistics.median(ratios):.2f}x")  # fmt: skip
+
+
+def _light(result: dict[str, Any], key: str) -> list[float]:
+    return list(result["unloaded"] if key == "unloaded" else result[key]["light"])
 
 
 def parse() -> argparse.Namespace:
@@ -306,6 +327,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--noop", type=int, default=50_000, help="no-op flood (0: skip)")
     p.add_argument("--light-every", type=float, default=0.5, help="s between light jobs")
     p.add_argument("--samples", type=int, default=20, help="unloaded light jobs")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="on/off pairs, alternating which runs first"
+    )
     p.add_argument("--flood-timeout", type=float, default=600.0)
     p.add_argument("--backlog", type=int, default=1_000_000, help="jobs for the promotion cost")
     p.add_argument("--backlog-users", type=int, default=10_000)
@@ -317,7 +341,16 @@ def parse() -> argparse.Namespace:
     )
     p.add_argument("--log", default="/tmp/jobsys-bench-fairness.log")
     args = p.parse_args()
-    parts = ("heavy", "samples", "backlog", "backlog_users", "slots", "promotions", "tick_users")
+    parts = (
+        "heavy",
+        "samples",
+        "rounds",
+        "backlog",
+        "backlog_users",
+        "slots",
+        "promotions",
+        "tick_users",
+    )
     for name in parts:
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -334,9 +367,14 @@ def main() -> None:
     prepare(args)
     try:
         if "latency" in args.parts:
-            on = run_variant(args, True)
-            off = run_variant(args, False)
-            report(args, on, off)
+            pairs = []
+            for i in range(args.rounds):
+                # Alternating which side goes first, so a machine that drifts faster or
+                # slower during the run favours neither.
+                order = (True, False) if i % 2 == 0 else (False, True)
+                got = {admission: run_variant(args, admission) for admission in order}
+                pairs.append((got[True], got[False]))
+            report(args, pairs)
         if "promotion" in args.parts:
             cost = promotion_cost(args)
             print(
