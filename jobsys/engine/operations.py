@@ -10,6 +10,7 @@ import structlog
 from jobsys.engine.dispatch import Dispatch, Why
 from jobsys.engine.hooks import Outcome
 from jobsys.engine.outcome import notify
+from jobsys.engine.registry import keyed
 from jobsys.engine.runtime import Runtime
 from jobsys.errors import InvalidTransitionError
 from jobsys.store import Job, Status, tenancy
@@ -18,7 +19,8 @@ log = structlog.get_logger("jobsys.engine")
 
 
 def retry_dead_letter(rt: Runtime, letter_id: int, *, actor: str) -> uuid.UUID:
-    """Give a dead-lettered job a fresh set of attempts and publish it.
+    """Give a dead-lettered job a fresh set of attempts and publish it (a job of a
+    keyed kind waits for its key in the backlog instead, and is promoted from there).
 
     Raises:
         JobNotFoundError: no dead letter has that id.
@@ -37,6 +39,8 @@ def retry_dead_letter(rt: Runtime, letter_id: int, *, actor: str) -> uuid.UUID:
         raise InvalidTransitionError(
             letter.job_id, status.value, "retry from the dead-letter queue"
         )
+    if keyed(job.kind):
+        return letter.job_id  # it waits for its key in the backlog (Store.revive)
     # In a user's scope the revival commits when the scope ends: the message follows it.
     tenancy.after_commit(lambda: rt.dispatcher.send(Dispatch.of_job(job, Why.DLQ)))
     return letter.job_id

@@ -541,7 +541,10 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             clear = {"cancel_requested": False, "worker": None, "worker_pid": None}
             job = self._put(job, status=Status.QUEUED, **fresh, **clear)
             self.canvases.pop(job.id, None)  # published on its own, out of its old chord
-            self.backlog.discard(job.id)
+            if job.id in self.keys:  # a keyed job waits for its key, as at enqueue
+                self._join_backlog(job)
+            else:
+                self.backlog.discard(job.id)
             kept = self.letters.get(letter.id)  # purged meanwhile: the job is revived all the same
             if kept is not None:
                 self.letters[letter.id] = dataclasses.replace(kept, retried_at=now)

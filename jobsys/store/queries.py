@@ -411,15 +411,20 @@ ORDER BY id DESC LIMIT :limit
 )
 
 # Retry from the DLQ: a fresh budget of attempts, the old history kept in the letter.
-# Published on its own (so marked dispatched, or its claim would refuse it): a canvas
-# member's old chord counted its death already.
+# Published on its own by the caller (so marked dispatched, or its claim would refuse
+# it): a canvas member's old chord counted its death already. A keyed job waits for
+# its key in the backlog instead, as at enqueue, and the promoters wake.
 REVIVE = sa.text(
     f"""
-UPDATE jobs SET {_REVIVE.set()}, attempt = 0, run_after = now(), finished_at = NULL,
-  errors = '[]'::jsonb, cancel_requested = false, worker = NULL, worker_pid = NULL,
-  postponements = 0, postponed_since = NULL, canvas = NULL, dispatched_at = now()
-WHERE id = :id AND {_REVIVE.where()}
-RETURNING {JOB_COLUMNS}
+WITH moved AS (
+  UPDATE jobs SET {_REVIVE.set()}, attempt = 0, run_after = now(), finished_at = NULL,
+    errors = '[]'::jsonb, cancel_requested = false, worker = NULL, worker_pid = NULL,
+    postponements = 0, postponed_since = NULL, canvas = NULL,
+    dispatched_at = CASE WHEN concurrency_key IS NULL THEN now() END
+  WHERE id = :id AND {_REVIVE.where()}
+  RETURNING {JOB_COLUMNS}, dispatched_at
+), fair AS ({FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_MOVED)})
+SELECT moved.*, CASE WHEN dispatched_at IS NULL THEN {_WOKE} END AS woke FROM moved
 """
 )
 

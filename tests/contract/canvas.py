@@ -96,8 +96,8 @@ class CanvasContract(ContractBase):
         # When an operator revives it
         assert store.revive(store.get_dead_letter(letter), actor="op") is not None
 
-        # Then a re-publish of it (its message lost) no longer carries the old place
-        stale = {
-            r["id"]: r for r in store.stale_queued(everything=True, lost_after=0.0, queues=None)
-        }
-        assert stale[job.id]["canvas"] is None
+        # Then it waits for its key in the backlog, and its promotion no longer carries
+        # the old place
+        assert not store.dispatched(job.id)
+        (row,) = [r for r in store.promote(job.queue, 10).rows if r["id"] == job.id]
+        assert row["canvas"] is None

@@ -161,6 +161,8 @@ class FleetContract(ContractBase):
         assert (revived.status, revived.attempt, revived.errors) == (Status.QUEUED, 0, [])
         assert (revived.cancel_requested, revived.worker, revived.worker_pid) == (False, None, None)
         assert revived.finished_at is None
+        # And it is marked published (its caller publishes it), so its message's claim runs it
+        assert store.dispatched(job.id)
         # And the letter records the retry, and keeps the history
         kept = store.get_dead_letter(letter_id)
         assert kept.retried_at is not None and kept.retried_at >= kept.created_at

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from jobsys.store import JobStore, NewJob
-from tests.contract.base import ContractBase, new_job
+from tests.contract.base import ContractBase, error_entry, new_job
 
 
 def keyed(store: JobStore, n: int, key: str, limit: int, **changes: Any) -> list[NewJob]:
@@ -119,3 +119,30 @@ class KeysContract(ContractBase):
 
         # Then both go to the other user
         assert [r["user_id"] for r in rows] == ["other", "other"]
+
+    def test_a_revived_keyed_job_waits_for_its_key_in_the_backlog(self, store: JobStore) -> None:
+        # Given two jobs of one key of concurrency 1: the first buried, the second
+        # promoted and running, so holding the key
+        first, second = keyed(store, 2, "gmail:u1", 1)
+        assert ids(store) == [first.id]
+        dead = store.claim(first.id, "u1", lease=30, worker="w", pid=1)
+        assert dead is not None
+        entry = error_entry(dead)
+        letter = store.bury(
+            dead, error=entry, traceback="", reason="bug", retryable=True, actor="w"
+        )
+        assert letter is not None
+        assert promoted_within(store, 2.0) == [second.id]
+        holder = store.claim(second.id, "u1", lease=30, worker="w", pid=1)
+        assert holder is not None
+
+        # When the dead one is retried from the dead-letter queue
+        revived = store.revive(store.get_dead_letter(letter), actor="op")
+
+        # Then it waits in the backlog (no claim of a message for it succeeds) while
+        # the key is held, and is promoted once the holder ended
+        assert revived is not None and not store.dispatched(first.id)
+        assert store.claim(first.id, "u1", lease=30, worker="w", pid=1) is None
+        assert ids(store) == []
+        assert store.succeed(holder, {"ok": True})
+        assert promoted_within(store, 2.0) == [first.id]

@@ -13,7 +13,7 @@ from jobsys.engine.results import JobResult
 from jobsys.engine.worker import unknown_kind
 from jobsys.errors import InvalidTransitionError, JobNotFoundError
 from jobsys.store import Status
-from tests.support.engine import URGENT, Engine
+from tests.support.engine import KEYED, URGENT, Engine
 
 
 def buried(engine: Engine) -> tuple[uuid.UUID, int]:
@@ -47,6 +47,32 @@ def test_retrying_a_dead_letter_revives_the_job_and_publishes_it(engine: Engine)
     assert engine.hook.names() == ["before_dispatch", "after_dispatch"]
     (message,) = engine.broker.take("cpu")
     assert (message.task_id, message.priority) == (str(job_id), 3)
+
+
+def test_retrying_a_keyed_dead_letter_leaves_it_to_admission(engine: Engine) -> None:
+    # Given a dead-lettered job of a kind with a concurrency key
+    new = engine.put(KEYED, concurrency_key="k:u1", concurrency=1, admitted=False)
+    engine.admit()
+    engine.broker.take_all()
+    job = engine.store.claim(new.id, "u1", lease=60.0, worker="node-1", pid=1)
+    assert job is not None
+    error = {"attempt": 1, "type": "RuntimeError", "message": "boom", "reason": "bug"}
+    letter = engine.store.bury(
+        job, error=error, traceback="", reason="bug", retryable=True, actor="node-1"
+    )
+    assert letter is not None
+    engine.forget()
+
+    # When an operator retries it from the dead-letter queue
+    assert operations.retry_dead_letter(engine.rt, letter, actor="op") == new.id
+
+    # Then nothing is published past its key: it waits in the backlog, and its
+    # promotion publishes it
+    assert engine.hook.dispatched == []
+    assert engine.broker.take_all() == []
+    assert not engine.store.dispatched(new.id)
+    engine.admit()
+    assert [m.task_id for m in engine.broker.take("default")] == [str(new.id)]
 
 
 def test_a_second_retry_of_the_same_letter_is_refused(engine: Engine) -> None:
