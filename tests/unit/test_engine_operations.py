@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
 from jobsys.engine import operations
 from jobsys.engine.dispatch import Why
 from jobsys.engine.hooks import Outcome
+from jobsys.engine.registry import JobSpec
 from jobsys.engine.results import JobResult
 from jobsys.engine.worker import unknown_kind
 from jobsys.errors import InvalidTransitionError, JobNotFoundError
@@ -16,9 +18,13 @@ from jobsys.store import Status
 from tests.support.engine import KEYED, URGENT, Engine
 
 
-def buried(engine: Engine) -> tuple[uuid.UUID, int]:
-    """A job of the urgent kind (queue cpu, priority 6) buried on its first attempt."""
-    new = engine.put(URGENT)
+def buried(engine: Engine, spec: JobSpec = URGENT, **changes: Any) -> tuple[uuid.UUID, int]:
+    """A job buried on its first attempt: of the urgent kind (queue cpu, priority 6)
+    unless another is given; one put into the backlog is promoted first."""
+    new = engine.put(spec, **changes)
+    if not new.admitted:
+        engine.admit(new.queue)
+        engine.broker.take_all()
     job = engine.store.claim(new.id, "u1", lease=60.0, worker="node-1", pid=1)
     assert job is not None
     error = {"attempt": 1, "type": "RuntimeError", "message": "boom", "reason": "bug"}
@@ -51,28 +57,18 @@ def test_retrying_a_dead_letter_revives_the_job_and_publishes_it(engine: Engine)
 
 def test_retrying_a_keyed_dead_letter_leaves_it_to_admission(engine: Engine) -> None:
     # Given a dead-lettered job of a kind with a concurrency key
-    new = engine.put(KEYED, concurrency_key="k:u1", concurrency=1, admitted=False)
-    engine.admit()
-    engine.broker.take_all()
-    job = engine.store.claim(new.id, "u1", lease=60.0, worker="node-1", pid=1)
-    assert job is not None
-    error = {"attempt": 1, "type": "RuntimeError", "message": "boom", "reason": "bug"}
-    letter = engine.store.bury(
-        job, error=error, traceback="", reason="bug", retryable=True, actor="node-1"
-    )
-    assert letter is not None
-    engine.forget()
+    job_id, letter = buried(engine, KEYED, concurrency_key="k:u1", concurrency=1, admitted=False)
 
     # When an operator retries it from the dead-letter queue
-    assert operations.retry_dead_letter(engine.rt, letter, actor="op") == new.id
+    assert operations.retry_dead_letter(engine.rt, letter, actor="op") == job_id
 
     # Then nothing is published past its key: it waits in the backlog, and its
     # promotion publishes it
     assert engine.hook.dispatched == []
     assert engine.broker.take_all() == []
-    assert not engine.store.dispatched(new.id)
+    assert not engine.store.dispatched(job_id)
     engine.admit()
-    assert [m.task_id for m in engine.broker.take("default")] == [str(new.id)]
+    assert [m.task_id for m in engine.broker.take("default")] == [str(job_id)]
 
 
 def test_a_second_retry_of_the_same_letter_is_refused(engine: Engine) -> None:
