@@ -19,8 +19,12 @@ log = structlog.get_logger("jobsys.engine")
 
 
 def retry_dead_letter(rt: Runtime, letter_id: int, *, actor: str) -> uuid.UUID:
-    """Give a dead-lettered job a fresh set of attempts and publish it (a job of a
-    keyed kind waits for its key in the backlog instead, and is promoted from there).
+    """Give a dead-lettered job a fresh set of attempts.
+
+    With admission on it joins the backlog and is promoted in its user's fair share,
+    as at enqueue, so retrying thousands of letters does not flood the broker ahead
+    of other users; a job of a keyed kind always waits there for its key. With
+    admission off it is published at once.
 
     Raises:
         JobNotFoundError: no dead letter has that id.
@@ -33,14 +37,14 @@ def retry_dead_letter(rt: Runtime, letter_id: int, *, actor: str) -> uuid.UUID:
         # Its job may have died again since: that death has a letter of its own,
         # and retrying through this old one would bypass it.
         raise _retried_already(rt, letter.id, letter.job_id, letter.retried_at)
-    job = store.revive(letter, actor=actor)
+    job = store.revive(letter, actor=actor, backlog=rt.settings.admission)
     if job is None:
         status = store.get_job(letter.job_id).status
         raise InvalidTransitionError(
             letter.job_id, status.value, "retry from the dead-letter queue"
         )
-    if keyed(job.kind):
-        return letter.job_id  # it waits for its key in the backlog (Store.revive)
+    if rt.settings.admission or keyed(job.kind):
+        return letter.job_id  # it waits in the backlog (Store.revive)
     # In a user's scope the revival commits when the scope ends: the message follows it.
     tenancy.after_commit(lambda: rt.dispatcher.send(Dispatch.of_job(job, Why.DLQ)))
     return letter.job_id

@@ -107,10 +107,14 @@ class FleetSql:
             rows = conn.execute(q.LIST_DEAD_LETTERS, params).mappings().all()
         return [DeadLetter.from_row(r) for r in rows]
 
-    def revive(self, letter: DeadLetter, *, actor: str) -> Job | None:
-        """Give a dead job a fresh set of attempts; ``None`` if it is no longer dead."""
+    def revive(self, letter: DeadLetter, *, actor: str, backlog: bool = False) -> Job | None:
+        """Give a dead job a fresh set of attempts; ``None`` if it is no longer dead.
+
+        With ``backlog`` it waits in the backlog for admission (as a keyed job always
+        does); otherwise the caller publishes it.
+        """
         with tenancy.own_rows(self.transaction) as rows:
-            row = rows.one(_REVIVE, {"id": letter.job_id})
+            row = rows.one(_REVIVE, {"id": letter.job_id, "backlog": backlog})
             if row is None:
                 return None
             rows.then(_MARK_LETTER_RETRIED, {"id": letter.id})

@@ -530,7 +530,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             found = [d for d in self.letters.values() if d.job_id == job_id]
         return _copy(max(found, key=lambda d: d.id)) if found else None
 
-    def revive(self, letter: DeadLetter, *, actor: str) -> Job | None:
+    def revive(self, letter: DeadLetter, *, actor: str, backlog: bool = False) -> Job | None:
         with self._lock:
             job = self.jobs.get(letter.job_id)
             if job is None or job.status not in MOVES["revive"].src:
@@ -541,7 +541,7 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             clear = {"cancel_requested": False, "worker": None, "worker_pid": None}
             job = self._put(job, status=Status.QUEUED, **fresh, **clear)
             self.canvases.pop(job.id, None)  # published on its own, out of its old chord
-            if job.id in self.keys:  # a keyed job waits for its key, as at enqueue
+            if backlog or job.id in self.keys:  # a keyed job waits for its key, as at enqueue
                 self._join_backlog(job)
             else:
                 self.backlog.discard(job.id)

@@ -411,16 +411,18 @@ ORDER BY id DESC LIMIT :limit
 )
 
 # Retry from the DLQ: a fresh budget of attempts, the old history kept in the letter.
-# Published on its own by the caller (so marked dispatched, or its claim would refuse
-# it): a canvas member's old chord counted its death already. A keyed job waits for
-# its key in the backlog instead, as at enqueue, and the promoters wake.
+# Out of its old chord (a canvas member's old chord counted its death already). With
+# :backlog (admission on) it joins the backlog and the promoters wake, so a bulk retry
+# takes its user's fair share like an enqueue; so does a keyed job always, to wait for
+# its key. Otherwise the caller publishes it (so marked dispatched, or its claim
+# would refuse it).
 REVIVE = sa.text(
     f"""
 WITH moved AS (
   UPDATE jobs SET {_REVIVE.set()}, attempt = 0, run_after = now(), finished_at = NULL,
     errors = '[]'::jsonb, cancel_requested = false, worker = NULL, worker_pid = NULL,
     postponements = 0, postponed_since = NULL, canvas = NULL,
-    dispatched_at = CASE WHEN concurrency_key IS NULL THEN now() END
+    dispatched_at = CASE WHEN concurrency_key IS NULL AND NOT :backlog THEN now() END
   WHERE id = :id AND {_REVIVE.where()}
   RETURNING {JOB_COLUMNS}, dispatched_at
 ), fair AS ({FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_MOVED)})

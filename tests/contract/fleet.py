@@ -178,6 +178,24 @@ class FleetContract(ContractBase):
         again = claim(store, job.id)
         assert again is not None and again.attempt == 1
 
+    def test_revive_into_the_backlog_waits_for_a_promotion(self, store: JobStore) -> None:
+        # Given a dead letter of a job without a concurrency key
+        job, letter_id = dead(store)
+
+        # When it is revived into the backlog (admission on)
+        revived = store.revive(store.get_dead_letter(letter_id), actor="op", backlog=True)
+
+        # Then it is queued but not published: a claim of a stray message is refused
+        assert revived is not None and revived.status is Status.QUEUED
+        assert not store.dispatched(job.id)
+        assert claim(store, job.id) is None
+        # And the next promotion of its queue takes it, once, and then it runs
+        assert [r["id"] for r in store.promote(job.queue, 10).rows] == [job.id]
+        assert store.promote(job.queue, 10).rows == []
+        assert store.dispatched(job.id)
+        again = claim(store, job.id)
+        assert again is not None and again.attempt == 1
+
     def test_revive_of_a_job_that_is_not_dead_returns_none(self, store: JobStore) -> None:
         # Given a dead letter whose job was already revived
         _, letter_id = dead(store)

@@ -88,13 +88,28 @@ def test_a_retried_dead_letter_is_not_retried_again(jobsys_env: Env) -> None:
     assert jobsys_env.store.get_job(job.id).status is Status.QUEUED
 
 
-def test_dlq_retry_with_redis_down_is_one_line_and_loses_nothing(jobsys_env: Env) -> None:
-    # Given a dead letter, and a broker nobody answers at
+def test_dlq_retry_with_redis_down_needs_only_postgresql(jobsys_env: Env) -> None:
+    # Given a dead letter, and a broker nobody answers at (admission on)
     job, letter = dead(jobsys_env.store, user_id="u-down")
     down = "redis://:redis-secret@127.0.0.1:1/0"
 
     # When it is retried
     done = jobsys(jobsys_env, "dlq", "retry", str(letter), JOBSYS_BROKER_URL=down)
+
+    # Then it succeeds: the job waits in the backlog, published once a node admits it
+    assert done.returncode == 0, done
+    assert done.stdout == f"requeued job {job.id}\n"
+    assert jobsys_env.store.get_job(job.id).status is Status.QUEUED
+    assert not jobsys_env.store.dispatched(job.id)
+
+
+def test_dlq_retry_with_redis_down_is_one_line_and_loses_nothing(jobsys_env: Env) -> None:
+    # Given a dead letter, a broker nobody answers at, and admission off
+    job, letter = dead(jobsys_env.store, user_id="u-down")
+    down = {"JOBSYS_ADMISSION": "false", "JOBSYS_BROKER_URL": "redis://:redis-secret@127.0.0.1:1/0"}
+
+    # When it is retried
+    done = jobsys(jobsys_env, "dlq", "retry", str(letter), **down)
 
     # Then one line says the job is queued but unpublished; the row is there for the sweeper
     line = one_error_line(done)

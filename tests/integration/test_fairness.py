@@ -12,7 +12,9 @@ import pytest
 
 from jobsys import enqueue, enqueue_many
 from jobsys.engine.admission import Admitter
+from jobsys.engine.operations import retry_dead_letter
 from tests.conftest import Env, StartWorkers
+from tests.contract.base import dead
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -60,6 +62,32 @@ def test_a_light_users_job_starts_behind_at_most_a_buffer_of_a_heavy_users_flood
     assert max(ahead) <= BOUND, ahead
     # And the heavy user's flood was still waiting, far from done
     assert order.count("heavy") < 1000
+
+
+def test_a_bulk_dead_letter_retry_takes_its_users_share_not_the_whole_broker(
+    jobsys_env: Env, start_workers: StartWorkers
+) -> None:
+    # Given a heavy user with 600 dead letters of 10 ms jobs, all retried at once
+    payload = {"key": "dl", "tag": "heavy", "seconds": 0.01}
+    letters = [
+        dead(jobsys_env.store, user_id="heavy", kind="test.stamp", payload=payload)[1]
+        for _ in range(600)
+    ]
+    start_workers(1, concurrency=CONCURRENCY, env={"JOBSYS_READY_MAX": str(READY_MAX)})
+    for letter in letters:
+        retry_dead_letter(jobsys_env.runtime, letter, actor="op")
+    wait_until(lambda: len(starts(jobsys_env, "dl")) >= 20, timeout=60, what="the retries to run")
+
+    # When a light user enqueues one job
+    jobsys_env.redis.rpush("dl:starts", "enqueued:light")
+    enqueue("test.stamp", user_id="light", payload={"key": "dl", "tag": "light"})
+    wait_until(lambda: "light" in starts(jobsys_env, "dl"), timeout=60, what="light to start")
+
+    # Then it started after at most a ready buffer of the retried jobs, not all of them
+    order = starts(jobsys_env, "dl")
+    ahead = order[order.index("enqueued:light") : order.index("light")].count("heavy")
+    assert ahead <= BOUND, ahead
+    assert order.count("heavy") < 300
 
 
 def test_two_users_with_weights_one_and_three_start_jobs_one_to_three(

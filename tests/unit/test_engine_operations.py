@@ -36,9 +36,31 @@ def buried(engine: Engine, spec: JobSpec = URGENT, **changes: Any) -> tuple[uuid
     return new.id, letter
 
 
-def test_retrying_a_dead_letter_revives_the_job_and_publishes_it(engine: Engine) -> None:
-    # Given a dead-lettered job
+def test_retrying_a_dead_letter_revives_the_job_into_the_backlog(engine: Engine) -> None:
+    # Given a dead-lettered job (admission on)
     job_id, letter = buried(engine)
+
+    # When an operator retries it from the dead-letter queue
+    retried = operations.retry_dead_letter(engine.rt, letter, actor="op")
+
+    # Then it is queued with a fresh set of attempts, and nothing is published yet:
+    # it waits for its user's fair share like an enqueued job
+    assert retried == job_id
+    job = engine.store.get_job(job_id)
+    assert (job.status, job.attempt, job.errors) == (Status.QUEUED, 0, [])
+    assert engine.hook.dispatched == []
+    assert engine.broker.take_all() == []
+    assert not engine.store.dispatched(job_id)
+    # And a promotion of its queue publishes it
+    engine.admit("cpu")
+    assert [(d.why, d.job_id) for d in engine.hook.dispatched] == [(Why.ADMIT, job_id)]
+    assert [m.task_id for m in engine.broker.take("cpu")] == [str(job_id)]
+
+
+def test_with_admission_off_a_retried_dead_letter_is_published_at_once(engine: Engine) -> None:
+    # Given a dead-lettered job, and admission off
+    job_id, letter = buried(engine)
+    engine.rt.settings = engine.rt.settings.model_copy(update={"admission": False})
 
     # When an operator retries it from the dead-letter queue
     retried = operations.retry_dead_letter(engine.rt, letter, actor="op")
@@ -92,6 +114,7 @@ def test_an_old_letter_of_a_job_that_died_again_is_not_retried_twice(engine: Eng
     # Given a letter retried once, whose job then died again (a second letter)
     job_id, first = buried(engine)
     operations.retry_dead_letter(engine.rt, first, actor="op")
+    engine.admit("cpu")
     engine.broker.take_all()
     job = engine.store.claim(job_id, "u1", lease=60.0, worker="node-1", pid=1)
     assert job is not None
