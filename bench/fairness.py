@@ -224,6 +224,9 @@ def run_variant(args: argparse.Namespace, admission: bool) -> dict[str, Any]:
             bench.reset()
             bench.stop_worker()
             bench.start_worker()
+            # As before the first flood: a node registers before its pool processes
+            # have run a job, and the first light job would wait for them (~1 s).
+            bench.latencies([bench.light("warm-up")])
             out["noop"] = bench.flood(args.noop, 0.0)
     finally:
         bench.stop_worker()
