@@ -121,7 +121,9 @@ class JobNotFoundError(JobsysError, LookupError):
 
     def __init__(self, what: str, ident: object) -> None:
         self.ident = ident
-        super().__init__(f"no {what} with id {ident}")
+        # An empty or blank id is quoted, or the message would seem cut short.
+        shown = ident if str(ident).strip() else repr(str(ident))
+        super().__init__(f"no {what} with id {shown}")
 
 
 class InvalidTransitionError(JobsysError):

@@ -88,10 +88,15 @@ db.add_command(db_roles)
 def main() -> None:
     """Entry point: run the command; any failure is one line on stderr and exit status 1."""
     _logs_to_stderr()
+    # As `celery -A` does: modules of the current directory (JOBSYS_IMPORTS) are found.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         code = cli.main(prog_name="jobsys", standalone_mode=False)
     except click.Abort:
         fail("aborted", 130)
+    except ImportError as e:
+        fail(f"cannot import job module: {e} (JOBSYS_IMPORTS names modules to import)")
     except Exception as e:
         if os.environ.get("JOBSYS_DEBUG"):
             traceback.print_exc()

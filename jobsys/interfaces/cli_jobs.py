@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import uuid
 from typing import Any
 
@@ -24,9 +22,7 @@ _FLAGS = {"delay": "--delay", "priority": "--priority", "user_id": "--user"}
 
 
 def _import_kinds(extra: tuple[str, ...] = ()) -> None:
-    # As `celery -I` does: a module in the current directory is found.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    # Modules of the current directory are found: `jobsys` puts it on sys.path.
     try:
         runtime_of().load_imports(extra)
     except ImportError as e:

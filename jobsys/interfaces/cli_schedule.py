@@ -24,7 +24,11 @@ def schedule_tick(as_json: bool) -> None:
         render.emit_json(done.as_dict())
         return
     click.echo(
-        f"{done.due} users due: {len(done.enqueued)} syncs enqueued,"
+        f"{_count(done.due, 'user')} due: {_count(len(done.enqueued), 'sync')} enqueued,"
         f" {len(done.coalesced)} joined a sync still queued or running"
-        f" ({done.batches} batches, {done.seconds:.2f} s)"
+        f" ({_count(done.batches, 'batch', 'batches')}, {done.seconds:.2f} s)"
     )
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"

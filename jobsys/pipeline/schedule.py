@@ -50,6 +50,10 @@ class Tick:
 
 def sync_job(rt: Runtime, *, unique_key: str | None = None) -> JobTemplate:
     """A user's incremental sync, as SQL inserts it for many users (a tick, a follow-up)."""
+    # The kind is jobsys's own: a tick asked for by hand finds it even when
+    # JOBSYS_IMPORTS leaves the sync pipeline out (as `jobsys sync` does).
+    from jobsys import tasks  # noqa: F401
+
     spec = spec_of(rt, SYNC_KIND)
     return JobTemplate(
         kind=spec.kind,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -214,3 +215,29 @@ def test_sweep_prints_a_sentence(jobsys_env: Env) -> None:
     done = jobsys(jobsys_env, "sweep")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("swept: 0 dead worker(s), 0 expired lease(s)")
+
+
+def test_job_modules_are_found_in_the_current_directory_and_a_missing_one_is_one_line(
+    jobsys_env: Env, tmp_path: Path
+) -> None:
+    # Given a module of job kinds in the current directory, named by JOBSYS_IMPORTS
+    # (the sync pipeline's jobsys.tasks left out)
+    (tmp_path / "mykinds.py").write_text(
+        "from jobsys import job\n\n@job(kind='my.noop')\ndef noop(ctx):\n    return None\n"
+    )
+    ours = {"cwd": tmp_path, "JOBSYS_IMPORTS": "mykinds"}
+
+    # When a job of it is enqueued, and a tick of the periodic syncs runs by hand
+    enqueued = jobsys(jobsys_env, "enqueue", "my.noop", "--user", "u1", **ours)  # type: ignore[arg-type]
+    ticked = jobsys(jobsys_env, "schedule", "tick", **ours)  # type: ignore[arg-type]
+
+    # Then both work: the module is found, and a tick knows jobsys's own sync kind
+    assert enqueued.returncode == 0, enqueued.stderr
+    assert jobsys_env.store.get_job(uuid.UUID(enqueued.stdout.strip())).kind == "my.noop"
+    assert ticked.returncode == 0 and ticked.stdout.startswith("0 users due"), ticked
+
+    # And a module that cannot be imported is one line naming it, from any command
+    for args in (("stats",), ("enqueue", "my.noop", "--user", "u1")):
+        done = jobsys(jobsys_env, *args, cwd=tmp_path, JOBSYS_IMPORTS="missing_kinds")
+        line = one_error_line(done)
+        assert "cannot import job module: No module named 'missing_kinds'" in line, line

@@ -166,6 +166,7 @@ def test_user_set_weight_is_stored_and_listed_and_bad_weights_are_refused(
         (("w@example.com", "--weight", "0"), "--weight"),
         (("w@example.com", "--weight", "abc"), "--weight"),
         (("nobody@example.com", "--weight", "2"), "nobody@example.com"),
+        (("", "--weight", "2"), "no user with id ''"),
     ):
         code, _, err = _cli(jobsys_env, "user", "set", *args, key=None)
         assert code != 0 and message in err and "Traceback" not in err, err

@@ -12,15 +12,16 @@ from tests.support.workers import REPO
 
 
 def jobsys(
-    env: Env, *args: str, stdin: str | None = None, **variables: str
+    env: Env, *args: str, stdin: str | None = None, cwd: Path | None = None, **variables: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``jobsys`` command on the test's servers (plus ``variables``)."""
+    """Run the installed ``jobsys`` command on the test's servers (plus ``variables``),
+    in ``cwd`` if given."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("JOBSYS_")}
     environ.pop("APP_ENCRYPTION_KEY", None)
     environ.update({**env.environ, "PYTHONPATH": str(REPO), **variables})
     command = [str(Path(sys.executable).with_name("jobsys")), *args]
     return subprocess.run(
-        command, env=environ, input=stdin, capture_output=True, text=True, timeout=60
+        command, env=environ, input=stdin, capture_output=True, text=True, timeout=60, cwd=cwd
     )
 
 
