@@ -148,10 +148,12 @@ class FairUserRow(Base):
 
     __tablename__ = "fair_users"
     __table_args__ = (
+        # In the promotion's order, ties on vtime by user_id (migration 0022).
         sa.Index(
             "fair_users_waiting_idx",
             "queue",
             "vtime",
+            "user_id",
             postgresql_where=sa.text("next_due IS NOT NULL"),
         ),
     )
