@@ -270,7 +270,10 @@ class UserRow(Base):
         sa.CheckConstraint(
             "sync_interval IS NULL OR sync_interval > 0", name="users_sync_interval_positive"
         ),
-        sa.Index("users_sync_due_idx", "next_sync_at", postgresql_where=sa.text("NOT paused")),
+        # In the tick's order, ties on the due time by id (migration 0023).
+        sa.Index(
+            "users_sync_due_idx", "next_sync_at", "id", postgresql_where=sa.text("NOT paused")
+        ),
     )
 
     id: Mapped[str] = mapped_column(sa.Text, primary_key=True)

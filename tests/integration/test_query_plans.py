@@ -1,14 +1,18 @@
-"""A promotion's cost does not grow with the number of users waiting: read from the
+"""A promotion's and a tick's cost do not grow with the number of users: read from the
 plans PostgreSQL runs (rows each statement reads), not from the clock."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from jobsys.pipeline.schedule import sync_job
 from jobsys.store.admission import WAITING
+from jobsys.store.schedule import _TICK
 from tests.conftest import Env
 
 pytestmark = pytest.mark.integration
@@ -16,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 def rows_read(plan: dict[str, Any], relation: str) -> int:
     """Rows the plan's scans of ``relation`` returned, over all their loops."""
-    own = plan["Actual Rows"] * plan["Actual Loops"] if plan.get("Relation Name") == relation else 0
+    scan = plan["Node Type"].endswith("Scan") and plan.get("Relation Name") == relation
+    own = plan["Actual Rows"] * plan["Actual Loops"] if scan else 0
     return own + sum(rows_read(child, relation) for child in plan.get("Plans", []))
 
 
@@ -38,3 +43,31 @@ def test_picking_the_waiting_users_reads_as_many_as_the_slots_not_every_tied_use
 
     # Then it read 10 of them, in (vtime, user_id) order, not the whole tied group
     assert rows_read(found[0]["Plan"], "fair_users") == 10
+
+
+def test_a_ticks_batch_reads_its_own_users_not_every_user_due_at_the_same_time(
+    jobsys_env: Env,
+) -> None:
+    # Given 3,000 users added together, so all due at the same time
+    with jobsys_env.store.durable.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO users (id, email)"
+            " SELECT 'u-' || g, 'u-' || g || '@example.com' FROM generate_series(1, 3000) g"
+        )
+        conn.exec_driver_sql("ANALYZE users")
+    job = sync_job(jobsys_env.runtime)
+    params = {
+        **dataclasses.asdict(job),
+        "payload": json.dumps(job.payload),
+        "interval": 300.0,
+        "batch": 10,
+    }
+
+    # When a tick takes a batch of 10 of them (its statement run, then rolled back)
+    with jobsys_env.store.durable.connect() as conn, conn.begin() as tx:
+        explain = sa.text(f"EXPLAIN (ANALYZE, FORMAT JSON) {_TICK.text}")
+        (found,) = conn.execute(explain, params).one()
+        tx.rollback()
+
+    # Then it read 10 users to pick them and 10 to move them on, not all 3,000
+    assert rows_read(found[0]["Plan"], "users") == 20
