@@ -541,7 +541,8 @@ class MemoryStore(MemoryQuotas, MemoryAdmission):
             clear = {"cancel_requested": False, "worker": None, "worker_pid": None}
             job = self._put(job, status=Status.QUEUED, **fresh, **clear)
             self.canvases.pop(job.id, None)  # published on its own, out of its old chord
-            if backlog or job.id in self.keys:  # a keyed job waits for its key, as at enqueue
+            # Into the backlog (admission on); a keyed job always, to wait for its key.
+            if backlog or job.id in self.keys:
                 self._join_backlog(job)
             else:
                 self.backlog.discard(job.id)
