@@ -4,6 +4,7 @@ Everything jobsys raises derives from :class:`JobsysError`::
 
     JobsysError                      reason, retryable, retry_after (below)
     ├── ConfigError                  malformed or missing configuration
+    │   └── JobModuleError           a module JOBSYS_IMPORTS names cannot be imported
     ├── PayloadError                 a payload failed its kind's schema (each item, field, rule)
     ├── OptionError                  an enqueue option breaks its rule (user_id, priority, delay)
     ├── UnknownKindError             no job kind registered under that name
@@ -74,6 +75,16 @@ class ConfigError(JobsysError):
     """Configuration is malformed or missing."""
 
     reason = "config"
+
+
+class JobModuleError(ConfigError, ImportError):
+    """A module of job kinds (``JOBSYS_IMPORTS`` or ``--import``) cannot be imported."""
+
+    def __init__(self, module: str, cause: ImportError) -> None:
+        self.module = module
+        super().__init__(
+            f"cannot import job module: {cause} ({module!r}, named by JOBSYS_IMPORTS or --import)"
+        )
 
 
 class PayloadError(JobsysError, ValueError):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from jobsys.config import Settings
 from jobsys.engine.dispatch import Dispatcher
 from jobsys.engine.hooks import Hook, Hooks
-from jobsys.errors import ConfigError
+from jobsys.errors import ConfigError, JobModuleError
 from jobsys.store import JobStore, Store
 
 if TYPE_CHECKING:
@@ -175,12 +175,15 @@ class Runtime:
         A module may define ``jobsys_hooks(runtime)`` returning hooks to add.
 
         Raises:
-            ImportError: a module cannot be imported.
+            JobModuleError: a module cannot be imported (an ``ImportError`` too).
         """
         for name in (*self.settings.imports, *extra):
             if name in self._imported:
                 continue
-            module = importlib.import_module(name)
+            try:
+                module = importlib.import_module(name)
+            except ImportError as e:
+                raise JobModuleError(name, e) from e
             self._imported.add(name)
             for hook in getattr(module, HOOKS_ATTRIBUTE, lambda _rt: ())(self):
                 self.hooks.add(hook)

@@ -95,8 +95,6 @@ def main() -> None:
         code = cli.main(prog_name="jobsys", standalone_mode=False)
     except click.Abort:
         fail("aborted", 130)
-    except ImportError as e:
-        fail(f"cannot import job module: {e} (JOBSYS_IMPORTS names modules to import)")
     except Exception as e:
         if os.environ.get("JOBSYS_DEBUG"):
             traceback.print_exc()

@@ -23,10 +23,7 @@ _FLAGS = {"delay": "--delay", "priority": "--priority", "user_id": "--user"}
 
 def _import_kinds(extra: tuple[str, ...] = ()) -> None:
     # Modules of the current directory are found: `jobsys` puts it on sys.path.
-    try:
-        runtime_of().load_imports(extra)
-    except ImportError as e:
-        raise click.ClickException(f"cannot import job module: {e}") from e
+    runtime_of().load_imports(extra)
 
 
 def _payload(text: str) -> dict[str, Any]:
