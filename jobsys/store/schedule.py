@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from jobsys.store import queries as q
 from jobsys.store.gateway import Store
 
-_TICK = sa.text(
+TICK = sa.text(
     f"""
 WITH due AS (
   SELECT id, COALESCE(sync_interval, :interval) AS every FROM users
@@ -62,6 +62,12 @@ class JobTemplate:
     unique_key: str | None = None
 
 
+def tick_params(job: JobTemplate, *, interval: float, batch: int) -> dict[str, Any]:
+    """The parameters of :data:`TICK` for one batch."""
+    payload = json.dumps(job.payload)
+    return {**dataclasses.asdict(job), "payload": payload, "interval": interval, "batch": batch}
+
+
 class ScheduleStore:
     """SQL for the schedule of periodic syncs, on the same engines as :class:`Store`."""
 
@@ -71,14 +77,9 @@ class ScheduleStore:
     def take_due(self, job: JobTemplate, *, interval: float, batch: int) -> list[dict[str, Any]]:
         """One batch of due users, moved on and given a job each (``job_id`` None: the
         user's previous periodic job is still queued or running)."""
-        params = {
-            **dataclasses.asdict(job),
-            "payload": json.dumps(job.payload),
-            "interval": interval,
-            "batch": batch,
-        }
+        params = tick_params(job, interval=interval, batch=batch)
         with self._store.transaction() as conn:
-            rows = [dict(r) for r in conn.execute(_TICK, params).mappings()]
+            rows = [dict(r) for r in conn.execute(TICK, params).mappings()]
             if any(r["job_id"] is not None for r in rows):
                 conn.execute(q.WAKE, {"wake": [job.queue]})
         return rows

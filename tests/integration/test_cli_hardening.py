@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -225,11 +226,13 @@ def test_job_modules_are_found_in_the_current_directory_and_a_missing_one_is_one
     (tmp_path / "mykinds.py").write_text(
         "from jobsys import job\n\n@job(kind='my.noop')\ndef noop(ctx):\n    return None\n"
     )
-    ours = {"cwd": tmp_path, "JOBSYS_IMPORTS": "mykinds"}
+
+    def ours(*args: str) -> subprocess.CompletedProcess[str]:
+        return jobsys(jobsys_env, *args, cwd=tmp_path, JOBSYS_IMPORTS="mykinds")
 
     # When a job of it is enqueued, and a tick of the periodic syncs runs by hand
-    enqueued = jobsys(jobsys_env, "enqueue", "my.noop", "--user", "u1", **ours)  # type: ignore[arg-type]
-    ticked = jobsys(jobsys_env, "schedule", "tick", **ours)  # type: ignore[arg-type]
+    enqueued = ours("enqueue", "my.noop", "--user", "u1")
+    ticked = ours("schedule", "tick")
 
     # Then both work: the module is found, and a tick knows jobsys's own sync kind
     assert enqueued.returncode == 0, enqueued.stderr

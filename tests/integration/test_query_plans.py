@@ -3,8 +3,6 @@ plans PostgreSQL runs (rows each statement reads), not from the clock."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from typing import Any
 
 import pytest
@@ -12,7 +10,7 @@ import sqlalchemy as sa
 
 from jobsys.pipeline.schedule import sync_job
 from jobsys.store.admission import WAITING
-from jobsys.store.schedule import _TICK
+from jobsys.store.schedule import TICK, tick_params
 from tests.conftest import Env
 
 pytestmark = pytest.mark.integration
@@ -55,17 +53,11 @@ def test_a_ticks_batch_reads_its_own_users_not_every_user_due_at_the_same_time(
             " SELECT 'u-' || g, 'u-' || g || '@example.com' FROM generate_series(1, 3000) g"
         )
         conn.exec_driver_sql("ANALYZE users")
-    job = sync_job(jobsys_env.runtime)
-    params = {
-        **dataclasses.asdict(job),
-        "payload": json.dumps(job.payload),
-        "interval": 300.0,
-        "batch": 10,
-    }
+    params = tick_params(sync_job(jobsys_env.runtime), interval=300.0, batch=10)
 
     # When a tick takes a batch of 10 of them (its statement run, then rolled back)
     with jobsys_env.store.durable.connect() as conn, conn.begin() as tx:
-        explain = sa.text(f"EXPLAIN (ANALYZE, FORMAT JSON) {_TICK.text}")
+        explain = sa.text(f"EXPLAIN (ANALYZE, FORMAT JSON) {TICK.text}")
         (found,) = conn.execute(explain, params).one()
         tx.rollback()
 
