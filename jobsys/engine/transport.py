@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -53,6 +55,23 @@ class QoS(kombu_redis.QoS):
         self._acked_at = 0.0
         # A thread pool acks from its own threads while the event loop appends.
         self._acked_lock = threading.Lock()
+        self._client: Any = None
+
+    @contextmanager
+    def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        """kombu's, on a client kept for the channel's pool: kombu builds a new
+        ``redis.Redis`` for each message taken (50 us, on the thread that feeds
+        every pool process). A client holds no connection of its own, so one
+        serves every thread."""
+        if pipe is not None:
+            yield pipe
+            return
+        if client is None:
+            channel: Any = self.channel
+            if self._client is None or self._client.connection_pool is not channel.pool:
+                self._client = channel._create_client()
+            client = self._client
+        yield client.pipeline()
 
     def append(self, message: Any, delivery_tag: str) -> None:
         """kombu's append, with the deferred acks' removals in its pipeline."""

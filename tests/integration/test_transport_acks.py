@@ -102,3 +102,28 @@ def test_a_close_writes_deferred_acks_and_restores_only_the_messages_still_held(
     assert len(back) == 3  # the two never taken, and the held one
     assert sum(second.delivery_tag.encode() in m for m in back) == 1
     assert not any(first.delivery_tag.encode() in m for m in back)
+
+
+def test_taking_messages_builds_one_redis_client_not_one_a_message(
+    channel: Any, broker_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a record of the Redis clients that open pipelines (kept alive, so that
+    # each is told apart by identity)
+    clients: list[Any] = []
+    pipeline = redis.Redis.pipeline
+
+    def recorded(self: redis.Redis, *args: Any, **kwargs: Any) -> Any:
+        if not any(c is self for c in clients):
+            clients.append(self)
+        return pipeline(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "pipeline", recorded)
+
+    # When the node takes three messages, acking each before the next
+    for _ in range(3):
+        take(channel).ack()
+
+    # Then every message's pipeline ran on one client (kombu builds one a message,
+    # 50 us each on the thread that feeds the pool), and the acks were all written
+    assert len(clients) == 1
+    assert unacked(broker_url) == set()
