@@ -62,7 +62,12 @@ class QoS(kombu_redis.QoS):
         """kombu's, on a client kept for the channel's pool: kombu builds a new
         ``redis.Redis`` for each message taken (50 us, on the thread that feeds
         every pool process). A client holds no connection of its own, so one
-        serves every thread."""
+        serves every thread.
+
+        Without MULTI/EXEC: the unacked index and hash need no atomic update,
+        since a restore reads the entries past the visibility timeout (not one
+        being written) and takes a tag missing from the hash for gone.
+        """
         if pipe is not None:
             yield pipe
             return
@@ -71,7 +76,7 @@ class QoS(kombu_redis.QoS):
             if self._client is None or self._client.connection_pool is not channel.pool:
                 self._client = channel._create_client()
             client = self._client
-        yield client.pipeline()
+        yield client.pipeline(transaction=False)
 
     def append(self, message: Any, delivery_tag: str) -> None:
         """kombu's append, with the deferred acks' removals in its pipeline."""
