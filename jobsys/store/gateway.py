@@ -25,7 +25,7 @@ from jobsys.store import jsonb, tenancy
 from jobsys.store import queries as q
 from jobsys.store.admission import AdmissionSql
 from jobsys.store.db import make_engine
-from jobsys.store.fastpath import FastPath, compiled
+from jobsys.store.fastpath import FastPath, Prepared, compiled
 from jobsys.store.fleet import FleetSql, audit_later
 from jobsys.store.inserts import InsertSql
 from jobsys.store.jsonb import RESULT
@@ -35,12 +35,13 @@ from jobsys.store.records import UNMEASURED, Cost, Job, unknown_kind_entry
 from jobsys.store.status import Status
 
 _SWEEP_LOCK_KEY = 0x6A6F6273  # "jobs"
-# The hot path's statements, compiled once for the direct connections.
-_SQL = {
+# The hot path's statements, compiled once for the direct connections; the two every
+# job runs are prepared on them.
+_SQL: dict[str, str | Prepared] = {
     "claim": compiled(q.CLAIM),
-    "claim_by_user": compiled(q.CLAIM_BY_USER),
+    "claim_by_user": Prepared.of("jobsys_claim", q.CLAIM_BY_USER),
     "job_state": compiled(q.JOB_STATE),
-    "succeed": compiled(q.SUCCEED),
+    "succeed": Prepared.of("jobsys_succeed", q.SUCCEED),
     "requeue": compiled(q.REQUEUE),
     "postpone": compiled(q.POSTPONE),
     "set_trace": compiled(q.SET_TRACE),

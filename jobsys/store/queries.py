@@ -123,6 +123,20 @@ SELECT id FROM jobs WHERE user_id = :user_id AND kind = :kind AND unique_key = :
 # attempt's, restored by the broker), and running it would pass over its user's share
 # and its concurrency key; its promotion will publish it.
 _CLAIMABLE = "run_after <= now() AND NOT cancel_requested AND dispatched_at IS NOT NULL"
+
+
+def checked(predicate: str) -> str:
+    """``predicate`` tested on the row its key found, and never used to find it.
+
+    The hot path runs its claim and its success on generic plans (``fastpath.py``),
+    chosen before any value is known; given ``status = 'running'`` as well as the
+    key, such a plan may scan every running job of the partition (statistics taken
+    while none ran make that index look as good as the key). A CASE is no index
+    condition and proves no partial index's predicate: the key is the only way in.
+    """
+    return f"(CASE WHEN {predicate} THEN true END)"
+
+
 CLAIM = sa.text(
     f"""
 UPDATE jobs SET {_CLAIM.set()}, attempt = attempt + 1, started_at = now(),
@@ -136,7 +150,7 @@ CLAIM_BY_USER = sa.text(
     f"""
 UPDATE jobs SET {_CLAIM.set()}, attempt = attempt + 1, started_at = now(),
   lease_until = now() + make_interval(secs => :lease), worker = :worker, worker_pid = :pid
-WHERE user_id = :user_id AND id = :id AND {_CLAIM.where()} AND {_CLAIMABLE}
+WHERE user_id = :user_id AND id = :id AND {checked(f"{_CLAIM.where()} AND {_CLAIMABLE}")}
 RETURNING {JOB_COLUMNS}
 """
 )
@@ -177,7 +191,8 @@ SUCCEED = sa.text(
 WITH done AS (
   UPDATE jobs SET {_SUCCEED.set()}, result = CAST(:result AS jsonb), finished_at = now(),
     lease_until = NULL
-  WHERE user_id = :user_id AND id = :id AND {_SUCCEED.where()} AND attempt = :attempt
+  WHERE user_id = :user_id AND id = :id
+    AND {checked(f"{_SUCCEED.where()} AND attempt = :attempt")}
   RETURNING {_MOVED_COLUMNS}
 ), {_record_attempt("done", "succeeded")}
 SELECT id FROM done

@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from jobsys.errors import StoreUnavailableError
 from jobsys.store import Store
+from jobsys.store.fastpath import Prepared
+from jobsys.store.gateway import _SQL
 from jobsys.store.queries import CLAIM_BY_USER
 from tests.store_contract import StoreContract
 
@@ -66,3 +69,88 @@ def test_a_claim_reads_one_row_while_its_user_has_a_fresh_flood_queued(database_
 
     # Then it found that one row by its key, reading none of the user's others
     assert _rows_read(plan) == 1, plan
+
+
+RUNNING = sa.text(
+    "UPDATE jobs SET status = 'running', attempt = 1, started_at = now()"
+    " WHERE user_id = 'heavy' AND id IN (SELECT id FROM jobs WHERE user_id = 'heavy' LIMIT :n)"
+    " RETURNING id"
+)
+
+
+def _job_rows_read(node: dict[str, Any]) -> int:
+    """Rows the plan's scans of ``jobs`` partitions returned or read and threw away."""
+    own = 0
+    if node["Node Type"].endswith("Scan") and node.get("Relation Name", "").startswith("jobs"):
+        own = int(node["Actual Rows"]) + int(node.get("Rows Removed by Filter", 0))
+    return own + sum(_job_rows_read(child) for child in node.get("Plans", []))
+
+
+def _explained(store: Store, statement: Prepared, params: dict[str, Any]) -> dict[str, Any]:
+    """The plan of a prepared statement as the hot path runs it (then rolled back)."""
+    conn = store.hot.connection()
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        try:
+            cur.execute(statement.prepare)
+            cur.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement.execute}", params)
+            return cur.fetchone()[0][0]["Plan"]  # type: ignore[no-any-return]
+        finally:
+            cur.execute("ROLLBACK")
+
+
+def test_the_prepared_claim_and_success_find_their_row_by_its_key_on_generic_plans(
+    database_url: str,
+) -> None:
+    # Given one user's 300 queued jobs, analyzed while none ran, of which 200 then run
+    store = Store(database_url, pool_size=1)
+    try:
+        with store.transaction() as conn:
+            conn.execute(FLOOD, {"n": 300})
+            conn.exec_driver_sql("ANALYZE jobs")
+            running = conn.execute(RUNNING, {"n": 200}).scalars().all()
+            job_id = conn.execute(ONE_QUEUED).scalar_one()
+        claim = {"id": job_id, "user_id": "heavy", "lease": 60.0, "worker": "w", "pid": 1}
+        success = {"id": running[0], "user_id": "heavy", "attempt": 1, "result": "null"}
+        success |= {"cpu_s": None, "wall_s": None, "google_requests": None, "quota_units": None}
+
+        # When the hot path's claim and success run on their generic plans
+        claimed = _explained(store, _SQL["claim_by_user"], claim)  # type: ignore[arg-type]
+        succeeded = _explained(store, _SQL["succeed"], success)  # type: ignore[arg-type]
+    finally:
+        store.dispose()
+
+    # Then each read its one row, not the user's running or queued jobs
+    assert _job_rows_read(claimed) == 1, claimed
+    assert _job_rows_read(succeeded) == 1, succeeded
+
+
+TERMINATE = sa.text(
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+    " WHERE pid <> pg_backend_pid() AND query LIKE :query"
+)
+
+
+def test_the_hot_path_prepares_its_statements_again_on_a_new_connection(
+    database_url: str,
+) -> None:
+    # Given a store whose hot connection prepared the claim, then lost its backend
+    store = Store(database_url, pool_size=1)
+    try:
+        with store.transaction() as conn:
+            conn.execute(FLOOD, {"n": 2})
+            first, second = conn.exec_driver_sql("SELECT id FROM jobs").scalars().all()
+        assert store.claim(first, "heavy", lease=60.0, worker="w", pid=1) is not None
+        with store.transaction() as conn:
+            killed = conn.execute(TERMINATE, {"query": "EXECUTE jobsys_claim%"}).scalar_one()
+            assert killed == 1
+
+        # When the next claims run: the first meets the dead connection
+        with pytest.raises(StoreUnavailableError):
+            store.claim(second, "heavy", lease=60.0, worker="w", pid=1)
+        job = store.claim(second, "heavy", lease=60.0, worker="w", pid=1)
+    finally:
+        store.dispose()
+
+    # Then the one after it prepares the claim on its new connection and claims the job
+    assert job is not None and job.id == second

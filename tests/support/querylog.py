@@ -26,5 +26,18 @@ class Recording(psycopg2.extensions.connection):
 
 
 def verbs() -> list[str]:
-    """The first word of each query sent: ``["UPDATE", "WITH"]``."""
-    return [q.decode().strip().split()[0].upper() for q in Recording.sent]
+    """The first word of each statement run: ``["UPDATE", "WITH"]``.
+
+    A prepared statement counts where it is executed, by its own first word (its
+    PREPARE is sent once per connection, ahead of the first EXECUTE).
+    """
+    prepared: dict[str, str] = {}
+    found = []
+    for query in Recording.sent:
+        words = query.decode().split()
+        verb = words[0].upper()
+        if verb == "PREPARE":
+            prepared[words[1]] = words[words.index("AS") + 1].upper()
+        else:
+            found.append(prepared.get(words[1], verb) if verb == "EXECUTE" else verb)
+    return found
