@@ -61,7 +61,8 @@ class Prepared:
                 names.append(match.group(1))
             return f"${names.index(match.group(1)) + 1}"
 
-        body = _PARAM.sub(numbered, compiled(statement))
+        # A PREPARE is sent without parameters, so psycopg2 leaves "%%" as it is.
+        body = _PARAM.sub(numbered, compiled(statement)).replace("%%", "%")
         params = ", ".join(f"%({n})s" for n in names)
         return cls(name, f"PREPARE {name} AS {body}", f"EXECUTE {name} ({params})")
 
