@@ -128,10 +128,10 @@ _CLAIMABLE = "run_after <= now() AND NOT cancel_requested AND dispatched_at IS N
 def checked(predicate: str) -> str:
     """``predicate`` tested on the row its key found, and never used to find it.
 
-    The hot path runs its claim and its success on generic plans (``fastpath.py``),
-    chosen before any value is known; given ``status = 'running'`` as well as the
-    key, such a plan may scan every running job of the partition (statistics taken
-    while none ran make that index look as good as the key). A CASE is no index
+    Given ``status = 'running'`` as well as the key, a plan may scan every running
+    job of the partition: statistics taken while none ran make the status index
+    look as good as the key, and a generic plan (the claim and the success run on
+    one, ``fastpath.py``) is chosen before any value is known. A CASE is no index
     condition and proves no partial index's predicate: the key is the only way in.
     """
     return f"(CASE WHEN {predicate} THEN true END)"
@@ -215,20 +215,25 @@ WITH moved AS (
     lease_until = NULL, worker = NULL, worker_pid = NULL,
     dispatched_at = CASE WHEN :backlog THEN NULL ELSE dispatched_at END,
     canvas = COALESCE(CAST(:canvas AS jsonb), canvas){extra}
-  WHERE user_id = :user_id AND id = :id AND {where} AND attempt = :attempt
-    -- A job asked to stop is not put back: the caller cancels it instead.
-    AND NOT cancel_requested
+  WHERE user_id = :user_id AND id = :id AND {where}
   RETURNING dispatched_at, {moved_columns}
 ), fair AS ({fair}), {recorded}
 SELECT run_after FROM moved
 """
+
+
+def _back_where(status: str) -> str:
+    # A job asked to stop is not put back: the caller cancels it instead.
+    return checked(f"{status} AND attempt = :attempt AND NOT cancel_requested")
+
+
 _BACKLOG_OF_MOVED = (
     "SELECT queue, user_id, run_after AS next_due FROM moved WHERE dispatched_at IS NULL"
 )
 REQUEUE = sa.text(
     _BACK.format(
         set=_REQUEUE.set(),
-        where=_REQUEUE.where(),
+        where=_back_where(_REQUEUE.where()),
         extra=",\n    errors = errors || CAST(:error AS jsonb)",
         fair=FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_MOVED),
         moved_columns=_MOVED_COLUMNS,
@@ -244,9 +249,11 @@ REQUEUE = sa.text(
 POSTPONE = sa.text(
     _BACK.format(
         set=_POSTPONE.set(),
-        where=_POSTPONE.where()
-        + " AND (postponed_since IS NULL OR CAST(:limit AS float8) IS NULL"
-        + " OR postponed_since > now() - make_interval(secs => CAST(:limit AS float8)))",
+        where=_back_where(
+            _POSTPONE.where()
+            + " AND (postponed_since IS NULL OR CAST(:limit AS float8) IS NULL"
+            + " OR postponed_since > now() - make_interval(secs => CAST(:limit AS float8)))"
+        ),
         extra=",\n    attempt = attempt - 1, postponements = postponements + 1,"
         "\n    postponed_since = COALESCE(postponed_since, now())",
         fair=FAIR_JOIN_TEMPLATE.format(backlog=_BACKLOG_OF_MOVED),
@@ -260,7 +267,8 @@ CANCEL_RUNNING = sa.text(
     f"""
 WITH done AS (
   UPDATE jobs SET {_CANCEL_RUNNING.set()}, finished_at = now(), lease_until = NULL
-  WHERE user_id = :user_id AND id = :id AND {_CANCEL_RUNNING.where()} AND attempt = :attempt
+  WHERE user_id = :user_id AND id = :id
+    AND {checked(f"{_CANCEL_RUNNING.where()} AND attempt = :attempt")}
   RETURNING {_MOVED_COLUMNS}
 ), {_record_attempt("done", "cancelled")}
 SELECT id FROM done
@@ -326,19 +334,22 @@ RETURNING {JOB_COLUMNS}
 )
 
 HEARTBEAT_JOB = sa.text(
-    """
+    f"""
 UPDATE jobs SET lease_until = now() + make_interval(secs => :lease)
-WHERE user_id = :user_id AND id = :id AND status = 'running' AND attempt = :attempt
+WHERE user_id = :user_id AND id = :id AND {checked("status = 'running' AND attempt = :attempt")}
 RETURNING cancel_requested
 """
 )
 
 # Worker lost in the main process: the child that held the job is gone.
+_LOST_HERE = (
+    "status = 'running' AND worker = :worker"
+    " AND (CAST(:pid AS integer) IS NULL OR worker_pid = :pid)"
+)
 FAIL_LOST = sa.text(
     f"""
 SELECT {JOB_COLUMNS} FROM jobs
-WHERE id = :id AND status = 'running' AND worker = :worker
-  AND (CAST(:pid AS integer) IS NULL OR worker_pid = :pid)
+WHERE id = :id AND {checked(_LOST_HERE)}
 """
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 
 from jobsys.errors import StoreUnavailableError
 from jobsys.store import Store
+from jobsys.store import queries as q
 from jobsys.store.fastpath import Prepared
 from jobsys.store.gateway import _SQL
 from jobsys.store.queries import CLAIM_BY_USER
@@ -154,3 +156,40 @@ def test_the_hot_path_prepares_its_statements_again_on_a_new_connection(
 
     # Then the one after it prepares the claim on its new connection and claims the job
     assert job is not None and job.id == second
+
+
+_ATTEMPT = {"attempt": 1, "cpu_s": None, "wall_s": None, "google_requests": None}
+_BACK = {**_ATTEMPT, "quota_units": None, "delay": 1.0, "backlog": True, "canvas": None}
+MOVES_OF_A_RUNNING_JOB = {
+    "requeue": (q.REQUEUE, {**_BACK, "error": '[{"reason": "x"}]'}),
+    "postpone": (q.POSTPONE, {**_BACK, "limit": None}),
+    "cancel_running": (q.CANCEL_RUNNING, {**_ATTEMPT, "quota_units": None}),
+    "heartbeat_job": (q.HEARTBEAT_JOB, {"attempt": 1, "lease": 60.0}),
+    "fail_lost": (q.FAIL_LOST, {"worker": "w", "pid": None}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MOVES_OF_A_RUNNING_JOB))
+def test_a_running_jobs_statements_find_it_by_its_key_not_by_its_status(
+    database_url: str, name: str
+) -> None:
+    # Given one user's 300 jobs, analyzed while none ran, of which 200 then run
+    statement, params = MOVES_OF_A_RUNNING_JOB[name]
+    store = Store(database_url, pool_size=1)
+    try:
+        with store.transaction() as conn:
+            conn.execute(FLOOD, {"n": 300})
+            conn.exec_driver_sql("ANALYZE jobs")
+            running = conn.execute(RUNNING, {"n": 200}).scalars().all()
+        params = {**params, "user_id": "heavy", "id": running[0], "due": datetime.now(UTC)}
+
+        # When the statement runs on one of the running jobs (measured, then rolled back)
+        with store.durable.connect() as conn, conn.begin():
+            explain = sa.text(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement.text}")
+            plan = conn.execute(explain, params).scalar_one()[0]["Plan"]
+            conn.rollback()
+    finally:
+        store.dispose()
+
+    # Then it read that one row, not every running job of the partition
+    assert _job_rows_read(plan) == 1, plan
