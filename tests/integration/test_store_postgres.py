@@ -80,6 +80,16 @@ RUNNING = sa.text(
 )
 
 
+def _mostly_running(store: Store) -> tuple[list[Any], Any]:
+    """One user's 300 jobs, analyzed while all were queued, of which 200 then run:
+    the running ones' ids, and a queued one's."""
+    with store.transaction() as conn:
+        conn.execute(FLOOD, {"n": 300})
+        conn.exec_driver_sql("ANALYZE jobs")
+        running = list(conn.execute(RUNNING, {"n": 200}).scalars().all())
+        return running, conn.execute(ONE_QUEUED).scalar_one()
+
+
 def _job_rows_read(node: dict[str, Any]) -> int:
     """Rows the plan's scans of ``jobs`` partitions returned or read and threw away."""
     own = 0
@@ -107,11 +117,7 @@ def test_the_prepared_claim_and_success_find_their_row_by_its_key_on_generic_pla
     # Given one user's 300 queued jobs, analyzed while none ran, of which 200 then run
     store = Store(database_url, pool_size=1)
     try:
-        with store.transaction() as conn:
-            conn.execute(FLOOD, {"n": 300})
-            conn.exec_driver_sql("ANALYZE jobs")
-            running = conn.execute(RUNNING, {"n": 200}).scalars().all()
-            job_id = conn.execute(ONE_QUEUED).scalar_one()
+        running, job_id = _mostly_running(store)
         claim = {"id": job_id, "user_id": "heavy", "lease": 60.0, "worker": "w", "pid": 1}
         success = {"id": running[0], "user_id": "heavy", "attempt": 1, "result": "null"}
         success |= {"cpu_s": None, "wall_s": None, "google_requests": None, "quota_units": None}
@@ -177,10 +183,7 @@ def test_a_running_jobs_statements_find_it_by_its_key_not_by_its_status(
     statement, params = MOVES_OF_A_RUNNING_JOB[name]
     store = Store(database_url, pool_size=1)
     try:
-        with store.transaction() as conn:
-            conn.execute(FLOOD, {"n": 300})
-            conn.exec_driver_sql("ANALYZE jobs")
-            running = conn.execute(RUNNING, {"n": 200}).scalars().all()
+        running, _ = _mostly_running(store)
         params = {**params, "user_id": "heavy", "id": running[0], "due": datetime.now(UTC)}
 
         # When the statement runs on one of the running jobs (measured, then rolled back)
