@@ -9,16 +9,21 @@ import pytest
 import sqlalchemy as sa
 
 from jobsys.pipeline.schedule import sync_job
-from jobsys.store.admission import WAITING
+from jobsys.store import Store
+from jobsys.store.admission import PICK, WAITING
 from jobsys.store.schedule import TICK, tick_params
 from tests.conftest import Env
+from tests.contract.base import new_job
 
 pytestmark = pytest.mark.integration
 
 
 def rows_read(plan: dict[str, Any], relation: str) -> int:
-    """Rows the plan's scans of ``relation`` returned, over all their loops."""
-    scan = plan["Node Type"].endswith("Scan") and plan.get("Relation Name") == relation
+    """Rows the plan's scans of ``relation`` (or of its partitions) returned, over all
+    their loops."""
+    name = plan.get("Relation Name", "")
+    partition = name.startswith(f"{relation}_p") and name[len(relation) + 2 :].isdigit()
+    scan = plan["Node Type"].endswith("Scan") and (name == relation or partition)
     own = plan["Actual Rows"] * plan["Actual Loops"] if scan else 0
     return own + sum(rows_read(child, relation) for child in plan.get("Plans", []))
 
@@ -63,3 +68,38 @@ def test_a_ticks_batch_reads_its_own_users_not_every_user_due_at_the_same_time(
 
     # Then it read 10 users to pick them and 10 to move them on, not all 3,000
     assert rows_read(found[0]["Plan"], "users") == 20
+
+
+def test_a_promotion_runs_on_plans_made_once_that_read_the_picked_jobs_only(
+    database_url: str,
+) -> None:
+    # Given one user's 2,000 jobs waiting in the backlog, analyzed
+    store = Store(database_url, pool_size=1)
+    try:
+        store.insert_many([new_job(user_id="heavy", admitted=False) for _ in range(2000)])
+        with store.transaction() as conn:
+            conn.exec_driver_sql("ANALYZE jobs")
+
+        # When 8 promotions of 10 slots run (PostgreSQL's own choice would still be
+        # planning each execution afresh after five), then the pick is explained
+        for _ in range(8):
+            assert len(store.promote("default", 10).rows) == 10
+        conn = store._promotions()._connection()
+        with conn.cursor() as cur:
+            cur.execute(PLANS_MADE)
+            plans = dict(cur.fetchall())
+            cur.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {PICK.execute()}", PICK_TEN)
+            ((found,),) = cur.fetchall()
+        conn.rollback()
+    finally:
+        store.dispose()
+
+    # Then every statement was planned once, and the pick read its 10 jobs to mark
+    # them, not the whole backlog to join them against
+    assert set(plans) >= {"jobsys_urgent", "jobsys_waiting", "jobsys_pick", "jobsys_reshare"}
+    assert plans == dict.fromkeys(plans, 0), plans
+    assert rows_read(found[0]["Plan"], "jobs") <= 20, found
+
+
+PLANS_MADE = "SELECT name, custom_plans FROM pg_prepared_statements"
+PICK_TEN = ["default", ["heavy"], [10], 10]
