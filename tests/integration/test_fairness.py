@@ -6,12 +6,14 @@ so the tests read the order in which jobs started, not the time they took.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 
 import pytest
 
 from jobsys import enqueue, enqueue_many
-from jobsys.engine.admission import Admitter
+from jobsys.engine.admission import Admitter, queue_size
+from jobsys.engine.dispatch import Dispatch, Why
 from jobsys.engine.operations import retry_dead_letter
 from tests.conftest import Env, StartWorkers
 from tests.contract.base import dead
@@ -34,6 +36,27 @@ def stamps(
     user: str, key: str, n: int, seconds: float = 0.0
 ) -> list[tuple[str, dict[str, object]]]:
     return [(user, {"key": key, "tag": user, "seconds": seconds}) for _ in range(n)]
+
+
+def test_the_ready_buffer_is_counted_over_every_priority_list(jobsys_env: Env) -> None:
+    # Given four messages of three priorities in the broker (a Redis list for each)
+    messages = [
+        Dispatch(
+            job_id=uuid.uuid4(),
+            user_id="u",
+            kind="test.stamp",
+            queue="default",
+            why=Why.ADMIT,
+            priority=priority,
+        )
+        for priority in (0, 0, 4, 9)
+    ]
+    jobsys_env.runtime.dispatcher.send_many(messages)
+
+    # Then the promoter counts the four, as the lists hold them
+    assert jobsys_env.queue_length() == 4
+    assert queue_size(jobsys_env.runtime, "default") == 4
+    assert queue_size(jobsys_env.runtime, "other") == 0
 
 
 def test_a_light_users_job_starts_behind_at_most_a_buffer_of_a_heavy_users_flood(
