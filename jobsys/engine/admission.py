@@ -85,16 +85,17 @@ class Admitter:
     def fill(self, queue: str, *, low_water: bool = True, urgent: bool = False) -> bool:
         """Promote and publish jobs until ``queue``'s buffer is full.
 
-        With ``low_water`` it does nothing while the buffer is over half full, so
-        each promotion fills at least half a buffer. ``urgent`` work (priority 8
-        and above joined the backlog) is promoted even into a full buffer: its
-        message's priority puts it ahead of the rest. Returns whether due jobs
-        may still wait in the backlog (False once a promotion found fewer than
-        asked).
+        With ``low_water`` it does nothing while the buffer is over a quarter full,
+        so each promotion fills at least three quarters of a buffer (a promotion's
+        statements and counting cost about as much again as its jobs). ``urgent``
+        work (priority 8 and above joined the backlog) is promoted even into a full
+        buffer: its message's priority puts it ahead of the rest. Returns whether
+        due jobs may still wait in the backlog (False once a promotion found fewer
+        than asked).
         """
         target = self.target()
         ready = queue_size(self.rt, queue)
-        if low_water and not urgent and ready > target // 2:
+        if low_water and not urgent and ready > target // 4:
             return True
         while ready < target or urgent:
             s = self.rt.settings

@@ -35,23 +35,26 @@ def take_one(engine: Engine, queue: str = "default") -> None:
         assert conn.default_channel.basic_get(queue, no_ack=True) is not None
 
 
-def test_a_fill_waits_for_the_buffer_to_drain_to_half_before_promoting(engine: Engine) -> None:
-    # Given a full buffer of 4
+def test_a_fill_waits_for_the_buffer_to_drain_to_a_quarter_before_promoting(
+    engine: Engine,
+) -> None:
+    # Given a full buffer of 8
     flood(engine, "heavy", 20)
-    admitter = Admitter(engine.rt, ["default"], 4)
+    admitter = Admitter(engine.rt, ["default"], 8)
     admitter.fill("default")
     engine.forget()
 
-    # When one message is taken, three are left: over half, so nothing is promoted
-    take_one(engine)
+    # When five messages are taken, three are left: over a quarter, so nothing is promoted
+    for _ in range(5):
+        take_one(engine)
     admitter.fill("default")
     assert engine.hook.dispatched == [] and queue_size(engine.rt, "default") == 3
 
-    # When one more is taken, two are left: the buffer is topped up to 4 in one promotion
+    # When one more is taken, two are left: the buffer is topped up to 8 in one promotion
     take_one(engine)
     admitter.fill("default")
     assert engine.store.calls == ["promote"]
-    assert queue_size(engine.rt, "default") == 4
+    assert queue_size(engine.rt, "default") == 8
 
 
 def test_urgent_work_is_promoted_into_a_full_buffer(engine: Engine) -> None:
