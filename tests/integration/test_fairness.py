@@ -90,8 +90,9 @@ def test_a_light_users_job_starts_behind_at_most_a_buffer_of_a_heavy_users_flood
 def test_a_bulk_dead_letter_retry_takes_its_users_share_not_the_whole_broker(
     jobsys_env: Env, start_workers: StartWorkers
 ) -> None:
-    # Given a heavy user with 600 dead letters of 10 ms jobs, all retried at once
-    payload = {"key": "dl", "tag": "heavy", "seconds": 0.01}
+    # Given a heavy user with 600 dead letters of 50 ms jobs, all retried at once (long
+    # enough that retrying them one by one ends while most still wait)
+    payload = {"key": "dl", "tag": "heavy", "seconds": 0.05}
     letters = [
         dead(jobsys_env.store, user_id="heavy", kind="test.stamp", payload=payload)[1]
         for _ in range(600)
