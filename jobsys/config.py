@@ -158,10 +158,13 @@ class Settings(BaseSettings):
         True, description="enqueue into PostgreSQL's backlog; nodes publish fairly as slots free"
     )
     ready_seconds: float = Field(
-        0.1, gt=0, le=60, description="seconds of work a node keeps ready in the broker"
+        0.1,
+        gt=0,
+        le=60,
+        description="seconds of work a node publishes per refill of its ready buffer",
     )
     ready_min: int = Field(
-        0, ge=0, description="fewest messages a node keeps ready (0: its concurrency)"
+        0, ge=0, description="fewest messages a refill publishes (0: the node's concurrency)"
     )
     ready_max: int = Field(500, ge=1, description="most messages a node keeps ready per queue")
     priority_aging: float = Field(

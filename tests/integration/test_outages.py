@@ -27,10 +27,10 @@ def test_queued_jobs_survive_a_redis_flush(jobsys_env: Env, start_workers: Start
     assert Sweeper(jobsys_env.runtime).run().broker_reset is True
     assert Sweeper(jobsys_env.runtime).run().broker_reset is False
 
-    # And 5,000 jobs queued with no worker running: 300 admitted into the broker, the
-    # rest waiting in PostgreSQL's backlog
+    # And 5,000 jobs queued with no worker running: 300 admitted into the broker (a
+    # refill's worth of 240 over a low water of 60), the rest waiting in PostgreSQL
     ids = job_ids(enqueue_many("test.noop", [(f"user-{n % 50}", None) for n in range(5000)]))
-    Admitter(jobsys_env.runtime, ["default"], 300).fill("default", low_water=False)
+    Admitter(jobsys_env.runtime, ["default"], 240).fill("default", low_water=False)
     assert jobsys_env.queue_length() == 300
 
     # When Redis loses everything (FLUSHDB on the test's db: the epoch key is per db)

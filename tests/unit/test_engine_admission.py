@@ -16,18 +16,19 @@ def flood(engine: Engine, user: str, n: int, priority: int | None = None) -> Non
 
 
 def test_a_fill_tops_the_buffer_up_to_its_target_and_no_further(engine: Engine) -> None:
-    # Given 20 jobs in the backlog and a node of concurrency 4 (its target while idle)
+    # Given 20 jobs in the backlog and a node of concurrency 4: while idle, a refill's
+    # worth is its concurrency, on top of a low water of a quarter of that
     flood(engine, "heavy", 20)
     admitter = Admitter(engine.rt, ["default"], 4)
-    assert admitter.target() == 4
+    assert admitter.levels() == (5, 1)
 
     # When it fills its buffer, then fills again with the buffer still full
     assert admitter.fill("default") is True
     assert admitter.fill("default") is True
 
-    # Then the broker holds 4 messages, all admitted from the backlog
-    assert queue_size(engine.rt, "default") == 4
-    assert engine.hook.whys() == [Why.ADMIT] * 4
+    # Then the broker holds 5 messages, all admitted from the backlog
+    assert queue_size(engine.rt, "default") == 5
+    assert engine.hook.whys() == [Why.ADMIT] * 5
 
 
 def take_one(engine: Engine, queue: str = "default") -> None:
@@ -35,26 +36,54 @@ def take_one(engine: Engine, queue: str = "default") -> None:
         assert conn.default_channel.basic_get(queue, no_ack=True) is not None
 
 
-def test_a_fill_waits_for_the_buffer_to_drain_to_a_quarter_before_promoting(
+def test_a_fill_waits_for_the_buffer_to_drain_to_its_low_water_before_promoting(
     engine: Engine,
 ) -> None:
-    # Given a full buffer of 8
+    # Given a full buffer of 10: a refill's worth of 8 over a low water of 2
     flood(engine, "heavy", 20)
     admitter = Admitter(engine.rt, ["default"], 8)
     admitter.fill("default")
     engine.forget()
+    assert admitter.headroom == {"default": 8}
 
-    # When five messages are taken, three are left: over a quarter, so nothing is promoted
-    for _ in range(5):
+    # When seven messages are taken, three are left: over the low water, nothing is promoted
+    for _ in range(7):
         take_one(engine)
     admitter.fill("default")
     assert engine.hook.dispatched == [] and queue_size(engine.rt, "default") == 3
+    assert admitter.next_look({"default"}) == 1
 
-    # When one more is taken, two are left: the buffer is topped up to 8 in one promotion
+    # When one more is taken, two are left: the buffer is topped up to 10 in one promotion
     take_one(engine)
     admitter.fill("default")
     assert engine.store.calls == ["promote"]
-    assert queue_size(engine.rt, "default") == 8
+    assert queue_size(engine.rt, "default") == 10
+
+
+def test_the_low_water_covers_what_the_node_takes_during_two_promotions(engine: Engine) -> None:
+    # Given a node taking 400 messages a second (0.1 s of them is 40)
+    admitter = Admitter(engine.rt, ["default"], 2)
+    admitter.rate.value = 400.0
+    admitter.rate.since += 1e9  # (no new reading)
+
+    # While promotions are quick, the refill starts at a quarter of a refill's worth
+    admitter.promote_s = 0.001
+    assert admitter.levels() == (50, 10)
+
+    # When promotions take 20 ms, it starts with 16 left: 8 are taken during each
+    admitter.promote_s = 0.02
+    assert admitter.levels() == (56, 16)
+
+
+def test_a_fill_times_its_promotions(engine: Engine) -> None:
+    # Given a backlog and a node whose promotions have taken no time so far
+    flood(engine, "heavy", 20)
+    admitter = Admitter(engine.rt, ["default"], 4)
+    assert admitter.promote_s == 0.0
+
+    # When it promotes, its promotions' wall time is what the low water follows
+    admitter.fill("default")
+    assert admitter.promote_s > 0.0
 
 
 def test_urgent_work_is_promoted_into_a_full_buffer(engine: Engine) -> None:
@@ -76,9 +105,9 @@ def test_urgent_work_is_promoted_into_a_full_buffer(engine: Engine) -> None:
 
 def test_the_target_follows_the_rate_within_its_bounds(engine: Engine) -> None:
     admitter = Admitter(engine.rt, ["default"], 2)
-    admitter.rate.value = 1000.0  # messages/s taken: 0.1 s of them is 100
+    admitter.rate.value = 1000.0  # messages/s taken: 0.1 s of them is 100, a quarter 25
     admitter.rate.since += 1e9  # (no new reading)
-    assert admitter.target() == 100
+    assert admitter.target() == 125
     admitter.rate.value = 1e7
     assert admitter.target() == engine.rt.settings.ready_max
 
