@@ -115,10 +115,10 @@ class Admitter:
         """
         target, low = self.levels()
         ready = queue_size(self.rt, queue)
-        more = True
         if ready > low and low_water and not urgent:
             self.headroom[queue] = ready - low
-            return more
+            return True
+        more = True
         while ready < target or urgent:
             started = time.monotonic()
             s = self.rt.settings
