@@ -100,7 +100,10 @@ class Admitter:
         rate = self.rate.read()
         batch = max(s.ready_min or self.concurrency, math.ceil(rate * s.ready_seconds))
         low = max(batch // 4, math.ceil(rate * 2 * self.promote_s))
-        return min(s.ready_max, batch + low), low
+        target = min(s.ready_max, batch + low)
+        # Under a small ready_max, still half a buffer a refill: a low water at the
+        # target would have the node count the broker after every message it takes.
+        return target, min(low, target // 2)
 
     def fill(self, queue: str, *, low_water: bool = True, urgent: bool = False) -> bool:
         """Promote and publish jobs until ``queue``'s buffer is full.

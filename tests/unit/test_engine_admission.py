@@ -74,6 +74,10 @@ def test_the_low_water_covers_what_the_node_takes_during_two_promotions(engine: 
     admitter.promote_s = 0.02
     assert admitter.levels() == (56, 16)
 
+    # Under a ready_max of 20, the refill still starts at half the buffer, not at its top
+    engine.rt.settings = engine.rt.settings.model_copy(update={"ready_max": 20})
+    assert admitter.levels() == (20, 10)
+
 
 def test_a_fill_times_its_promotions(engine: Engine) -> None:
     # Given a backlog and a node whose promotions have taken no time so far
