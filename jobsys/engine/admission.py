@@ -6,8 +6,11 @@ queue it consumes, about ``ready_seconds`` of work in the broker (at least
 ``ready_min`` messages, its concurrency by default; at most ``ready_max``).
 When the buffer runs low it promotes the next due jobs (``Store.promote``:
 urgent jobs first, then a fair share per user by weight) and publishes them.
-Since the buffer is short, a user who enqueues one job while another user has
-thousands waiting is served within about one buffer's worth of work.
+When users start waiting (a NOTIFY), the users behind the queue's virtual
+clock get one job each at once, published at the buffer's front
+(:meth:`Admitter.catch_up`): a user who enqueues one job while another user has
+thousands waiting, a buffer of them in the broker, starts behind the few
+messages the pool processes hold.
 
 A promoter wakes when a job joins the backlog (PostgreSQL NOTIFY), when its
 node takes a message from the broker (a slot freed), and at least every
@@ -35,7 +38,7 @@ from jobsys.engine.dispatch import Dispatch, Why, broker_connection
 from jobsys.engine.registry import keyed
 from jobsys.engine.runtime import Runtime
 from jobsys.store import Job
-from jobsys.store.admission import Listener
+from jobsys.store.admission import Listener, Promotion
 
 log = structlog.get_logger("jobsys.admission")
 POLL = 0.05  # s between looks at the buffer while a backlog is known
@@ -105,7 +108,9 @@ class Admitter:
         # target would have the node count the broker after every message it takes.
         return target, min(low, target // 2)
 
-    def fill(self, queue: str, *, low_water: bool = True, urgent: bool = False) -> bool:
+    def fill(
+        self, queue: str, *, low_water: bool = True, urgent: bool = False, joined: bool = False
+    ) -> bool:
         """Promote and publish jobs until ``queue``'s buffer is full.
 
         With ``low_water`` it does nothing while the buffer is over its low water
@@ -113,11 +118,16 @@ class Admitter:
         promotion's statements and counting cost about as much again as its jobs).
         ``urgent`` work (priority 8 and above joined the backlog) is promoted even
         into a full buffer: its message's priority puts it ahead of the rest.
+        When users ``joined`` the backlog, the users behind the queue's virtual
+        clock (those that just started waiting, mostly) first get one job each at
+        the buffer's front (:meth:`catch_up`).
         Returns whether due jobs may still wait in the backlog (False once a
         promotion found fewer than asked).
         """
         target, low = self.levels()
         ready = queue_size(self.rt, queue)
+        if joined:
+            ready += self.catch_up(queue, target)
         if ready > low and low_water and not urgent:
             self.headroom[queue] = ready - low
             return True
@@ -128,7 +138,7 @@ class Admitter:
             promotion = self.rt.store.promote(
                 queue, max(1, target - ready), aging=s.priority_aging, recheck=s.key_recheck
             )
-            self._publish(promotion.rows)
+            self._publish(promotion)
             self._timed(time.monotonic() - started)
             ready, urgent = ready + len(promotion.rows), False
             if not promotion.full:
@@ -139,6 +149,23 @@ class Admitter:
         self.headroom[queue] = max(1, ready - low)
         return more
 
+    def catch_up(self, queue: str, slots: int) -> int:
+        """Publish one job for each user behind ``queue``'s virtual clock (at most
+        ``slots``) at the front of the buffer; returns how many.
+
+        Start-time fair queuing serves these users before the buffer's last jobs,
+        which belong to users ahead of the clock. At the back, a user that has just
+        started waiting would wait for the whole buffer; at the front it waits for
+        the messages the pool processes already hold. The buffer can then hold
+        ``ready_seconds`` of work without light users waiting that long.
+        """
+        s = self.rt.settings
+        promotion = self.rt.store.promote(
+            queue, slots, aging=s.priority_aging, recheck=s.key_recheck, behind=True
+        )
+        self._publish(promotion)
+        return len(promotion.rows)
+
     def next_look(self, queues: set[str]) -> int:
         """Messages the node may take before one of ``queues`` needs a look."""
         if not queues:
@@ -148,9 +175,11 @@ class Admitter:
     def _timed(self, seconds: float) -> None:
         self.promote_s = seconds if not self.promote_s else 0.8 * self.promote_s + 0.2 * seconds
 
-    def _publish(self, rows: list[dict[str, Any]]) -> None:
+    def _publish(self, promotion: Promotion) -> None:
+        rows = promotion.rows
         try:
-            self.rt.dispatcher.send_many([Dispatch.of_row(r, Why.ADMIT) for r in rows])
+            dispatches = [Dispatch.of_row(r, Why.ADMIT) for r in rows]
+            self.rt.dispatcher.send_many(dispatches, ahead=promotion.ahead)
         except Exception:
             # Not published: back to the backlog, or they would wait for the sweeper.
             self.rt.store.release(rows)
@@ -202,13 +231,18 @@ class Promoter(threading.Thread):
             try:
                 listener = listener or self.admitter.rt.store.listener()
                 woke = self._wait(listener, POLL if waiting else IDLE_POLL)
+                joined = set(woke)
                 # Every queue now and then, however often wake-ups come: a NOTIFY can
                 # be missed (a reconnect) and delayed jobs fall due on their own.
                 if time.monotonic() - last_look >= (POLL if waiting else IDLE_POLL):
                     last_look = time.monotonic()
                     woke = {q: woke.get(q, False) for q in self.admitter.queues}
                 waiting |= set(woke)
-                waiting = {q for q in waiting if self.admitter.fill(q, urgent=woke.get(q, False))}
+                waiting = {
+                    q
+                    for q in waiting
+                    if self.admitter.fill(q, urgent=woke.get(q, False), joined=q in joined)
+                }
                 self._every = self.admitter.next_look(waiting)
             except Exception as e:  # the database or broker may be away: try again soon
                 log.warning("admission.failed", error=str(e))

@@ -28,7 +28,7 @@ import enum
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from celery import Celery
@@ -221,23 +221,30 @@ class Dispatcher:
                 self._send(d, producer)
         self.hooks.after_dispatch(sent)
 
-    def prepare(self, dispatches: Sequence[Dispatch]) -> Prepared:
+    def prepare(
+        self, dispatches: Sequence[Dispatch], *, ahead: Collection[uuid.UUID] = ()
+    ) -> Prepared:
         """Run the hooks and build the bulk path's messages, to :meth:`push` later.
 
         Building takes a while for many jobs; ``enqueue_many`` does it while the
         database is still inserting the rows, and pushes once they are committed.
+        The jobs ``ahead`` go to the front of their lists (see :meth:`push`).
         """
         ready = [self.hooks.before_dispatch(d) for d in dispatches]
         # A bulk envelope has no place in a canvas: any canvas option takes Celery's path
         # (a keyed canvas member promoted from the backlog, say).
         bulk = [d for d in ready if d.countdown <= 0 and not d.canvas]
         single = [d for d in ready if d.countdown > 0 or d.canvas]
-        return Prepared(ready, single, _envelopes(self.app, bulk), bulk)
+        back = _envelopes(self.app, [d for d in bulk if d.job_id not in ahead])
+        front = _envelopes(self.app, [d for d in bulk if d.job_id in ahead]) if ahead else {}
+        return Prepared(ready, single, back, bulk, front)
 
     def push(self, prepared: Prepared) -> None:
-        """Send prepared messages: one pipelined multi-value LPUSH per Redis list.
+        """Send prepared messages: one pipelined multi-value LPUSH per Redis list, and
+        an RPUSH (in reverse order) for those at the front: at the end consumers take
+        from, so that they are taken next, before what the lists already held.
 
-        Transports other than Redis take Celery's per-message path.
+        Transports other than Redis take Celery's per-message path (to the back).
         """
         with broker_connection(self.app) as conn:
             redis = conn.transport.driver_type == "redis"
@@ -245,17 +252,23 @@ class Dispatcher:
                 channel: Any = conn.default_channel
                 with channel.client.pipeline(transaction=False) as pipe:
                     for key, values in prepared.lists.items():
-                        for i in range(0, len(values), _LPUSH_CHUNK):
-                            pipe.lpush(key, *values[i : i + _LPUSH_CHUNK])
+                        for chunk in _chunks(values):
+                            pipe.lpush(key, *chunk)
+                    for key, values in prepared.front.items():
+                        for chunk in _chunks(values[::-1]):
+                            pipe.rpush(key, *chunk)
                     pipe.execute()
         # (Celery's path takes a connection of its own: not while holding this one.)
         self._send_all(prepared.single if redis else prepared.bulk + prepared.single)
         self.hooks.after_dispatch(prepared.dispatches)
 
-    def send_many(self, dispatches: Sequence[Dispatch]) -> None:
-        """Publish many messages, in bulk where the transport allows."""
+    def send_many(
+        self, dispatches: Sequence[Dispatch], *, ahead: Collection[uuid.UUID] = ()
+    ) -> None:
+        """Publish many messages, in bulk where the transport allows (those of the
+        jobs ``ahead`` at the front of their lists: see :meth:`push`)."""
         if dispatches:
-            self.push(self.prepare(dispatches))
+            self.push(self.prepare(dispatches, ahead=ahead))
 
     def _send_all(self, dispatches: Sequence[Dispatch]) -> None:
         if dispatches:
@@ -296,6 +309,8 @@ class Prepared:
     single: list[Dispatch]
     lists: dict[str, list[str]]
     bulk: list[Dispatch]
+    # The Redis lists' messages for their front (Redis only).
+    front: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -339,6 +354,11 @@ def _envelopes(app: Celery, dispatches: Sequence[Dispatch]) -> dict[str, list[st
         key = d.queue if pri == 0 else f"{d.queue}{QUEUE_SEP}{pri}"
         lists[key].append(json.dumps(_envelope(d, headers, pri)))
     return lists
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(values), _LPUSH_CHUNK):
+        yield values[i : i + _LPUSH_CHUNK]
 
 
 def _headers(app: Celery, kind: str) -> dict[str, Any]:

@@ -12,6 +12,12 @@ transaction, and returns them for the caller to publish once it committed:
    these too, and is charged for it);
 3. slots nobody else wanted go to more urgent jobs.
 
+A catch-up promotion (``behind``) serves only the users at or behind the
+queue's virtual clock, one job each (its first, in its order): users that have just
+started waiting join at the clock, while a user whose jobs fill the broker's
+buffer is ahead of it. Start-time fair queuing serves their jobs before the
+buffer's last ones, so the caller publishes them at the buffer's front.
+
 Rows are taken with ``FOR UPDATE SKIP LOCKED`` (fair-share rows, then jobs), so
 promoters on several nodes never hand out one job twice and never wait for
 each other. Every query is driven by an index: the cost of a promotion
@@ -31,7 +37,7 @@ import psycopg2
 import sqlalchemy as sa
 
 from jobsys.store.db import normalize_url
-from jobsys.store.fairness import Waiting, share
+from jobsys.store.fairness import Waiting, one_each, share
 from jobsys.store.fastpath import connect
 from jobsys.store.prepared import PreparedSession, Run, Statement
 from jobsys.store.queries import ADMIT_CHANNEL, URGENT_MARK, URGENT_PRIORITY
@@ -88,13 +94,16 @@ WAITING = Statement(
     "jobsys_waiting",
     """
 SELECT f.user_id, f.vtime, COALESCE(l.weight, 1.0) AS weight,
-  f.since < now() - make_interval(secs => :aging) AS may_have_aged
+  f.since < now() - make_interval(secs => :aging) AS may_have_aged,
+  f.vtime <= COALESCE(c.vclock, 0) AS behind
 FROM fair_users f LEFT JOIN user_limits l ON l.user_id = f.user_id
+  LEFT JOIN fair_queues c ON c.queue = f.queue
 WHERE f.queue = :queue AND f.next_due IS NOT NULL AND f.next_due <= now()
+  AND (NOT :behind OR f.vtime <= COALESCE(c.vclock, 0))
 ORDER BY f.vtime, f.user_id LIMIT :limit
 FOR UPDATE OF f SKIP LOCKED
 """,
-    [("queue", "text"), ("limit", "integer"), ("aging", "float8")],
+    [("queue", "text"), ("limit", "integer"), ("aging", "float8"), ("behind", "boolean")],
 )
 
 PICK = Statement(
@@ -265,6 +274,9 @@ class Promotion:
     rows: list[dict[str, Any]]
     # Every slot was filled: more due jobs may be waiting.
     full: bool
+    # The jobs to publish at the front of the buffer: the first of each user that
+    # was behind the queue's virtual clock.
+    ahead: frozenset[uuid.UUID] = frozenset()
 
 
 class Listener:
@@ -308,9 +320,18 @@ class AdmissionSql:
         return Listener(self.url)
 
     def promote(
-        self, queue: str, slots: int, *, aging: float = AGING, recheck: float = KEY_RECHECK
+        self,
+        queue: str,
+        slots: int,
+        *,
+        aging: float = AGING,
+        recheck: float = KEY_RECHECK,
+        behind: bool = False,
     ) -> Promotion:
         """Mark up to ``slots`` due backlog jobs of ``queue`` dispatched, fairly.
+
+        With ``behind``, a catch-up: one job for each user at or behind the
+        queue's virtual clock (see the module's docstring).
 
         A job that has waited longer than ``aging`` seconds goes ahead of its
         user's other jobs, whatever their priority (one per user and promotion).
@@ -323,16 +344,19 @@ class AdmissionSql:
         if slots <= 0:
             return Promotion([], False)
         with self._promotions().transaction() as run:
+            if behind:
+                fair, ahead = _share(run, queue, slots, aging, recheck, behind=True)
+                return Promotion(fair, len(fair) >= slots, ahead)
             cap = urgent_cap(slots)
             picked = run(URGENT, {"queue": queue, "limit": cap})
             urgent = hold_keys(run, picked)
-            fair = _share(run, queue, slots - len(urgent), aging, recheck)
+            fair, ahead = _share(run, queue, slots - len(urgent), aging, recheck)
             if len(picked) == cap and len(urgent) + len(fair) < slots:
                 # Nothing else is due: the urgent ones may have the rest too.
                 more = {"queue": queue, "limit": slots - len(urgent) - len(fair)}
                 urgent += hold_keys(run, run(URGENT, more))
         rows = _by_priority(urgent) + fair
-        return Promotion(rows, len(rows) >= slots)
+        return Promotion(rows, len(rows) >= slots, ahead)
 
     def _promotions(self) -> PreparedSession:
         found = self.__dict__.get("_prepared")
@@ -365,16 +389,19 @@ class AdmissionSql:
             conn.execute(KEY_FREED, {"user_id": user_id, "id": job_id})
 
 
-def _share(run: Run, queue: str, slots: int, aging: float, recheck: float) -> list[dict[str, Any]]:
-    """The fair part of a promotion: slots shared among waiting users by virtual time."""
+def _share(
+    run: Run, queue: str, slots: int, aging: float, recheck: float, *, behind: bool = False
+) -> tuple[list[dict[str, Any]], frozenset[uuid.UUID]]:
+    """The fair part of a promotion: slots shared among waiting users by virtual time
+    (a catch-up: one for each user behind the clock), and the jobs to publish ahead."""
     if slots <= 0:
-        return []
-    found = run(WAITING, {"queue": queue, "limit": slots, "aging": aging})
+        return [], frozenset()
+    found = run(WAITING, {"queue": queue, "limit": slots, "aging": aging, "behind": behind})
     waiting = [Waiting(r["user_id"], r["vtime"], r["weight"]) for r in found]
     # Only users waiting longer than the aging time can have aged jobs to look for.
     old = {r["user_id"] for r in found if r["may_have_aged"]}
     if not waiting:
-        return []
+        return [], frozenset()
     rounds = 0
 
     def pick(counts: dict[str, int], total: int) -> dict[str, list[dict[str, Any]]]:
@@ -395,13 +422,14 @@ def _share(run: Run, queue: str, slots: int, aging: float, recheck: float) -> li
                 picked[row["user_id"]].append(row)
         return picked
 
-    done = share(waiting, slots, pick)
+    done = one_each(waiting, pick) if behind else share(waiting, slots, pick)
     vtimes = done.vtimes
     users, times = list(vtimes), list(vtimes.values())
     run(RESHARE, {"queue": queue, "users": users, "vtimes": times, "recheck": recheck})
     if done.frontier is not None:
         run(TICK, {"queue": queue, "vclock": done.frontier})
-    return done.jobs
+    ahead = done.firsts({r["user_id"] for r in found if r["behind"]})
+    return done.jobs, frozenset(r["id"] for r in ahead)
 
 
 def hold_keys(run: Run, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

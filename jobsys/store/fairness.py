@@ -83,6 +83,18 @@ class Shared:
     jobs: list[Any]
     vtimes: dict[str, float]
     frontier: float | None
+    # The user each job went to.
+    users: list[str] = dataclasses.field(default_factory=list)
+
+    def firsts(self, users: set[str]) -> list[Any]:
+        """The first job of each of ``users`` that got one."""
+        seen: set[str] = set()
+        found = []
+        for user, job in zip(self.users, self.jobs, strict=True):
+            if user in users and user not in seen:
+                seen.add(user)
+                found.append(job)
+        return found
 
 
 def share(waiting: list[Waiting], slots: int, pick: Pick[T]) -> Shared:
@@ -113,7 +125,16 @@ def share(waiting: list[Waiting], slots: int, pick: Pick[T]) -> Shared:
     weight = {w.user_id: w.weight for w in waiting}
     served = {u for u in order}
     frontier = max((vtimes[u] - 1.0 / weight[u] for u in served), default=None)
-    return Shared([jobs[u].pop(0) for u in order], vtimes, frontier)
+    return Shared([jobs[u].pop(0) for u in order], vtimes, frontier, order)
+
+
+def one_each(waiting: list[Waiting], pick: Pick[T]) -> Shared:
+    """A catch-up: one slot for each of ``waiting`` (the users at or behind the queue's
+    clock), in their order, each charged for the job it got; the clock stays."""
+    picked = pick({w.user_id: 1 for w in waiting}, len(waiting))
+    got = {user: len(found) for user, found in picked.items()}
+    order = [w.user_id for w in waiting if got.get(w.user_id)]
+    return Shared([picked[u][0] for u in order], charge(waiting, got), None, order)
 
 
 def _granted(order: list[str], got: dict[str, int]) -> list[str]:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobsys.store.admission import AGING, KEY_RECHECK, Promotion, urgent_cap
-from jobsys.store.fairness import Waiting, share
+from jobsys.store.fairness import Waiting, one_each, share
 from jobsys.store.queries import URGENT_PRIORITY
 from jobsys.store.records import Job, NewJob
 from jobsys.store.status import Status
@@ -72,24 +72,35 @@ class MemoryAdmission:
         """Nothing to do: every promotion here counts each key's holders afresh."""
 
     def promote(
-        self, queue: str, slots: int, *, aging: float = AGING, recheck: float = KEY_RECHECK
+        self,
+        queue: str,
+        slots: int,
+        *,
+        aging: float = AGING,
+        recheck: float = KEY_RECHECK,
+        behind: bool = False,
     ) -> Promotion:
         if slots <= 0:
             return Promotion([], False)
         with self._lock:
             due = self._due(queue)
+            if behind:
+                fair, ahead = self._share(queue, _aged_first(due, self.clock(), aging), slots, True)
+                return Promotion(self._promoted(queue, fair), len(fair) >= slots, ahead)
             pressing = [j for j in due if j.priority >= URGENT_PRIORITY]
             urgent = pressing[: urgent_cap(slots)]
             rest = _aged_first([j for j in due if j not in urgent], self.clock(), aging)
-            fair = self._share(queue, rest, slots - len(urgent))
+            fair, ahead = self._share(queue, rest, slots - len(urgent))
             # What the others leave goes to more urgent jobs, as in SQL.
             more = [j for j in pressing[len(urgent) :] if j not in fair]
             urgent += more[: slots - len(urgent) - len(fair)]
-            promoted = urgent + fair
-            self.backlog.difference_update(j.id for j in promoted)
-            self._settle(queue)
-            rows = [_row(j, self.canvases.get(j.id)) for j in promoted]
-        return Promotion(rows, len(rows) >= slots)
+            rows = self._promoted(queue, urgent + fair)
+        return Promotion(rows, len(rows) >= slots, ahead)
+
+    def _promoted(self, queue: str, promoted: list[Job]) -> list[dict[str, Any]]:
+        self.backlog.difference_update(j.id for j in promoted)
+        self._settle(queue)
+        return [_row(j, self.canvases.get(j.id)) for j in promoted]
 
     def _due(self, queue: str) -> list[Job]:
         now = self.clock()
@@ -123,12 +134,20 @@ class MemoryAdmission:
                 out.append(job)
         return out
 
-    def _share(self, queue: str, due: list[Job], slots: int) -> list[Job]:
+    def _share(
+        self, queue: str, due: list[Job], slots: int, behind: bool = False
+    ) -> tuple[list[Job], frozenset[uuid.UUID]]:
         if slots <= 0:
-            return []
+            return [], frozenset()
         users = {j.user_id for j in due}
-        keys = sorted((self.vtimes[(queue, u)], u) for u in users if (queue, u) in self.waiting)
+        clock = self.vclocks.get(queue, 0.0)
+        keys = sorted(
+            (self.vtimes[(queue, u)], u)
+            for u in users
+            if (queue, u) in self.waiting and (not behind or self.vtimes[(queue, u)] <= clock)
+        )
         waiting = [Waiting(u, v, self._weight(u)) for v, u in keys[:slots]]
+        late = {w.user_id for w in waiting if w.vtime <= clock}
         lines = {w.user_id: [j for j in due if j.user_id == w.user_id] for w in waiting}
 
         def pick(counts: dict[str, int], total: int) -> dict[str, list[Job]]:
@@ -138,13 +157,13 @@ class MemoryAdmission:
                 picked[user], lines[user] = lines[user][:take], lines[user][take:]
             return picked
 
-        done = share(waiting, slots, pick)
+        done = one_each(waiting, pick) if behind else share(waiting, slots, pick)
         for user, vtime in done.vtimes.items():
             self.vtimes[(queue, user)] = vtime
         if done.frontier is not None:
             self.vclocks[queue] = max(self.vclocks.get(queue, 0.0), done.frontier)
         jobs: list[Job] = done.jobs
-        return jobs
+        return jobs, frozenset(j.id for j in done.firsts(late))
 
     def _settle(self, queue: str) -> None:
         # A user with nothing left in the backlog stops waiting (as next_due NULL).

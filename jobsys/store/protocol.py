@@ -30,7 +30,13 @@ class JobStore(Protocol):
 
     # -- admission (jobs inserted not ``admitted`` wait in the backlog)
     def promote(
-        self, queue: str, slots: int, *, aging: float = ..., recheck: float = ...
+        self,
+        queue: str,
+        slots: int,
+        *,
+        aging: float = ...,
+        recheck: float = ...,
+        behind: bool = ...,
     ) -> Promotion: ...
     def key_freed(self, user_id: str, job_id: uuid.UUID) -> None: ...
     def release(self, rows: list[dict[str, Any]]) -> None: ...

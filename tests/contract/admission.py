@@ -224,3 +224,44 @@ class AdmissionContract(ContractBase):
 
         # Then once it waited past the aging time (0 s here), it goes first
         assert [r["id"] for r in store.promote("default", 1, aging=0).rows] == [low.id]
+
+    def test_a_catch_up_serves_one_job_of_each_user_behind_the_clock(self, store: JobStore) -> None:
+        # Given a heavy user whose 30 promoted jobs put it ahead of the queue's clock
+        waiting(store, "heavy", 50)
+        assert len(store.promote("default", 30).rows) == 30
+        assert store.promote("default", 5, behind=True).rows == []
+
+        # When two light users start waiting, one with three jobs
+        waiting(store, "light-1", 1)
+        waiting(store, "light-2", 3)
+        promotion = store.promote("default", 10, behind=True)
+
+        # Then the catch-up took one job from each light user, none of the heavy's, all
+        # for the front of the buffer
+        assert sorted(users(promotion.rows)) == ["light-1", "light-2"]
+        assert promotion.ahead == {r["id"] for r in promotion.rows}
+        assert store.promote("default", 10, behind=True).rows == []
+        # And light-2, charged for it, shares the next promotion with the heavy user
+        assert sorted(users(store.promote("default", 2).rows)) == ["heavy", "light-2"]
+
+    def test_a_catch_up_is_at_most_its_slots(self, store: JobStore) -> None:
+        for i in range(5):
+            waiting(store, f"u{i}", 2)
+        assert len(store.promote("default", 3, behind=True).rows) == 3
+
+    def test_a_promotion_puts_the_first_job_of_each_user_behind_the_clock_ahead(
+        self, store: JobStore
+    ) -> None:
+        # Given a heavy user ahead of the queue's clock (30 jobs promoted)
+        waiting(store, "heavy", 50)
+        first = store.promote("default", 30)
+        assert first.ahead == {first.rows[0]["id"]}  # it joined at the clock itself
+
+        # When a light user starts waiting with three jobs, and a promotion runs
+        waiting(store, "light", 3)
+        promotion = store.promote("default", 4)
+
+        # Then it shares the slots, and only the light user's first job goes ahead
+        assert sorted(users(promotion.rows)) == ["heavy", "light", "light", "light"]
+        light = next(r for r in promotion.rows if r["user_id"] == "light")
+        assert promotion.ahead == {light["id"]}

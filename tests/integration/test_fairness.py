@@ -26,6 +26,9 @@ pytestmark = pytest.mark.integration
 READY_MAX = 8
 CONCURRENCY = 2
 BOUND = READY_MAX + 2 * CONCURRENCY
+# A job of a user that starts waiting goes to the buffer's front: behind what the pool
+# processes hold, and what they take while its catch-up promotion runs.
+FRONT_BOUND = 4 * CONCURRENCY
 
 
 def starts(env: Env, key: str) -> list[str]:
@@ -85,6 +88,58 @@ def test_a_light_users_job_starts_behind_at_most_a_buffer_of_a_heavy_users_flood
     assert max(ahead) <= BOUND, ahead
     # And the heavy user's flood was still waiting, far from done
     assert order.count("heavy") < 1000
+
+
+def test_messages_published_at_the_front_are_taken_next(jobsys_env: Env) -> None:
+    # Given two messages in the broker
+    def message(user: str) -> Dispatch:
+        return Dispatch(
+            job_id=uuid.uuid4(), user_id=user, kind="test.stamp", queue="default", why=Why.ADMIT
+        )
+
+    dispatcher = jobsys_env.runtime.dispatcher
+    dispatcher.send_many([message("back-1"), message("back-2")])
+
+    # When three more are published, two of them at the front
+    more = [message("front-1"), message("back-3"), message("front-2")]
+    dispatcher.send_many(more, ahead={more[0].job_id, more[2].job_id})
+
+    # Then the consumer takes those two first, in their order, then the others in theirs
+    with jobsys_env.runtime.app.connection_for_read() as conn:
+        channel = conn.default_channel
+        taken = [channel.basic_get("default", no_ack=True) for _ in range(5)]
+    assert [m.payload[0][0] for m in taken] == ["front-1", "front-2", "back-1", "back-2", "back-3"]
+
+
+def test_a_light_users_job_goes_ahead_of_a_long_buffer_of_a_heavy_users_flood(
+    jobsys_env: Env, start_workers: StartWorkers
+) -> None:
+    # Given one node that keeps some 300 of a heavy user's 10 ms jobs in the broker
+    env = {"JOBSYS_READY_MIN": "300", "JOBSYS_READY_MAX": "400"}
+    start_workers(1, concurrency=CONCURRENCY, env=env)
+    enqueue_many("test.stamp", stamps("heavy", "fr", 3000, 0.01))
+    wait_until(lambda: len(starts(jobsys_env, "fr")) >= 50, timeout=60, what="the flood to run")
+
+    # When five light users enqueue one job each, one after the other
+    buffered = []
+    for i in range(5):
+        light = f"light-{i}"
+        buffered.append(jobsys_env.queue_length())
+        jobsys_env.redis.rpush("fr:starts", f"enqueued:{light}")
+        enqueue("test.stamp", user_id=light, payload={"key": "fr", "tag": light})
+        wait_until(
+            lambda tag=light: tag in starts(jobsys_env, "fr"), timeout=60, what=f"{light} to start"
+        )
+
+    # Then each started behind the heavy jobs its node's processes held and those that
+    # started while its catch-up ran, not behind the buffer of the heavy user's jobs
+    order = starts(jobsys_env, "fr")
+    ahead = [
+        order[order.index(f"enqueued:light-{i}") : order.index(f"light-{i}")].count("heavy")
+        for i in range(5)
+    ]
+    assert max(ahead) <= FRONT_BOUND, (ahead, buffered)
+    assert min(buffered) > 100, buffered
 
 
 def test_a_bulk_dead_letter_retry_takes_its_users_share_not_the_whole_broker(

@@ -39,13 +39,18 @@ def test_picking_the_waiting_users_reads_as_many_as_the_slots_not_every_tied_use
         )
         conn.exec_driver_sql("ANALYZE fair_users")
 
-    # When the promotion's first statement picks the users for 10 slots
-    with jobsys_env.store.durable.begin() as conn:
-        explain = sa.text(f"EXPLAIN (ANALYZE, FORMAT JSON) {WAITING.sql}")
-        (found,) = conn.execute(explain, {"queue": "default", "limit": 10, "aging": 60.0}).one()
+    # When the promotion's first statement picks the users for 10 slots (as a
+    # promotion does, and as a catch-up: all of them are at the queue's clock)
+    plans = []
+    for behind in (False, True):
+        params = {"queue": "default", "limit": 10, "aging": 60.0, "behind": behind}
+        with jobsys_env.store.durable.begin() as conn:
+            explain = sa.text(f"EXPLAIN (ANALYZE, FORMAT JSON) {WAITING.sql}")
+            (found,) = conn.execute(explain, params).one()
+        plans.append(found[0]["Plan"])
 
     # Then it read 10 of them, in (vtime, user_id) order, not the whole tied group
-    assert rows_read(found[0]["Plan"], "fair_users") == 10
+    assert [rows_read(plan, "fair_users") for plan in plans] == [10, 10]
 
 
 def test_a_ticks_batch_reads_its_own_users_not_every_user_due_at_the_same_time(

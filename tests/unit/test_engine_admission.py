@@ -107,6 +107,28 @@ def test_urgent_work_is_promoted_into_a_full_buffer(engine: Engine) -> None:
     assert priorities[urgent.id] == 0
 
 
+def test_users_that_start_waiting_get_a_job_each_into_a_full_buffer(engine: Engine) -> None:
+    # Given a full buffer of a flood, the flood's user ahead of the queue's clock
+    flood(engine, "flood", 20)
+    admitter = Admitter(engine.rt, ["default"], 2)
+    admitter.fill("default")
+    engine.forget()
+
+    # When two users start waiting, one with two jobs, and the promoter is told so
+    enqueue(ECHO.kind, user_id="light-1", runtime=engine.rt)
+    enqueue_many(ECHO.kind, [("light-2", {}), ("light-2", {})], runtime=engine.rt)
+    engine.forget()
+    admitter.fill("default", joined=True)
+
+    # Then each got its first job published at once, in a catch-up promotion
+    assert engine.store.calls == ["promote"]
+    assert sorted(d.user_id for d in engine.hook.dispatched) == ["light-1", "light-2"]
+    # And a look without news promotes nothing while the buffer is over its low water
+    engine.forget()
+    admitter.fill("default")
+    assert engine.hook.dispatched == []
+
+
 def test_the_target_follows_the_rate_within_its_bounds(engine: Engine) -> None:
     admitter = Admitter(engine.rt, ["default"], 2)
     admitter.rate.value = 1000.0  # messages/s taken: 0.1 s of them is 100, a quarter 25
