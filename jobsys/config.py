@@ -158,7 +158,7 @@ class Settings(BaseSettings):
         True, description="enqueue into PostgreSQL's backlog; nodes publish fairly as slots free"
     )
     ready_seconds: float = Field(
-        0.1,
+        1.0,
         gt=0,
         le=60,
         description="seconds of work a node publishes per refill of its ready buffer",
@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     ready_min: int = Field(
         0, ge=0, description="fewest messages a refill publishes (0: the node's concurrency)"
     )
-    ready_max: int = Field(500, ge=1, description="most messages a node keeps ready per queue")
+    ready_max: int = Field(2000, ge=1, description="most messages a node keeps ready per queue")
     priority_aging: float = Field(
         60.0, gt=0, description="s a job waits before it goes ahead of its user's other jobs"
     )

@@ -77,14 +77,15 @@ def charge(
 
 @dataclasses.dataclass(frozen=True)
 class Shared:
-    """What a promotion granted: jobs in publish order, the users' new virtual times, and
-    the virtual start of the last slot served (the queue's clock moves there)."""
+    """What a promotion granted: jobs in publish order (and the user of each), the users'
+    new virtual times, and the virtual start of the last slot served (the queue's clock
+    moves there)."""
 
     jobs: list[Any]
     vtimes: dict[str, float]
     frontier: float | None
     # The user each job went to.
-    users: list[str] = dataclasses.field(default_factory=list)
+    users: list[str]
 
     def firsts(self, users: set[str]) -> list[Any]:
         """The first job of each of ``users`` that got one."""

@@ -61,7 +61,8 @@ def test_a_fill_waits_for_the_buffer_to_drain_to_its_low_water_before_promoting(
 
 
 def test_the_low_water_covers_what_the_node_takes_during_two_promotions(engine: Engine) -> None:
-    # Given a node taking 400 messages a second (0.1 s of them is 40)
+    # Given a node taking 400 messages a second, refilling 0.1 s of them (40)
+    engine.rt.settings = engine.rt.settings.model_copy(update={"ready_seconds": 0.1})
     admitter = Admitter(engine.rt, ["default"], 2)
     admitter.rate.value = 400.0
     admitter.rate.since += 1e9  # (no new reading)
@@ -131,9 +132,9 @@ def test_users_that_start_waiting_get_a_job_each_into_a_full_buffer(engine: Engi
 
 def test_the_target_follows_the_rate_within_its_bounds(engine: Engine) -> None:
     admitter = Admitter(engine.rt, ["default"], 2)
-    admitter.rate.value = 1000.0  # messages/s taken: 0.1 s of them is 100, a quarter 25
+    admitter.rate.value = 1000.0  # messages/s taken: 1 s of them is 1,000, a quarter 250
     admitter.rate.since += 1e9  # (no new reading)
-    assert admitter.target() == 125
+    assert admitter.target() == 1250
     admitter.rate.value = 1e7
     assert admitter.target() == engine.rt.settings.ready_max
 
