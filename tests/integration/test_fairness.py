@@ -41,6 +41,25 @@ def stamps(
     return [(user, {"key": key, "tag": user, "seconds": seconds}) for _ in range(n)]
 
 
+def light_jobs(env: Env, key: str, users: int = 5) -> tuple[list[int], list[int]]:
+    """Light users enqueue one job each, each once the one before started: the heavy jobs
+    that started between each one's enqueue and its start, and the messages the broker
+    held at each enqueue."""
+    buffered = []
+    for i in range(users):
+        light = f"light-{i}"
+        buffered.append(env.queue_length())
+        env.redis.rpush(f"{key}:starts", f"enqueued:{light}")
+        enqueue("test.stamp", user_id=light, payload={"key": key, "tag": light})
+        wait_until(lambda tag=light: tag in starts(env, key), timeout=60, what=f"{light} to start")
+    order = starts(env, key)
+    ahead = [
+        order[order.index(f"enqueued:light-{i}") : order.index(f"light-{i}")].count("heavy")
+        for i in range(users)
+    ]
+    return ahead, buffered
+
+
 def test_the_ready_buffer_is_counted_over_every_priority_list(jobsys_env: Env) -> None:
     # Given four messages of three priorities in the broker (a Redis list for each)
     messages = [
@@ -71,23 +90,12 @@ def test_a_light_users_job_starts_behind_at_most_a_buffer_of_a_heavy_users_flood
     wait_until(lambda: len(starts(jobsys_env, "nn")) >= 50, timeout=60, what="the flood to run")
 
     # When five light users enqueue one job each, one after the other
-    for i in range(5):
-        light = f"light-{i}"
-        jobsys_env.redis.rpush("nn:starts", f"enqueued:{light}")
-        enqueue("test.stamp", user_id=light, payload={"key": "nn", "tag": light})
-        wait_until(
-            lambda tag=light: tag in starts(jobsys_env, "nn"), timeout=60, what=f"{light} to start"
-        )
+    ahead, _ = light_jobs(jobsys_env, "nn")
 
     # Then each started after at most a ready buffer of heavy jobs queued before it
-    order = starts(jobsys_env, "nn")
-    ahead = [
-        order[order.index(f"enqueued:light-{i}") : order.index(f"light-{i}")].count("heavy")
-        for i in range(5)
-    ]
     assert max(ahead) <= BOUND, ahead
     # And the heavy user's flood was still waiting, far from done
-    assert order.count("heavy") < 1000
+    assert starts(jobsys_env, "nn").count("heavy") < 1000
 
 
 def test_messages_published_at_the_front_are_taken_next(jobsys_env: Env) -> None:
@@ -121,23 +129,10 @@ def test_a_light_users_job_goes_ahead_of_a_long_buffer_of_a_heavy_users_flood(
     wait_until(lambda: len(starts(jobsys_env, "fr")) >= 50, timeout=60, what="the flood to run")
 
     # When five light users enqueue one job each, one after the other
-    buffered = []
-    for i in range(5):
-        light = f"light-{i}"
-        buffered.append(jobsys_env.queue_length())
-        jobsys_env.redis.rpush("fr:starts", f"enqueued:{light}")
-        enqueue("test.stamp", user_id=light, payload={"key": "fr", "tag": light})
-        wait_until(
-            lambda tag=light: tag in starts(jobsys_env, "fr"), timeout=60, what=f"{light} to start"
-        )
+    ahead, buffered = light_jobs(jobsys_env, "fr")
 
     # Then each started behind the heavy jobs its node's processes held and those that
     # started while its catch-up ran, not behind the buffer of the heavy user's jobs
-    order = starts(jobsys_env, "fr")
-    ahead = [
-        order[order.index(f"enqueued:light-{i}") : order.index(f"light-{i}")].count("heavy")
-        for i in range(5)
-    ]
     assert max(ahead) <= FRONT_BOUND, (ahead, buffered)
     assert min(buffered) > 100, buffered
 
