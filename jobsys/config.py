@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     )
 
     # Admission (README "Fair scheduling"): the backlog waits in PostgreSQL and each
-    # node keeps a short ready buffer of its queues' messages in the broker.
+    # node keeps a ready buffer of its queues' messages in the broker.
     admission: bool = Field(
         True, description="enqueue into PostgreSQL's backlog; nodes publish fairly as slots free"
     )

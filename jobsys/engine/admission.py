@@ -1,4 +1,4 @@
-"""Admission: the broker holds a short ready buffer; the backlog waits in PostgreSQL.
+"""Admission: the broker holds a ready buffer; the backlog waits in PostgreSQL.
 
 An enqueued job is only a row (plus a wake-up on the admission channel): it
 joins the backlog. Each worker node runs a :class:`Promoter` that keeps, per

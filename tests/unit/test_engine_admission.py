@@ -1,4 +1,4 @@
-"""Admission: a node keeps a short ready buffer in the broker and refills it from the backlog."""
+"""Admission: a node keeps a ready buffer in the broker and refills it from the backlog."""
 
 from __future__ import annotations
 
