@@ -118,17 +118,18 @@ class Admitter:
         promotion's statements and counting cost about as much again as its jobs).
         ``urgent`` work (priority 8 and above joined the backlog) is promoted even
         into a full buffer: its message's priority puts it ahead of the rest.
-        When users ``joined`` the backlog, the users behind the queue's virtual
-        clock (those that just started waiting, mostly) first get one job each at
-        the buffer's front (:meth:`catch_up`).
+        When users ``joined`` the backlog and no promotion is due, the users behind
+        the queue's virtual clock (those that just started waiting, mostly) get one
+        job each at the buffer's front (:meth:`catch_up`); a promotion puts them
+        there itself.
         Returns whether due jobs may still wait in the backlog (False once a
         promotion found fewer than asked).
         """
         target, low = self.levels()
         ready = queue_size(self.rt, queue)
-        if joined:
-            ready += self.catch_up(queue, target)
         if ready > low and low_water and not urgent:
+            if joined:
+                ready += self.catch_up(queue, target)
             self.headroom[queue] = ready - low
             return True
         more = True
